@@ -1,0 +1,121 @@
+#!/usr/bin/env node
+/** The `neuroprune` command. */
+import { Command, CommanderError, Option } from 'commander';
+import { initCheckpoint } from '../checkpoint';
+import { NeuropruneError, toNeuropruneError } from '../errors';
+import { DType, Model, ModelInfo } from '../model';
+import { familyNames, presetNames } from '../presets';
+
+const int = (name: string) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new NeuropruneError('E_ARG', `--${name} must be a non-negative integer, got "${value}"`);
+  return n;
+};
+
+const deviceOption = () => new Option('--device <device>', 'cpu, cuda or cuda:N').default('cpu');
+const dtypeOption = () => new Option('--dtype <dtype>', 'weights dtype').choices(['float32', 'bfloat16', 'float16']).default('float32');
+
+function formatInfo(info: ModelInfo): string {
+  const rows: Array<[string, string | number]> = [
+    ['model', info.id],
+    ['architecture', `${info.architecture} (${info.modelType})`],
+    ['layers', info.nLayers],
+    ['hidden size', info.dModel],
+    ['heads', info.nHeads],
+    ['MLP neurons per layer', `${info.dMlp} at blocks.{l}.mlp.hook_post`],
+    ['vocab', info.vocabSize],
+    ['parameters', info.nParams.toLocaleString('en-US')],
+    ['dtype', info.dtype],
+    ['device', info.device],
+  ];
+  return rows.map(([k, v]) => `${k.padEnd(22)} ${v}`).join('\n');
+}
+
+export function buildProgram(): Command {
+  const program = new Command('neuroprune')
+    .description('Find, score and switch off the neurons of large language models')
+    .showHelpAfterError();
+
+  program
+    .command('init')
+    .description(`write a random checkpoint in HF layout (families: ${familyNames().join(', ')}; presets: ${presetNames().join(', ')})`)
+    .argument('<arch>', 'architecture family or preset')
+    .requiredOption('--out <dir>', 'output folder')
+    .option('--layers <n>', 'number of layers', int('layers'))
+    .option('--hidden <n>', 'hidden size', int('hidden'))
+    .option('--heads <n>', 'attention heads', int('heads'))
+    .option('--vocab <n>', 'vocabulary size (at least 257)', int('vocab'))
+    .option('--mlp <n>', 'MLP neurons per layer (default 4 x hidden)', int('mlp'))
+    .option('--seed <n>', 'random seed', int('seed'), 0)
+    .addOption(dtypeOption())
+    .option('--force', 'replace a non-empty output folder')
+    .action(async (arch: string, o) => {
+      const out = await initCheckpoint(arch, o.out, {
+        layers: o.layers, hidden: o.hidden, heads: o.heads, vocab: o.vocab, mlp: o.mlp,
+        seed: o.seed, dtype: o.dtype as DType, force: Boolean(o.force),
+      });
+      process.stdout.write(`wrote ${out}\n`);
+    });
+
+  program
+    .command('info')
+    .description('architecture, sizes, neurons per layer, parameters, dtype and device')
+    .argument('<model>', 'folder, hub id in the local HF cache, or random:PRESET')
+    .addOption(deviceOption())
+    .addOption(dtypeOption())
+    .option('--json', 'print JSON')
+    .action(async (id: string, o) => {
+      const model = await Model.load(id, { device: o.device, dtype: o.dtype });
+      const { config, ...info } = model.info;
+      process.stdout.write(o.json ? JSON.stringify({ ...info, config }, null, 2) + '\n' : formatInfo(model.info) + '\n');
+      model.dispose();
+    });
+
+  program
+    .command('generate')
+    .description('greedy continuation of a prompt')
+    .argument('<model>', 'folder, hub id in the local HF cache, or random:PRESET')
+    .requiredOption('--prompt <text>', 'prompt text')
+    .option('--max-new-tokens <n>', 'tokens to generate', int('max-new-tokens'), 20)
+    .addOption(deviceOption())
+    .addOption(dtypeOption())
+    .option('--json', 'print JSON')
+    .action(async (id: string, o) => {
+      const model = await Model.load(id, { device: o.device, dtype: o.dtype });
+      const controller = new AbortController();
+      const onSigint = () => controller.abort();
+      process.once('SIGINT', onSigint);
+      try {
+        const started = performance.now();
+        const g = await model.generate(o.prompt as string, { maxNewTokens: o.maxNewTokens, signal: controller.signal });
+        const ms = performance.now() - started;
+        if (o.json) process.stdout.write(JSON.stringify({ model: id, ...g, ms: Math.round(ms) }) + '\n');
+        else process.stdout.write(`${g.prompt}${g.text}\n`);
+      } finally {
+        process.off('SIGINT', onSigint);
+        model.dispose();
+      }
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram().exitOverride();
+  program.configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `E_ARG: ${s.slice(7)}` : s) });
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
+    const e = toNeuropruneError(error);
+    process.stderr.write(`${e.code}: ${e.message}\n`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,15 @@
+export { Model } from './model';
+export type { Device, DType, LoadOptions, ModelInfo, ModelInput, TokenBatch, Logits, GenerateOptions, Generation } from './model';
+export { NeuropruneError } from './errors';
+export type { ErrorCode } from './errors';
+export { TextTokenizer } from './tokenizer';
+export { initCheckpoint, readSafetensors, writeSafetensors } from './checkpoint';
+export type { InitOptions, RawTensor } from './checkpoint';
+export { configFor, presetNames, familyNames } from './presets';
+export { resolveModel, hubCacheDir } from './resolve';
+import { native } from './native';
+
+/** The LibTorch this build runs on: version, CUDA, threads, and the model types it knows. */
+export function runtime() {
+  return native().runtime();
+}

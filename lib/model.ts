@@ -1,0 +1,236 @@
+/** A causal language model on the native core: load, logits, generate. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { nativeCall, NeuropruneError } from './errors';
+import { native, NativeModel } from './native';
+import { resolveModel } from './resolve';
+import { TextTokenizer } from './tokenizer';
+
+export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
+export type DType = 'float32' | 'bfloat16' | 'float16';
+
+export interface LoadOptions {
+  device?: Device;
+  dtype?: DType;
+  /** Seed for `random:` models. */
+  seed?: number;
+}
+
+export interface ModelInfo {
+  /** The argument the model was loaded from. */
+  id: string;
+  /** The folder it was read from; undefined for `random:` models. */
+  dir?: string;
+  architecture: string;
+  modelType: string;
+  nLayers: number;
+  dModel: number;
+  nHeads: number;
+  /** Neurons per layer at `blocks.{l}.mlp.hook_post`. */
+  dMlp: number;
+  vocabSize: number;
+  maxPositions: number;
+  nParams: number;
+  dtype: DType;
+  device: string;
+  /** Activation sites, TransformerLens names. */
+  sites: string[];
+  config: Record<string, unknown>;
+}
+
+/** Text, several texts, token ids, or several rows of token ids. */
+export type ModelInput = string | string[] | number[] | number[][];
+
+/** A left-padded batch: ids and mask are [batch, seqLen] row-major; mask 0 marks padding. */
+export interface TokenBatch {
+  ids: Int32Array;
+  mask: Uint8Array;
+  batch: number;
+  seqLen: number;
+  /** Real tokens per row. */
+  lengths: number[];
+}
+
+export interface Logits {
+  /** Row-major float32 [batch, positions, vocab]. */
+  data: Float32Array;
+  shape: [number, number, number];
+  /** The padding mask of the input [batch, seqLen]; with lastOnly the single position is the last token. */
+  tokens: TokenBatch;
+  /** The vocab-sized slice at (row, position). */
+  at(row: number, position: number): Float32Array;
+}
+
+export interface GenerateOptions {
+  maxNewTokens?: number;
+  /** Stop a row at the end-of-sequence token (default true). */
+  stopAtEos?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface Generation {
+  prompt: string;
+  /** The generated text, without the prompt. */
+  text: string;
+  tokens: number[];
+}
+
+export class Model {
+  private queue: Promise<unknown> = Promise.resolve();
+  private disposed = false;
+
+  private constructor(
+    private readonly handle: NativeModel,
+    readonly info: ModelInfo,
+    private readonly textTokenizer: TextTokenizer | undefined,
+    private readonly eosId: number | undefined,
+  ) {}
+
+  /** Loads a folder, a hub id from the local HF cache, or `random:PRESET` (e.g. random:gpt2-small). */
+  static async load(pathOrId: string, options: LoadOptions = {}): Promise<Model> {
+    const { device = 'cpu', dtype = 'float32', seed = 0 } = options;
+    const source = resolveModel(pathOrId);
+    if (source.kind === 'random') {
+      const handle = await nativeCall(() => native().randomModel(JSON.stringify(source.config), device, dtype, seed));
+      return Model.wrap(handle, source.id, undefined, TextTokenizer.byteLevel());
+    }
+    const handle = await nativeCall(() => native().loadModel(source.dir, device, dtype));
+    try {
+      const hasTokenizer = fs.existsSync(path.join(source.dir, 'tokenizer.json'));
+      return Model.wrap(handle, source.id, source.dir, hasTokenizer ? await TextTokenizer.fromDir(source.dir) : undefined);
+    } catch (error) {
+      handle.dispose();
+      throw error;
+    }
+  }
+
+  private static wrap(handle: NativeModel, id: string, dir: string | undefined, tokenizer: TextTokenizer | undefined): Model {
+    const raw = handle.info();
+    const config = JSON.parse(raw.config) as Record<string, unknown>;
+    const info: ModelInfo = {
+      id,
+      dir,
+      architecture: raw.architecture,
+      modelType: raw.modelType,
+      nLayers: raw.nLayers,
+      dModel: raw.dModel,
+      nHeads: raw.nHeads,
+      dMlp: raw.dMlp,
+      vocabSize: raw.vocabSize,
+      maxPositions: raw.maxPositions,
+      nParams: raw.nParams,
+      dtype: raw.dtype as DType,
+      device: raw.device,
+      sites: Array.from({ length: raw.nLayers }, (_, l) => `blocks.${l}.mlp.hook_post`),
+      config,
+    };
+    const eos = typeof config.eos_token_id === 'number' ? config.eos_token_id : tokenizer?.eosId;
+    return new Model(handle, info, tokenizer, eos);
+  }
+
+  get tokenizer(): TextTokenizer {
+    if (!this.textTokenizer) {
+      throw new NeuropruneError('E_TOKENIZER', `${this.info.dir ?? this.info.id}: no tokenizer.json, so text input is unavailable (pass token ids)`);
+    }
+    return this.textTokenizer;
+  }
+
+  /** Tokenizes and left-pads the input into one batch. */
+  encode(input: ModelInput): TokenBatch {
+    const rows = this.toRows(input);
+    if (rows.length === 0 || rows.some((r) => r.length === 0)) {
+      throw new NeuropruneError('E_ARG', 'input must hold at least one row of at least one token');
+    }
+    const seqLen = Math.max(...rows.map((r) => r.length));
+    const ids = new Int32Array(rows.length * seqLen);
+    const mask = new Uint8Array(rows.length * seqLen);
+    rows.forEach((row, b) => {
+      const offset = b * seqLen + seqLen - row.length;
+      row.forEach((id, i) => {
+        if (!Number.isInteger(id)) throw new NeuropruneError('E_ARG', `token id ${id} at row ${b}, position ${i} is not an integer`);
+        ids[offset + i] = id;
+        mask[offset + i] = 1;
+      });
+    });
+    return { ids, mask, batch: rows.length, seqLen, lengths: rows.map((r) => r.length) };
+  }
+
+  /** Next-token logits for every position (or only the last one). */
+  async logits(input: ModelInput, options: { lastOnly?: boolean } = {}): Promise<Logits> {
+    const tokens = this.encode(input);
+    const lastOnly = options.lastOnly ?? false;
+    const data = await this.run(() => this.handle.logits(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, lastOnly));
+    const positions = lastOnly ? 1 : tokens.seqLen;
+    const vocab = this.info.vocabSize;
+    return {
+      data,
+      shape: [tokens.batch, positions, vocab],
+      tokens,
+      at: (row, position) => data.subarray((row * positions + position) * vocab, (row * positions + position + 1) * vocab),
+    };
+  }
+
+  /** Greedy decoding. One prompt gives one Generation; an array gives one per prompt. */
+  generate(prompt: string, options?: GenerateOptions): Promise<Generation>;
+  generate(prompts: string[], options?: GenerateOptions): Promise<Generation[]>;
+  async generate(prompts: string | string[], options: GenerateOptions = {}): Promise<Generation | Generation[]> {
+    const { maxNewTokens = 20, stopAtEos = true, signal } = options;
+    if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) {
+      throw new NeuropruneError('E_ARG', `maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
+    }
+    const list = Array.isArray(prompts) ? prompts : [prompts];
+    const tokens = this.encode(list);
+    const longest = Math.max(...tokens.lengths) + maxNewTokens;
+    if (this.info.maxPositions > 0 && longest > this.info.maxPositions) {
+      throw new NeuropruneError('E_RANGE', `prompt plus maxNewTokens needs ${longest} positions; the model has ${this.info.maxPositions}`);
+    }
+    const eos = stopAtEos && this.eosId !== undefined ? this.eosId : -1;
+    const result = await this.run(
+      () => this.handle.generate(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, maxNewTokens, eos, abortFlag(signal)),
+      signal,
+    );
+    if (signal?.aborted) throw new NeuropruneError('E_ABORTED', 'generate was cancelled');
+    const generations = list.map((prompt, b) => {
+      let row = Array.from(result.tokens.subarray(b * result.steps, (b + 1) * result.steps));
+      const end = eos >= 0 ? row.indexOf(eos) : -1;
+      if (end >= 0) row = row.slice(0, end);
+      return { prompt, text: this.tokenizer.decode(row), tokens: row };
+    });
+    return Array.isArray(prompts) ? generations : generations[0];
+  }
+
+  /** Frees the weights once pending calls finish; later calls fail with E_DISPOSED. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.queue = this.queue.finally(() => this.handle.dispose());
+  }
+
+  private toRows(input: ModelInput): number[][] {
+    if (typeof input === 'string') return [this.tokenizer.encode(input)];
+    if (input.length === 0) return [];
+    if (typeof input[0] === 'string') return (input as string[]).map((t) => this.tokenizer.encode(t));
+    if (typeof input[0] === 'number') return [input as number[]];
+    return input as number[][];
+  }
+
+  /** One native call at a time per model, in call order. */
+  private run<T>(call: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    if (this.disposed) return Promise.reject(new NeuropruneError('E_DISPOSED', `model ${this.info.id} has been disposed`));
+    const next = this.queue.then(() => {
+      if (signal?.aborted) throw new NeuropruneError('E_ABORTED', 'cancelled before it started');
+      return nativeCall(call);
+    });
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+}
+
+/** A shared cell the native side polls between steps; set to 1 when the signal aborts. */
+function abortFlag(signal?: AbortSignal): Int32Array | undefined {
+  if (!signal) return undefined;
+  const flag = new Int32Array(new SharedArrayBuffer(4));
+  if (signal.aborted) flag[0] = 1;
+  else signal.addEventListener('abort', () => Atomics.store(flag, 0, 1), { once: true });
+  return flag;
+}

@@ -1,0 +1,80 @@
+/** The compiled addon (build/Release/neuroprune.node) and the shape of what it exports. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { NeuropruneError } from './errors';
+
+export interface NativeModelInfo {
+  architecture: string;
+  modelType: string;
+  nLayers: number;
+  dModel: number;
+  nHeads: number;
+  dMlp: number;
+  vocabSize: number;
+  maxPositions: number;
+  nParams: number;
+  dtype: string;
+  device: string;
+  config: string;
+}
+
+export interface NativeModel {
+  info(): NativeModelInfo;
+  logits(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, lastOnly: boolean): Promise<Float32Array>;
+  generate(
+    ids: Int32Array,
+    mask: Uint8Array,
+    batch: number,
+    seqLen: number,
+    maxNewTokens: number,
+    eos: number,
+    cancel?: Int32Array,
+  ): Promise<{ tokens: Int32Array; steps: number; cancelled: boolean }>;
+  dispose(): void;
+}
+
+export interface RawTensor {
+  dtype: string;
+  shape: number[];
+  data: Buffer;
+}
+
+export interface NativeAddon {
+  loadModel(dir: string, device: string, dtype: string): Promise<NativeModel>;
+  randomModel(configJson: string, device: string, dtype: string, seed: number): Promise<NativeModel>;
+  writeRandomCheckpoint(configJson: string, file: string, dtype: string, seed: number): Promise<void>;
+  readSafetensors(file: string): Promise<{ metadata: Record<string, string>; tensors: Record<string, RawTensor> }>;
+  writeSafetensors(
+    file: string,
+    tensors: Array<{ name: string } & RawTensor>,
+    metadata?: Record<string, string>,
+  ): Promise<void>;
+  runtime(): { torchVersion: string; cuda: boolean; threads: number; modelTypes: string[] };
+}
+
+/** The package root: the nearest folder above this file that holds package.json. */
+export function packageRoot(): string {
+  let dir = __dirname;
+  while (!fs.existsSync(path.join(dir, 'package.json'))) {
+    const up = path.dirname(dir);
+    if (up === dir) throw new NeuropruneError('E_NATIVE', `no package.json above ${__dirname}`);
+    dir = up;
+  }
+  return dir;
+}
+
+let addon: NativeAddon | undefined;
+
+export function native(): NativeAddon {
+  if (addon) return addon;
+  const file = process.env.NEUROPRUNE_ADDON ?? path.join(packageRoot(), 'build', 'Release', 'neuroprune.node');
+  if (!fs.existsSync(file)) {
+    throw new NeuropruneError('E_NATIVE', `native addon not built: ${file} is missing (run \`npm run build\`)`);
+  }
+  try {
+    addon = require(file) as NativeAddon;
+  } catch (error) {
+    throw new NeuropruneError('E_NATIVE', `cannot load ${file}: ${(error as Error).message}`, { cause: error });
+  }
+  return addon;
+}

@@ -1,0 +1,339 @@
+// N-API glue: converts arguments, queues core calls on worker threads, converts results. No algorithms.
+#include <ATen/Parallel.h>
+#include <napi.h>
+#include <torch/version.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+
+#include "checkpoint/safetensors.h"
+#include "models/generate.h"
+#include "models/model.h"
+#include "promise_worker.h"
+#include "runtime.h"
+
+namespace neuroprune::binding {
+namespace {
+
+// A loaded model. Workers hold the shared_ptr, so dispose() while a call runs frees it afterwards.
+struct ModelState {
+  std::unique_ptr<CausalLM> model;
+  std::mutex mutex;  // one call at a time per model
+};
+
+std::string arg_string(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (info.Length() <= i || !info[i].IsString()) throw_coded(info.Env(), codes::kArgument, std::string(what) + " must be a string");
+  return info[i].As<Napi::String>().Utf8Value();
+}
+
+int64_t arg_int(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (info.Length() <= i || !info[i].IsNumber()) throw_coded(info.Env(), codes::kArgument, std::string(what) + " must be a number");
+  return info[i].As<Napi::Number>().Int64Value();
+}
+
+// Runs `fn` on the JS thread, turning native errors into JS errors with codes.
+template <typename Fn>
+auto sync(Napi::Env env, Fn&& fn) -> decltype(fn()) {
+  try {
+    return with_torch_errors(std::forward<Fn>(fn));
+  } catch (const Error& e) {
+    throw_coded(env, e.code(), e.what());
+  }
+}
+
+// A cancel flag shared with JS: an Int32Array over a SharedArrayBuffer; non-zero means stop.
+struct CancelFlag {
+  Napi::Reference<Napi::Int32Array> ref;
+  int32_t* cell = nullptr;
+  bool raised() const { return cell && __atomic_load_n(cell, __ATOMIC_RELAXED) != 0; }
+};
+
+// Copies token ids [B, T] (Int32Array) and mask (Uint8Array) into tensors, checking ranges.
+std::pair<at::Tensor, at::Tensor> tokens_from_js(const Napi::CallbackInfo& info, size_t first, int64_t vocab) {
+  Napi::Env env = info.Env();
+  if (info.Length() < first + 4 || !info[first].IsTypedArray() || !info[first + 1].IsTypedArray())
+    throw_coded(env, codes::kArgument, "expected (ids: Int32Array, mask: Uint8Array, batch, seqLen)");
+  auto ids = info[first].As<Napi::TypedArray>();
+  auto mask = info[first + 1].As<Napi::TypedArray>();
+  if (ids.TypedArrayType() != napi_int32_array || mask.TypedArrayType() != napi_uint8_array)
+    throw_coded(env, codes::kArgument, "ids must be an Int32Array and mask a Uint8Array");
+  const int64_t B = arg_int(info, first + 2, "batch"), T = arg_int(info, first + 3, "seqLen");
+  if (B <= 0 || T <= 0) throw_coded(env, codes::kArgument, "batch and sequence length must be positive");
+  if (static_cast<int64_t>(ids.ElementLength()) != B * T || static_cast<int64_t>(mask.ElementLength()) != B * T)
+    throw_coded(env, codes::kArgument, "ids and mask must hold batch*seqLen = " + std::to_string(B * T) + " entries");
+  const int32_t* id = ids.As<Napi::Int32Array>().Data();
+  const uint8_t* m = mask.As<Napi::Uint8Array>().Data();
+  at::Tensor t_ids = at::empty({B, T}, at::kLong), t_mask = at::empty({B, T}, at::kLong);
+  int64_t* pi = t_ids.data_ptr<int64_t>();
+  int64_t* pm = t_mask.data_ptr<int64_t>();
+  for (int64_t i = 0; i < B * T; ++i) {
+    if (m[i] > 1) throw_coded(env, codes::kArgument, "mask entries must be 0 or 1");
+    if (m[i] && (id[i] < 0 || id[i] >= vocab))
+      throw_coded(env, codes::kRange, "token id " + std::to_string(id[i]) + " at row " + std::to_string(i / T) +
+                                          ", position " + std::to_string(i % T) + " is outside the vocabulary [0, " +
+                                          std::to_string(vocab) + ")");
+    pi[i] = m[i] ? id[i] : 0;  // padding ids are never looked at; 0 keeps the embedding lookup in range
+    pm[i] = m[i];
+  }
+  return {t_ids, t_mask};
+}
+
+Napi::Object info_to_js(Napi::Env env, const CausalLM& model) {
+  const ModelInfo& i = model.info();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("architecture", i.architecture);
+  o.Set("modelType", i.model_type);
+  o.Set("nLayers", double(i.n_layers));
+  o.Set("dModel", double(i.d_model));
+  o.Set("nHeads", double(i.n_heads));
+  o.Set("dMlp", double(i.d_mlp));
+  o.Set("vocabSize", double(i.vocab_size));
+  o.Set("maxPositions", double(i.max_positions));
+  o.Set("nParams", double(i.n_params));
+  o.Set("dtype", dtype_name(model.dtype()));
+  o.Set("device", model.device().str());
+  o.Set("config", model.config_json());
+  return o;
+}
+
+class NativeModel : public Napi::ObjectWrap<NativeModel> {
+ public:
+  static void Register(Napi::Env env, Napi::Object exports) {
+    Napi::Function ctor = DefineClass(env, "NativeModel",
+                                      {InstanceMethod("info", &NativeModel::Info), InstanceMethod("logits", &NativeModel::Logits),
+                                       InstanceMethod("generate", &NativeModel::Generate),
+                                       InstanceMethod("dispose", &NativeModel::Dispose)});
+    env.SetInstanceData<Napi::FunctionReference>(new Napi::FunctionReference(Napi::Persistent(ctor)));
+    exports.Set("NativeModel", ctor);
+  }
+
+  static Napi::Object Wrap(Napi::Env env, std::shared_ptr<ModelState> state) {
+    Napi::Object obj = env.GetInstanceData<Napi::FunctionReference>()->New({});
+    Unwrap(obj)->state_ = std::move(state);
+    return obj;
+  }
+
+  explicit NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {}
+
+ private:
+  std::shared_ptr<ModelState> live(Napi::Env env) {
+    if (!state_) throw_coded(env, codes::kArgument, "model has been disposed");
+    return state_;
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) { return info_to_js(info.Env(), *live(info.Env())->model); }
+
+  // logits(ids, mask, batch, seqLen, lastOnly) -> Promise<Float32Array> of [B, T or 1, V]
+  Napi::Value Logits(const Napi::CallbackInfo& info) {
+    auto state = live(info.Env());
+    auto [ids, mask] = tokens_from_js(info, 0, state->model->info().vocab_size);
+    const bool last_only = info.Length() > 4 && info[4].ToBoolean();
+    auto out = std::make_shared<at::Tensor>();
+    return PromiseWorker::Run(
+        info.Env(),
+        [state, ids = ids, mask = mask, last_only, out] {
+          std::lock_guard<std::mutex> lock(state->mutex);
+          at::NoGradGuard no_grad;
+          const CausalLM& m = *state->model;
+          at::Tensor logits = m.forward(ids.to(m.device()), mask.to(m.device()), nullptr);
+          if (last_only) logits = logits.narrow(1, logits.size(1) - 1, 1);
+          *out = logits.to(at::kCPU, at::kFloat).contiguous();
+        },
+        [out](Napi::Env env) -> Napi::Value {
+          auto arr = Napi::Float32Array::New(env, out->numel());
+          std::memcpy(arr.Data(), out->data_ptr<float>(), out->numel() * sizeof(float));
+          return arr;
+        });
+  }
+
+  // generate(ids, mask, batch, seqLen, maxNewTokens, eos, cancel?) -> Promise<{tokens: Int32Array, steps}>
+  Napi::Value Generate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto state = live(env);
+    auto [ids, mask] = tokens_from_js(info, 0, state->model->info().vocab_size);
+    const int64_t max_new = arg_int(info, 4, "maxNewTokens");
+    const int64_t eos = arg_int(info, 5, "eos");
+    if (max_new < 0) throw_coded(env, codes::kArgument, "maxNewTokens must be >= 0");
+    auto cancel = std::make_shared<CancelFlag>();
+    if (info.Length() > 6 && info[6].IsTypedArray() && info[6].As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
+      auto flag = info[6].As<Napi::Int32Array>();
+      cancel->ref = Napi::Persistent(flag);
+      cancel->cell = flag.Data();
+    }
+    auto out = std::make_shared<at::Tensor>();
+    return PromiseWorker::Run(
+        env,
+        [state, ids = ids, mask = mask, max_new, eos, cancel, out] {
+          std::lock_guard<std::mutex> lock(state->mutex);
+          at::NoGradGuard no_grad;
+          const CausalLM& m = *state->model;
+          if (max_new == 0) {
+            *out = at::empty({ids.size(0), 0}, at::kInt);
+            return;
+          }
+          at::Tensor tokens = generate_greedy(m, ids.to(m.device()), mask.to(m.device()), max_new, eos,
+                                              [cancel] { return cancel->raised(); });
+          *out = tokens.to(at::kCPU, at::kInt).contiguous();
+        },
+        [out, cancel](Napi::Env env) -> Napi::Value {
+          Napi::Object r = Napi::Object::New(env);
+          auto arr = Napi::Int32Array::New(env, out->numel());
+          if (out->numel()) std::memcpy(arr.Data(), out->data_ptr<int32_t>(), out->numel() * sizeof(int32_t));
+          r.Set("tokens", arr);
+          r.Set("steps", double(out->size(1)));
+          r.Set("cancelled", cancel->raised());
+          return r;
+        });
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    state_.reset();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<ModelState> state_;
+};
+
+// loadModel(dir, device, dtype) -> Promise<NativeModel>
+Napi::Value LoadModel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string dir = arg_string(info, 0, "model folder");
+  const at::Device device = sync(env, [&] { return parse_device(arg_string(info, 1, "device")); });
+  const at::ScalarType dtype = sync(env, [&] { return parse_dtype(arg_string(info, 2, "dtype")); });
+  auto state = std::make_shared<ModelState>();
+  return PromiseWorker::Run(
+      env, [state, dir, device, dtype] { state->model = load_causal_lm(dir, device, dtype); },
+      [state](Napi::Env env) -> Napi::Value { return NativeModel::Wrap(env, state); });
+}
+
+// randomModel(configJson, device, dtype, seed) -> Promise<NativeModel>
+Napi::Value RandomModel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string config = arg_string(info, 0, "config");
+  const at::Device device = sync(env, [&] { return parse_device(arg_string(info, 1, "device")); });
+  const at::ScalarType dtype = sync(env, [&] { return parse_dtype(arg_string(info, 2, "dtype")); });
+  const uint64_t seed = static_cast<uint64_t>(arg_int(info, 3, "seed"));
+  auto state = std::make_shared<ModelState>();
+  return PromiseWorker::Run(
+      env, [state, config, device, dtype, seed] { state->model = random_causal_lm(config, device, dtype, seed); },
+      [state](Napi::Env env) -> Napi::Value { return NativeModel::Wrap(env, state); });
+}
+
+// writeRandomCheckpoint(configJson, file, dtype, seed) -> Promise<void>: the weights save_pretrained would write.
+Napi::Value WriteRandomCheckpoint(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string config = arg_string(info, 0, "config");
+  const std::string file = arg_string(info, 1, "file");
+  const at::ScalarType dtype = sync(env, [&] { return parse_dtype(arg_string(info, 2, "dtype")); });
+  const uint64_t seed = static_cast<uint64_t>(arg_int(info, 3, "seed"));
+  return PromiseWorker::Run(
+      env,
+      [config, file, dtype, seed] {
+        auto model = random_causal_lm(config, at::Device(at::kCPU), dtype, seed);
+        write_safetensors(file, model->weights().named(), {{"format", "pt"}});
+      },
+      nullptr);
+}
+
+// readSafetensors(file) -> Promise<{metadata, tensors: {name: {dtype, shape, data: Buffer}}}> (raw bytes)
+Napi::Value ReadSafetensors(const Napi::CallbackInfo& info) {
+  const std::string file = arg_string(info, 0, "file");
+  auto st = std::make_shared<std::unique_ptr<SafetensorsFile>>();
+  auto data = std::make_shared<std::vector<std::pair<std::string, at::Tensor>>>();
+  return PromiseWorker::Run(
+      info.Env(),
+      [file, st, data] {
+        *st = std::make_unique<SafetensorsFile>(file);
+        for (auto& [name, _] : (*st)->entries()) data->emplace_back(name, (*st)->load(name, at::Device(at::kCPU)));
+      },
+      [st, data](Napi::Env env) -> Napi::Value {
+        Napi::Object result = Napi::Object::New(env), tensors = Napi::Object::New(env), meta = Napi::Object::New(env);
+        for (auto& [k, v] : (*st)->metadata()) meta.Set(k, v);
+        for (auto& [name, t] : *data) {
+          Napi::Object o = Napi::Object::New(env);
+          o.Set("dtype", (*st)->entry(name).dtype);
+          Napi::Array shape = Napi::Array::New(env);
+          for (size_t i = 0; i < (size_t)t.dim(); ++i) shape.Set(i, double(t.size(i)));
+          o.Set("shape", shape);
+          o.Set("data", Napi::Buffer<uint8_t>::Copy(env, static_cast<uint8_t*>(t.data_ptr()), t.numel() * t.element_size()));
+          tensors.Set(name, o);
+        }
+        result.Set("metadata", meta);
+        result.Set("tensors", tensors);
+        return result;
+      });
+}
+
+// writeSafetensors(file, [{name, dtype, shape, data: Buffer}], metadata?) -> Promise<void>, atomic.
+Napi::Value WriteSafetensors(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string file = arg_string(info, 0, "file");
+  if (info.Length() < 2 || !info[1].IsArray()) throw_coded(env, codes::kArgument, "tensors must be an array");
+  auto list = info[1].As<Napi::Array>();
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (uint32_t i = 0; i < list.Length(); ++i) {
+    Napi::Object o = list.Get(i).As<Napi::Object>();
+    const std::string name = o.Get("name").ToString().Utf8Value();
+    const at::ScalarType type =
+        sync(env, [&] { return scalar_type_from_safetensors(o.Get("dtype").ToString().Utf8Value(), "tensor \"" + name + "\""); });
+    std::vector<int64_t> shape;
+    auto js_shape = o.Get("shape").As<Napi::Array>();
+    int64_t numel = 1;
+    for (uint32_t d = 0; d < js_shape.Length(); ++d) {
+      shape.push_back(js_shape.Get(d).As<Napi::Number>().Int64Value());
+      numel *= shape.back();
+    }
+    if (!o.Get("data").IsTypedArray()) throw_coded(env, codes::kArgument, "tensor \"" + name + "\": data must be a Buffer or typed array");
+    auto bytes = o.Get("data").As<Napi::TypedArray>();
+    const size_t n = bytes.ByteLength();
+    if (n != static_cast<size_t>(numel) * c10::elementSize(type))
+      throw_coded(env, codes::kShape, "tensor \"" + name + "\": " + std::to_string(n) + " bytes do not fill its shape");
+    at::Tensor t = at::empty(shape, at::TensorOptions().dtype(type));
+    if (n) std::memcpy(t.data_ptr(), static_cast<uint8_t*>(bytes.ArrayBuffer().Data()) + bytes.ByteOffset(), n);
+    tensors.emplace_back(name, t);
+  }
+  std::map<std::string, std::string> metadata;
+  if (info.Length() > 2 && info[2].IsObject()) {
+    auto m = info[2].As<Napi::Object>();
+    auto keys = m.GetPropertyNames();
+    for (uint32_t i = 0; i < keys.Length(); ++i) {
+      auto k = keys.Get(i).ToString().Utf8Value();
+      metadata[k] = m.Get(k).ToString().Utf8Value();
+    }
+  }
+  return PromiseWorker::Run(env, [file, tensors, metadata] { write_safetensors(file, tensors, metadata); }, nullptr);
+}
+
+Napi::Value Runtime(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("torchVersion", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+                            std::to_string(TORCH_VERSION_PATCH));
+  o.Set("cuda", at::hasCUDA());
+  o.Set("threads", double(at::get_num_threads()));
+  Napi::Array types = Napi::Array::New(env);
+  auto known = known_model_types();
+  for (size_t i = 0; i < known.size(); ++i) types.Set(i, known[i]);
+  o.Set("modelTypes", types);
+  return o;
+}
+
+}  // namespace
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  NativeModel::Register(env, exports);
+  exports.Set("loadModel", Napi::Function::New(env, LoadModel));
+  exports.Set("randomModel", Napi::Function::New(env, RandomModel));
+  exports.Set("writeRandomCheckpoint", Napi::Function::New(env, WriteRandomCheckpoint));
+  exports.Set("readSafetensors", Napi::Function::New(env, ReadSafetensors));
+  exports.Set("writeSafetensors", Napi::Function::New(env, WriteSafetensors));
+  exports.Set("runtime", Napi::Function::New(env, Runtime));
+  return exports;
+}
+
+}  // namespace neuroprune::binding
+
+static Napi::Object InitNeuroprune(Napi::Env env, Napi::Object exports) { return neuroprune::binding::Init(env, exports); }
+
+NODE_API_MODULE(neuroprune, InitNeuroprune)

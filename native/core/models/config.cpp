@@ -1,0 +1,64 @@
+#include "models/config.h"
+
+#include <fstream>
+
+#include "error.h"
+
+namespace neuroprune {
+
+ConfigReader ConfigReader::from_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail(codes::kConfig, path + ": config.json is missing or unreadable");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return from_string(text, path);
+}
+
+ConfigReader ConfigReader::from_string(const std::string& text, const std::string& source) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    fail(codes::kConfig, source + ": not JSON (" + e.what() + ")");
+  }
+  if (!j.is_object()) fail(codes::kConfig, source + ": not a JSON object");
+  return ConfigReader(std::move(j), source);
+}
+
+void ConfigReader::invalid(const std::string& field, const std::string& why) const {
+  fail(codes::kConfig, source_ + ": field \"" + field + "\" " + why);
+}
+
+int64_t ConfigReader::positive_int(const std::string& field, int64_t fallback) const {
+  if (!has(field)) return fallback;
+  return positive_int(field);
+}
+
+int64_t ConfigReader::positive_int(const std::string& field) const {
+  if (!has(field)) invalid(field, "is required");
+  const auto& v = json_[field];
+  if (!v.is_number_integer() || v.get<int64_t>() <= 0) invalid(field, "must be a positive integer, got " + v.dump());
+  return v.get<int64_t>();
+}
+
+double ConfigReader::number(const std::string& field, double fallback) const {
+  if (!has(field)) return fallback;
+  const auto& v = json_[field];
+  if (!v.is_number()) invalid(field, "must be a number, got " + v.dump());
+  return v.get<double>();
+}
+
+bool ConfigReader::boolean(const std::string& field, bool fallback) const {
+  if (!has(field)) return fallback;
+  const auto& v = json_[field];
+  if (!v.is_boolean()) invalid(field, "must be true or false, got " + v.dump());
+  return v.get<bool>();
+}
+
+std::string ConfigReader::string(const std::string& field, const std::string& fallback) const {
+  if (!has(field)) return fallback;
+  const auto& v = json_[field];
+  if (!v.is_string()) invalid(field, "must be a string, got " + v.dump());
+  return v.get<std::string>();
+}
+
+}  // namespace neuroprune

@@ -1,0 +1,26 @@
+#include "models/generate.h"
+
+namespace neuroprune {
+
+at::Tensor generate_greedy(const CausalLM& model, const at::Tensor& ids, const at::Tensor& mask, int64_t max_new_tokens,
+                           int64_t eos, const std::function<bool()>& should_stop) {
+  const int64_t B = ids.size(0);
+  KVCache cache;
+  at::Tensor logits = model.forward(ids, mask, &cache);
+  at::Tensor done = at::zeros({B}, ids.options().dtype(at::kBool));
+  std::vector<at::Tensor> out;
+  for (int64_t i = 0; i < max_new_tokens; ++i) {
+    at::Tensor next = logits.select(1, logits.size(1) - 1).argmax(-1);  // [B]
+    if (eos >= 0) {
+      next = next.masked_fill(done, eos);
+      done = done.logical_or(next == eos);
+    }
+    out.push_back(next);
+    if (i + 1 == max_new_tokens || (eos >= 0 && done.all().item<bool>()) || (should_stop && should_stop())) break;
+    logits = model.forward(next.unsqueeze(1), at::ones({B, 1}, mask.options()), &cache);
+  }
+  if (out.empty()) return at::empty({B, 0}, ids.options());
+  return at::stack(out, 1);
+}
+
+}  // namespace neuroprune

@@ -1,0 +1,17 @@
+// Greedy decoding with the key/value cache.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <functional>
+
+#include "models/model.h"
+
+namespace neuroprune {
+
+// ids, mask [B, T] (left padded). Returns the new tokens [B, max_new_tokens] (int64); a row that has
+// produced `eos` (>= 0) keeps emitting it, and decoding stops once every row has. `should_stop` is
+// polled between tokens.
+at::Tensor generate_greedy(const CausalLM& model, const at::Tensor& ids, const at::Tensor& mask, int64_t max_new_tokens,
+                           int64_t eos, const std::function<bool()>& should_stop = nullptr);
+
+}  // namespace neuroprune

@@ -1,0 +1,125 @@
+// GPT-2 (HF GPT2LMHeadModel): learned positions, pre-LayerNorm blocks, Conv1D projections stored
+// [in, out], gelu_new MLP, final LayerNorm, lm_head tied to the token embedding.
+#include <cmath>
+
+#include "checkpoint/safetensors.h"
+#include "error.h"
+#include "models/blocks.h"
+#include "models/model.h"
+
+namespace neuroprune {
+namespace {
+
+struct GPT2Config {
+  int64_t n_layer, n_embd, n_head, n_inner, vocab_size, n_positions;
+  double eps;
+  std::string act;
+  bool tied, scale_attn_weights, scale_by_layer;
+
+  explicit GPT2Config(const ConfigReader& c)
+      : n_layer(c.positive_int("n_layer", 12)),
+        n_embd(c.positive_int("n_embd", 768)),
+        n_head(c.positive_int("n_head", 12)),
+        n_inner(c.positive_int("n_inner", 4 * n_embd)),
+        vocab_size(c.positive_int("vocab_size", 50257)),
+        n_positions(c.positive_int("n_positions", 1024)),
+        eps(c.number("layer_norm_epsilon", 1e-5)),
+        act(c.string("activation_function", "gelu_new")),
+        tied(c.boolean("tie_word_embeddings", true)),
+        scale_attn_weights(c.boolean("scale_attn_weights", true)),
+        scale_by_layer(c.boolean("scale_attn_by_inverse_layer_idx", false)) {
+    if (n_embd % n_head != 0) c.invalid("n_embd", "(" + std::to_string(n_embd) + ") must be divisible by n_head (" + std::to_string(n_head) + ")");
+    if (!blocks::is_known_activation(act)) c.invalid("activation_function", "is unknown: \"" + act + "\"");
+  }
+
+  std::vector<ParamSpec> specs() const {
+    const double proj_std = 0.02 / std::sqrt(2.0 * n_layer);  // HF scales residual projections
+    std::vector<ParamSpec> s = {{"transformer.wte.weight", {vocab_size, n_embd}},
+                                {"transformer.wpe.weight", {n_positions, n_embd}, 0.0, 0.01}};
+    for (int64_t l = 0; l < n_layer; ++l) {
+      const std::string p = "transformer.h." + std::to_string(l) + ".";
+      s.push_back({p + "ln_1.weight", {n_embd}, 1.0});
+      s.push_back({p + "ln_1.bias", {n_embd}});
+      s.push_back({p + "attn.c_attn.weight", {n_embd, 3 * n_embd}});
+      s.push_back({p + "attn.c_attn.bias", {3 * n_embd}});
+      s.push_back({p + "attn.c_proj.weight", {n_embd, n_embd}, 0.0, proj_std});
+      s.push_back({p + "attn.c_proj.bias", {n_embd}});
+      s.push_back({p + "ln_2.weight", {n_embd}, 1.0});
+      s.push_back({p + "ln_2.bias", {n_embd}});
+      s.push_back({p + "mlp.c_fc.weight", {n_embd, n_inner}});
+      s.push_back({p + "mlp.c_fc.bias", {n_inner}});
+      s.push_back({p + "mlp.c_proj.weight", {n_inner, n_embd}, 0.0, proj_std});
+      s.push_back({p + "mlp.c_proj.bias", {n_embd}});
+    }
+    s.push_back({"transformer.ln_f.weight", {n_embd}, 1.0});
+    s.push_back({"transformer.ln_f.bias", {n_embd}});
+    if (!tied) s.push_back({"lm_head.weight", {vocab_size, n_embd}});
+    return s;
+  }
+};
+
+class GPT2 final : public CausalLM {
+ public:
+  GPT2(GPT2Config cfg, ModelInfo info, Weights w, std::string config_json, at::Device device, at::ScalarType dtype)
+      : CausalLM(std::move(info), std::move(w), std::move(config_json), device, dtype), cfg_(std::move(cfg)) {}
+
+  at::Tensor forward(const at::Tensor& ids, const at::Tensor& mask, KVCache* cache_in, const Hooks* hooks) const override {
+    KVCache local;
+    KVCache& cache = cache_in ? *cache_in : local;
+    const int64_t T = ids.size(1);
+    blocks::cache_extend_mask(cache, mask, cfg_.n_layer);
+    at::Tensor pos = blocks::position_ids(cache.mask, T);
+    if (pos.numel() > 0 && pos.max().item<int64_t>() >= cfg_.n_positions)
+      fail(codes::kRange, "sequence needs position " + std::to_string(pos.max().item<int64_t>()) +
+                              " but the model has n_positions=" + std::to_string(cfg_.n_positions));
+
+    const Weights& w = weights_;
+    at::Tensor x = at::embedding(w["transformer.wte.weight"], ids) + at::embedding(w["transformer.wpe.weight"], pos);
+    const std::vector<int64_t> norm_shape = {cfg_.n_embd};
+    for (int64_t l = 0; l < cfg_.n_layer; ++l) {
+      const std::string p = "transformer.h." + std::to_string(l) + ".";
+      // Attention: x += c_proj(softmax(q k^T / sqrt(d)) v)
+      at::Tensor a = at::layer_norm(x, norm_shape, w[p + "ln_1.weight"], w[p + "ln_1.bias"], cfg_.eps);
+      auto qkv = blocks::conv1d(a, w[p + "attn.c_attn.weight"], w[p + "attn.c_attn.bias"]).split(cfg_.n_embd, -1);
+      auto [k, v] = blocks::cache_append(cache, l, blocks::split_heads(qkv[1], cfg_.n_head),
+                                         blocks::split_heads(qkv[2], cfg_.n_head));
+      double scale = cfg_.scale_attn_weights ? 1.0 / std::sqrt(double(cfg_.n_embd / cfg_.n_head)) : 1.0;
+      if (cfg_.scale_by_layer) scale /= double(l + 1);
+      at::Tensor z = blocks::causal_attention(blocks::split_heads(qkv[0], cfg_.n_head), k, v, cache.mask, scale);
+      x = x + blocks::conv1d(blocks::merge_heads(z), w[p + "attn.c_proj.weight"], w[p + "attn.c_proj.bias"]);
+      // MLP: x += c_proj(act(c_fc(ln_2(x)))); act(...) is blocks.{l}.mlp.hook_post
+      at::Tensor m = at::layer_norm(x, norm_shape, w[p + "ln_2.weight"], w[p + "ln_2.bias"], cfg_.eps);
+      at::Tensor post = blocks::activation(blocks::conv1d(m, w[p + "mlp.c_fc.weight"], w[p + "mlp.c_fc.bias"]), cfg_.act);
+      if (hooks && hooks->mlp_post) post = hooks->mlp_post(l, post);
+      x = x + blocks::conv1d(post, w[p + "mlp.c_proj.weight"], w[p + "mlp.c_proj.bias"]);
+    }
+    x = at::layer_norm(x, norm_shape, w["transformer.ln_f.weight"], w["transformer.ln_f.bias"], cfg_.eps);
+    return at::matmul(x, (cfg_.tied ? w["transformer.wte.weight"] : w["lm_head.weight"]).t());
+  }
+
+ private:
+  GPT2Config cfg_;
+};
+
+}  // namespace
+
+std::unique_ptr<CausalLM> make_gpt2(const ConfigReader& config, const WeightSource& source, at::Device device,
+                                    at::ScalarType dtype) {
+  GPT2Config cfg(config);
+  const auto specs = cfg.specs();
+  Weights w = source.checkpoint ? Weights::load(*source.checkpoint, specs, {"transformer."}, device, dtype)
+                                : Weights::random(specs, device, dtype, source.seed);
+  ModelInfo info;
+  info.architecture = "GPT2LMHeadModel";
+  info.model_type = "gpt2";
+  info.n_layers = cfg.n_layer;
+  info.d_model = cfg.n_embd;
+  info.n_heads = cfg.n_head;
+  info.d_mlp = cfg.n_inner;
+  info.vocab_size = cfg.vocab_size;
+  info.max_positions = cfg.n_positions;
+  for (auto& [_, t] : w.named()) info.n_params += t.numel();
+  return std::make_unique<GPT2>(cfg, info, std::move(w), config.json().dump(), device, dtype);
+}
+
+}  // namespace neuroprune

@@ -1,0 +1,113 @@
+#include "models/model.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <mutex>
+
+#include "checkpoint/safetensors.h"
+#include "error.h"
+
+namespace neuroprune {
+namespace {
+
+std::string shape_str(at::IntArrayRef shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+// Defined in one file per architecture.
+std::unique_ptr<CausalLM> make_gpt2(const ConfigReader&, const WeightSource&, at::Device, at::ScalarType);
+
+static const std::map<std::string, ModelFactory>& registry() {
+  static const std::map<std::string, ModelFactory> r = {
+      {"gpt2", make_gpt2},
+  };
+  return r;
+}
+
+std::vector<std::string> known_model_types() {
+  std::vector<std::string> out;
+  for (auto& [k, _] : registry()) out.push_back(k);
+  return out;
+}
+
+static std::unique_ptr<CausalLM> build(const ConfigReader& config, const WeightSource& source, at::Device device,
+                                       at::ScalarType dtype) {
+  if (!config.has("model_type")) config.invalid("model_type", "is required");
+  const std::string type = config.string("model_type", "");
+  auto it = registry().find(type);
+  if (it == registry().end()) {
+    std::string known;
+    for (auto& k : known_model_types()) known += (known.empty() ? "" : ", ") + k;
+    fail(codes::kConfig, config.source() + ": unknown model_type \"" + type + "\" (known: " + known + ")");
+  }
+  return it->second(config, source, device, dtype);
+}
+
+std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir, at::Device device, at::ScalarType dtype) {
+  const ConfigReader config = ConfigReader::from_file(dir + "/config.json");
+  // Resolve the architecture before touching the weights: an unknown model_type is a config error.
+  if (!registry().count(config.string("model_type", ""))) build(config, {}, device, dtype);
+  Checkpoint ckpt(dir);
+  WeightSource source;
+  source.checkpoint = &ckpt;
+  return build(config, source, device, dtype);
+}
+
+std::unique_ptr<CausalLM> random_causal_lm(const std::string& config_json, at::Device device, at::ScalarType dtype,
+                                           uint64_t seed) {
+  const ConfigReader config = ConfigReader::from_string(config_json, "config");
+  WeightSource source;
+  source.seed = seed;
+  return build(config, source, device, dtype);
+}
+
+Weights Weights::load(const Checkpoint& ckpt, const std::vector<ParamSpec>& specs,
+                      const std::vector<std::string>& optional_prefixes, const at::Device& device, at::ScalarType dtype) {
+  Weights w;
+  for (const auto& spec : specs) {
+    std::string stored = spec.name;
+    for (const auto& prefix : optional_prefixes)
+      if (!ckpt.has(stored) && spec.name.rfind(prefix, 0) == 0 && ckpt.has(spec.name.substr(prefix.size())))
+        stored = spec.name.substr(prefix.size());
+    if (!ckpt.has(stored))
+      fail(codes::kMissingTensor, ckpt.dir() + ": tensor \"" + spec.name + "\" is missing (the config needs it)");
+    const auto& entry = ckpt.entry(stored);
+    if (at::IntArrayRef(entry.shape) != at::IntArrayRef(spec.shape))
+      fail(codes::kShape, ckpt.file_of(stored) + ": tensor \"" + stored + "\" has shape " + shape_str(entry.shape) +
+                              " but the config needs " + shape_str(spec.shape));
+    w.index_[spec.name] = w.named_.size();
+    w.named_.emplace_back(spec.name, ckpt.load(stored, device, dtype));
+  }
+  return w;
+}
+
+Weights Weights::random(const std::vector<ParamSpec>& specs, const at::Device& device, at::ScalarType dtype, uint64_t seed) {
+  Weights w;
+  auto opts = at::TensorOptions().device(device).dtype(dtype);
+  // CPU: a private generator. Other devices: their default generator, reseeded under its lock.
+  at::Generator gen = device.is_cpu() ? at::make_generator<at::CPUGeneratorImpl>(seed)
+                                      : at::globalContext().defaultGenerator(device);
+  if (!device.is_cpu()) {
+    std::lock_guard<std::mutex> lock(gen.mutex());  // released before normal_, which takes it again
+    gen.set_current_seed(seed);
+  }
+  for (const auto& spec : specs) {
+    at::Tensor t = at::empty(spec.shape, opts);
+    t.normal_(spec.mean, spec.std, gen);
+    w.index_[spec.name] = w.named_.size();
+    w.named_.emplace_back(spec.name, t);
+  }
+  return w;
+}
+
+const at::Tensor& Weights::operator[](const std::string& name) const {
+  auto it = index_.find(name);
+  if (it == index_.end()) fail(codes::kMissingTensor, "no weight \"" + name + "\"");
+  return named_[it->second].second;
+}
+
+}  // namespace neuroprune

@@ -1,0 +1,108 @@
+// The interface every architecture implements, and the weight store they share.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/config.h"
+
+namespace neuroprune {
+
+class Checkpoint;
+
+struct ModelInfo {
+  std::string architecture;  // e.g. "GPT2LMHeadModel"
+  std::string model_type;    // config.json model_type, e.g. "gpt2"
+  int64_t n_layers = 0;
+  int64_t d_model = 0;
+  int64_t n_heads = 0;
+  int64_t d_mlp = 0;  // neurons per layer at blocks.{l}.mlp.hook_post
+  int64_t vocab_size = 0;
+  int64_t max_positions = 0;  // 0: no limit
+  int64_t n_params = 0;
+};
+
+// Key/value cache: per layer [B, H, S, D], and the key mask [B, S] (1 = token, 0 = padding).
+struct KVCache {
+  std::vector<at::Tensor> k, v;
+  at::Tensor mask;
+  int64_t length() const { return mask.defined() ? mask.size(1) : 0; }
+};
+
+// Interventions at named activation sites. mlp_post sees blocks.{layer}.mlp.hook_post [B, T, d_mlp]
+// and returns the tensor that flows on (itself, or a replacement of the same shape).
+struct Hooks {
+  std::function<at::Tensor(int64_t layer, const at::Tensor& post)> mlp_post;
+};
+
+// How a parameter is drawn for a random model: N(0, std), or N(1, std) for norm gains.
+struct ParamSpec {
+  std::string name;  // the name save_pretrained writes
+  std::vector<int64_t> shape;
+  double mean = 0.0;
+  double std = 0.02;
+};
+
+// Named parameters on one device in one dtype.
+class Weights {
+ public:
+  // Loads every spec from the checkpoint, checking presence and shape. A stored name may lack one of
+  // `optional_prefixes` (e.g. "transformer." in the original GPT-2 files).
+  static Weights load(const Checkpoint& ckpt, const std::vector<ParamSpec>& specs,
+                      const std::vector<std::string>& optional_prefixes, const at::Device& device, at::ScalarType dtype);
+  // Draws every spec on the device, reproducibly for a seed.
+  static Weights random(const std::vector<ParamSpec>& specs, const at::Device& device, at::ScalarType dtype, uint64_t seed);
+
+  const at::Tensor& operator[](const std::string& name) const;
+  const std::vector<std::pair<std::string, at::Tensor>>& named() const { return named_; }
+
+ private:
+  std::vector<std::pair<std::string, at::Tensor>> named_;
+  std::map<std::string, size_t> index_;
+};
+
+class CausalLM {
+ public:
+  virtual ~CausalLM() = default;
+  const ModelInfo& info() const { return info_; }
+  const Weights& weights() const { return weights_; }
+  const std::string& config_json() const { return config_json_; }
+  at::Device device() const { return device_; }
+  at::ScalarType dtype() const { return dtype_; }
+
+  // ids [B, T] (int64) are the new tokens, mask [B, T] marks real tokens (0 = left padding).
+  // The cache, when given, holds earlier tokens and is extended. Returns logits [B, T, vocab].
+  virtual at::Tensor forward(const at::Tensor& ids, const at::Tensor& mask, KVCache* cache,
+                             const Hooks* hooks = nullptr) const = 0;
+
+ protected:
+  CausalLM(ModelInfo info, Weights weights, std::string config_json, at::Device device, at::ScalarType dtype)
+      : info_(std::move(info)), weights_(std::move(weights)), config_json_(std::move(config_json)), device_(device), dtype_(dtype) {}
+  ModelInfo info_;
+  Weights weights_;
+  std::string config_json_;
+  at::Device device_;
+  at::ScalarType dtype_;
+};
+
+// Where the weights come from: a checkpoint folder, or a seed for random ones.
+struct WeightSource {
+  const Checkpoint* checkpoint = nullptr;
+  uint64_t seed = 0;
+};
+
+// One entry per architecture: builds the model from config.json and a weight source.
+using ModelFactory = std::function<std::unique_ptr<CausalLM>(const ConfigReader&, const WeightSource&, at::Device, at::ScalarType)>;
+
+// Loads the checkpoint folder `dir` (config.json + safetensors).
+std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir, at::Device device, at::ScalarType dtype);
+// Builds a randomly initialised model from config.json text, straight on the device.
+std::unique_ptr<CausalLM> random_causal_lm(const std::string& config_json, at::Device device, at::ScalarType dtype, uint64_t seed);
+// The model_type values this build knows.
+std::vector<std::string> known_model_types();
+
+}  // namespace neuroprune

@@ -1,0 +1,64 @@
+#include "runtime.h"
+
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <c10/util/Exception.h>
+
+#include <new>
+
+namespace neuroprune {
+
+at::Device parse_device(const std::string& name) {
+  at::Device device(at::kCPU);
+  try {
+    device = at::Device(name);
+  } catch (const c10::Error&) {
+    fail(codes::kDevice, "unknown device \"" + name + "\" (use cpu, cuda or cuda:N)");
+  }
+  if (device.is_cuda()) {
+    if (!at::hasCUDA()) fail(codes::kDevice, "device \"" + name + "\": CUDA is not available (this LibTorch has no CUDA or no GPU is visible)");
+    const int n = at::detail::getCUDAHooks().getNumGPUs();
+    if (device.has_index() && device.index() >= n)
+      fail(codes::kDevice, "device \"" + name + "\": only " + std::to_string(n) + " CUDA device(s) visible");
+  } else if (!device.is_cpu()) {
+    fail(codes::kDevice, "device \"" + name + "\" is not supported (use cpu, cuda or cuda:N)");
+  }
+  return device;
+}
+
+at::ScalarType parse_dtype(const std::string& name) {
+  if (name == "float32" || name == "fp32" || name == "float") return at::kFloat;
+  if (name == "bfloat16" || name == "bf16") return at::kBFloat16;
+  if (name == "float16" || name == "fp16" || name == "half") return at::kHalf;
+  fail(codes::kArgument, "unknown dtype \"" + name + "\" (use float32, bfloat16 or float16)");
+}
+
+std::string dtype_name(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat: return "float32";
+    case at::kBFloat16: return "bfloat16";
+    case at::kHalf: return "float16";
+    default: return c10::toString(type);
+  }
+}
+
+Error translate_exception(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const Error& err) {
+    return err;
+  } catch (const c10::Error& err) {
+    const std::string msg = err.what_without_backtrace();
+    if (msg.find("out of memory") != std::string::npos || msg.find("Out of memory") != std::string::npos ||
+        msg.find("DefaultCPUAllocator: can't allocate memory") != std::string::npos)
+      return Error(codes::kOutOfMemory, "out of memory: " + msg);
+    return Error(codes::kTorch, msg);
+  } catch (const std::bad_alloc&) {
+    return Error(codes::kOutOfMemory, "out of host memory");
+  } catch (const std::exception& err) {
+    return Error(codes::kTorch, err.what());
+  } catch (...) {
+    return Error(codes::kTorch, "unknown native error");
+  }
+}
+
+}  // namespace neuroprune

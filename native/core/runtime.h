@@ -1,0 +1,34 @@
+// Devices, dtypes and the translation of LibTorch failures into coded errors.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <exception>
+#include <string>
+
+#include "error.h"
+
+namespace neuroprune {
+
+// "cpu", "cuda", "cuda:1". E_DEVICE when the device is not there.
+at::Device parse_device(const std::string& name);
+// "float32"/"fp32", "bfloat16"/"bf16", "float16"/"fp16"/"half".
+at::ScalarType parse_dtype(const std::string& name);
+std::string dtype_name(at::ScalarType type);
+
+// Runs `fn`, turning c10::Error (out of memory included) and std::bad_alloc into neuroprune::Error.
+template <typename Fn>
+auto with_torch_errors(Fn&& fn) -> decltype(fn());
+Error translate_exception(std::exception_ptr e);
+
+template <typename Fn>
+auto with_torch_errors(Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const Error&) {
+    throw;
+  } catch (...) {
+    throw translate_exception(std::current_exception());
+  }
+}
+
+}  // namespace neuroprune
