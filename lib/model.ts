@@ -155,11 +155,15 @@ export class Model {
     return { ids, mask, batch: rows.length, seqLen, lengths: rows.map((r) => r.length) };
   }
 
-  /** Next-token logits for every position (or only the last one). */
-  async logits(input: ModelInput, options: { lastOnly?: boolean } = {}): Promise<Logits> {
+  /**
+   * Next-token logits for every position (or only the last one). `chunkSize` feeds the input through
+   * the KV cache that many tokens at a time (1 = token-by-token decoding); the result is the same.
+   */
+  async logits(input: ModelInput, options: { lastOnly?: boolean; chunkSize?: number } = {}): Promise<Logits> {
     const tokens = this.encode(input);
-    const lastOnly = options.lastOnly ?? false;
-    const data = await this.run(() => this.handle.logits(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, lastOnly));
+    const { lastOnly = false, chunkSize = 0 } = options;
+    if (!Number.isInteger(chunkSize) || chunkSize < 0) throw new NeuropruneError('E_ARG', `chunkSize must be a non-negative integer, got ${chunkSize}`);
+    const data = await this.run(() => this.handle.logits(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, lastOnly, chunkSize));
     const positions = lastOnly ? 1 : tokens.seqLen;
     const vocab = this.info.vocabSize;
     return {

@@ -20,7 +20,7 @@ export interface NativeModelInfo {
 
 export interface NativeModel {
   info(): NativeModelInfo;
-  logits(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, lastOnly: boolean): Promise<Float32Array>;
+  logits(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, lastOnly: boolean, chunkSize: number): Promise<Float32Array>;
   generate(
     ids: Int32Array,
     mask: Uint8Array,

@@ -42,6 +42,7 @@ export class TextTokenizer {
   }
 
   decode(ids: ArrayLike<number>, options: { skipSpecialTokens?: boolean } = {}): string {
+    if (ids.length === 0) return '';
     return this.inner.decode(Array.from(ids), { skip_special_tokens: options.skipSpecialTokens ?? false });
   }
 

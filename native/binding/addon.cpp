@@ -124,19 +124,21 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
   Napi::Value Info(const Napi::CallbackInfo& info) { return info_to_js(info.Env(), *live(info.Env())->model); }
 
-  // logits(ids, mask, batch, seqLen, lastOnly) -> Promise<Float32Array> of [B, T or 1, V]
+  // logits(ids, mask, batch, seqLen, lastOnly, chunkSize) -> Promise<Float32Array> of [B, T or 1, V].
+  // chunkSize > 0 feeds the sequence through the KV cache that many tokens at a time.
   Napi::Value Logits(const Napi::CallbackInfo& info) {
     auto state = live(info.Env());
     auto [ids, mask] = tokens_from_js(info, 0, state->model->info().vocab_size);
     const bool last_only = info.Length() > 4 && info[4].ToBoolean();
+    const int64_t chunk = info.Length() > 5 && info[5].IsNumber() ? info[5].As<Napi::Number>().Int64Value() : 0;
     auto out = std::make_shared<at::Tensor>();
     return PromiseWorker::Run(
         info.Env(),
-        [state, ids = ids, mask = mask, last_only, out] {
+        [state, ids = ids, mask = mask, last_only, chunk, out] {
           std::lock_guard<std::mutex> lock(state->mutex);
           at::NoGradGuard no_grad;
           const CausalLM& m = *state->model;
-          at::Tensor logits = m.forward(ids.to(m.device()), mask.to(m.device()), nullptr);
+          at::Tensor logits = forward_chunked(m, ids.to(m.device()), mask.to(m.device()), chunk, last_only);
           if (last_only) logits = logits.narrow(1, logits.size(1) - 1, 1);
           *out = logits.to(at::kCPU, at::kFloat).contiguous();
         },
@@ -201,6 +203,7 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   const std::string dir = arg_string(info, 0, "model folder");
   const at::Device device = sync(env, [&] { return parse_device(arg_string(info, 1, "device")); });
   const at::ScalarType dtype = sync(env, [&] { return parse_dtype(arg_string(info, 2, "dtype")); });
+  sync(env, [&] { check_device_dtype(device, dtype); });
   auto state = std::make_shared<ModelState>();
   return PromiseWorker::Run(
       env, [state, dir, device, dtype] { state->model = load_causal_lm(dir, device, dtype); },
@@ -214,6 +217,7 @@ Napi::Value RandomModel(const Napi::CallbackInfo& info) {
   const at::Device device = sync(env, [&] { return parse_device(arg_string(info, 1, "device")); });
   const at::ScalarType dtype = sync(env, [&] { return parse_dtype(arg_string(info, 2, "dtype")); });
   const uint64_t seed = static_cast<uint64_t>(arg_int(info, 3, "seed"));
+  sync(env, [&] { check_device_dtype(device, dtype); });
   auto state = std::make_shared<ModelState>();
   return PromiseWorker::Run(
       env, [state, config, device, dtype, seed] { state->model = random_causal_lm(config, device, dtype, seed); },
@@ -230,8 +234,11 @@ Napi::Value WriteRandomCheckpoint(const Napi::CallbackInfo& info) {
   return PromiseWorker::Run(
       env,
       [config, file, dtype, seed] {
-        auto model = random_causal_lm(config, at::Device(at::kCPU), dtype, seed);
-        write_safetensors(file, model->weights().named(), {{"format", "pt"}});
+        // Drawn in float32 (so every dtype gets the same numbers), stored in the asked dtype.
+        auto model = random_causal_lm(config, at::Device(at::kCPU), at::kFloat, seed);
+        std::vector<std::pair<std::string, at::Tensor>> tensors;
+        for (const auto& [name, t] : model->weights().named()) tensors.emplace_back(name, t.to(dtype));
+        write_safetensors(file, tensors, {{"format", "pt"}});
       },
       nullptr);
 }

@@ -3,6 +3,8 @@
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <c10/util/Exception.h>
 
+#include <torch/version.h>
+
 #include <new>
 
 namespace neuroprune {
@@ -30,6 +32,14 @@ at::ScalarType parse_dtype(const std::string& name) {
   if (name == "bfloat16" || name == "bf16") return at::kBFloat16;
   if (name == "float16" || name == "fp16" || name == "half") return at::kHalf;
   fail(codes::kArgument, "unknown dtype \"" + name + "\" (use float32, bfloat16 or float16)");
+}
+
+void check_device_dtype(const at::Device& device, at::ScalarType dtype) {
+#if TORCH_VERSION_MAJOR < 2
+  if (device.is_cpu() && dtype == at::kHalf)
+    fail(codes::kArgument, "float16 on cpu needs LibTorch 2 (this is " + std::to_string(TORCH_VERSION_MAJOR) + "." +
+                               std::to_string(TORCH_VERSION_MINOR) + "): use bfloat16 or float32, or a cuda device");
+#endif
 }
 
 std::string dtype_name(at::ScalarType type) {

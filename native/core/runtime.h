@@ -14,6 +14,8 @@ at::Device parse_device(const std::string& name);
 // "float32"/"fp32", "bfloat16"/"bf16", "float16"/"fp16"/"half".
 at::ScalarType parse_dtype(const std::string& name);
 std::string dtype_name(at::ScalarType type);
+// E_ARG for pairs this LibTorch cannot compute in (float16 matmuls on CPU need LibTorch 2).
+void check_device_dtype(const at::Device& device, at::ScalarType dtype);
 
 // Runs `fn`, turning c10::Error (out of memory included) and std::bad_alloc into neuroprune::Error.
 template <typename Fn>

@@ -64,6 +64,10 @@ at::Tensor activation(const at::Tensor& x, const std::string& name) {
   fail(codes::kConfig, "unknown activation function \"" + name + "\"");
 }
 
+at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps) {
+  return at::layer_norm(x, {x.size(-1)}, weight, bias, eps);
+}
+
 at::Tensor conv1d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   auto out_shape = x.sizes().vec();
   out_shape.back() = weight.size(1);

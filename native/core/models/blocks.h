@@ -30,6 +30,9 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
 at::Tensor activation(const at::Tensor& x, const std::string& name);
 bool is_known_activation(const std::string& name);
 
+// LayerNorm over the last dimension.
+at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps);
+
 // HF Conv1D: x @ W + b with W stored [in, out].
 at::Tensor conv1d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
 

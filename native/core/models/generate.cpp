@@ -23,4 +23,18 @@ at::Tensor generate_greedy(const CausalLM& model, const at::Tensor& ids, const a
   return at::stack(out, 1);
 }
 
+at::Tensor forward_chunked(const CausalLM& model, const at::Tensor& ids, const at::Tensor& mask, int64_t chunk,
+                           bool last_only) {
+  const int64_t T = ids.size(1);
+  if (chunk <= 0 || chunk >= T) return model.forward(ids, mask, nullptr);
+  KVCache cache;
+  std::vector<at::Tensor> parts;
+  for (int64_t start = 0; start < T; start += chunk) {
+    const int64_t n = std::min(chunk, T - start);
+    at::Tensor logits = model.forward(ids.narrow(1, start, n), mask.narrow(1, start, n), &cache);
+    if (!last_only || start + n == T) parts.push_back(logits);
+  }
+  return at::cat(parts, 1);
+}
+
 }  // namespace neuroprune

@@ -14,4 +14,9 @@ namespace neuroprune {
 at::Tensor generate_greedy(const CausalLM& model, const at::Tensor& ids, const at::Tensor& mask, int64_t max_new_tokens,
                            int64_t eos, const std::function<bool()>& should_stop = nullptr);
 
+// Logits [B, T, V] of a whole sequence, fed `chunk` tokens at a time through the KV cache (0: all at
+// once). With last_only, only the final chunk's logits are kept.
+at::Tensor forward_chunked(const CausalLM& model, const at::Tensor& ids, const at::Tensor& mask, int64_t chunk,
+                           bool last_only);
+
 }  // namespace neuroprune

@@ -75,11 +75,10 @@ class GPT2 final : public CausalLM {
 
     const Weights& w = weights_;
     at::Tensor x = at::embedding(w["transformer.wte.weight"], ids) + at::embedding(w["transformer.wpe.weight"], pos);
-    const std::vector<int64_t> norm_shape = {cfg_.n_embd};
     for (int64_t l = 0; l < cfg_.n_layer; ++l) {
       const std::string p = "transformer.h." + std::to_string(l) + ".";
       // Attention: x += c_proj(softmax(q k^T / sqrt(d)) v)
-      at::Tensor a = at::layer_norm(x, norm_shape, w[p + "ln_1.weight"], w[p + "ln_1.bias"], cfg_.eps);
+      at::Tensor a = blocks::layer_norm(x, w[p + "ln_1.weight"], w[p + "ln_1.bias"], cfg_.eps);
       auto qkv = blocks::conv1d(a, w[p + "attn.c_attn.weight"], w[p + "attn.c_attn.bias"]).split(cfg_.n_embd, -1);
       auto [k, v] = blocks::cache_append(cache, l, blocks::split_heads(qkv[1], cfg_.n_head),
                                          blocks::split_heads(qkv[2], cfg_.n_head));
@@ -88,12 +87,12 @@ class GPT2 final : public CausalLM {
       at::Tensor z = blocks::causal_attention(blocks::split_heads(qkv[0], cfg_.n_head), k, v, cache.mask, scale);
       x = x + blocks::conv1d(blocks::merge_heads(z), w[p + "attn.c_proj.weight"], w[p + "attn.c_proj.bias"]);
       // MLP: x += c_proj(act(c_fc(ln_2(x)))); act(...) is blocks.{l}.mlp.hook_post
-      at::Tensor m = at::layer_norm(x, norm_shape, w[p + "ln_2.weight"], w[p + "ln_2.bias"], cfg_.eps);
+      at::Tensor m = blocks::layer_norm(x, w[p + "ln_2.weight"], w[p + "ln_2.bias"], cfg_.eps);
       at::Tensor post = blocks::activation(blocks::conv1d(m, w[p + "mlp.c_fc.weight"], w[p + "mlp.c_fc.bias"]), cfg_.act);
       if (hooks && hooks->mlp_post) post = hooks->mlp_post(l, post);
       x = x + blocks::conv1d(post, w[p + "mlp.c_proj.weight"], w[p + "mlp.c_proj.bias"]);
     }
-    x = at::layer_norm(x, norm_shape, w["transformer.ln_f.weight"], w["transformer.ln_f.bias"], cfg_.eps);
+    x = blocks::layer_norm(x, w["transformer.ln_f.weight"], w["transformer.ln_f.bias"], cfg_.eps);
     return at::matmul(x, (cfg_.tied ? w["transformer.wte.weight"] : w["lm_head.weight"]).t());
   }
 

@@ -1,0 +1,61 @@
+/** Shared fixtures: tiny checkpoints written by `initCheckpoint`, raw safetensors, comparisons. */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { initCheckpoint, InitOptions } from '../lib/checkpoint';
+import { NeuropruneError } from '../lib/errors';
+
+export function tempDir(prefix = 'neuroprune-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** A random GPT-2 checkpoint in HF layout, small enough for every test. */
+export async function tinyGpt2(options: InitOptions = {}): Promise<string> {
+  const dir = path.join(tempDir(), 'model');
+  await initCheckpoint('gpt2', dir, { layers: 2, hidden: 32, heads: 4, seed: 1, ...options });
+  return dir;
+}
+
+/** Copies a checkpoint folder so a test can damage its copy. */
+export function copyDir(dir: string): string {
+  const out = path.join(tempDir(), 'copy');
+  fs.cpSync(dir, out, { recursive: true });
+  return out;
+}
+
+/** Builds safetensors bytes by hand: a header object (or raw header text) and a data section. */
+export function rawSafetensors(header: object | string, data: Buffer = Buffer.alloc(0), headerLength?: number): Buffer {
+  const text = Buffer.from(typeof header === 'string' ? header : JSON.stringify(header));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(headerLength ?? text.length));
+  return Buffer.concat([len, text, data]);
+}
+
+/** The largest |a - b| over two arrays of equal length. */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+export function maxAbs(a: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
+  return m;
+}
+
+export function float32(buf: Buffer): Float32Array {
+  return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+}
+
+/** Resolves to the error's code, failing when the promise does not reject with a NeuropruneError. */
+export async function codeOf(promise: Promise<unknown> | (() => unknown)): Promise<string> {
+  try {
+    await (typeof promise === 'function' ? promise() : promise);
+  } catch (error) {
+    if (!(error instanceof NeuropruneError)) throw new Error(`expected a NeuropruneError, got ${String(error)}`);
+    return error.code;
+  }
+  throw new Error('expected an error, got none');
+}
