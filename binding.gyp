@@ -21,6 +21,10 @@
         "NODE_ADDON_API_DISABLE_DEPRECATED",
         "<!@(node scripts/torch-flags.js defines)"
       ],
+      # node's common.gypi defines _GLIBCXX_USE_CXX11_ABI=1: drop it when LibTorch uses the old ABI
+      "defines!": [
+        "<!@(node scripts/torch-flags.js undefines)"
+      ],
       "library_dirs": [
         "<!@(node scripts/torch-flags.js libdirs)"
       ],

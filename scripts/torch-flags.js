@@ -10,6 +10,7 @@
 //   libs      -ltorch -ltorch_cpu -lc10 (+ torch_cuda, c10_cuda, ... when present; + glog/gflags when c10 uses them)
 //   ldflags   -Wl,-rpath,<libdir> when the lib dir is not a system dir
 //   defines   _GLIBCXX_USE_CXX11_ABI=<0|1> (Linux) and the compile definitions LibTorch's CMake targets export
+//   undefines the opposite _GLIBCXX_USE_CXX11_ABI=<1|0>, for "defines!" (node's common.gypi defines =1)
 //   info      a JSON summary, for people
 //
 // LibTorch is looked for in the same order as CMakeLists.txt:
@@ -332,6 +333,11 @@ function main() {
     case 'defines':
       items = defines(discover());
       break;
+    case 'undefines': {
+      const abi = cxx11Abi(discover());
+      items = abi === null ? [] : [`_GLIBCXX_USE_CXX11_ABI=${1 - abi}`];
+      break;
+    }
     case 'info': {
       const t = discover();
       const summary = {
@@ -348,7 +354,7 @@ function main() {
       return;
     }
     default:
-      die(`usage: node ${slash(path.relative(process.cwd(), __filename)) || 'torch-flags.js'} sources|include|libdirs|libs|ldflags|defines|info`);
+      die(`usage: node ${slash(path.relative(process.cwd(), __filename)) || 'torch-flags.js'} sources|include|libdirs|libs|ldflags|defines|undefines|info`);
   }
   process.stdout.write(items.map(quote).join(' ') + '\n');
 }

@@ -34,7 +34,10 @@ function formatInfo(info: ModelInfo): string {
 export function buildProgram(): Command {
   const program = new Command('neuroprune')
     .description('Find, score and switch off the neurons of large language models')
-    .showHelpAfterError();
+    .showHelpAfterError()
+    // Set before the subcommands are added: they copy these settings.
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error: ') ? `E_ARG: ${s.slice(7)}` : s) });
 
   program
     .command('init')
@@ -101,8 +104,7 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram().exitOverride();
-  program.configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `E_ARG: ${s.slice(7)}` : s) });
+  const program = buildProgram();
   try {
     await program.parseAsync(argv);
     return 0;

@@ -38,7 +38,7 @@ const geluNew = (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) *
 export function gpt2Logits(weight: W, cfg: { n_layer: number; n_embd: number; n_head: number; vocab_size: number; layer_norm_epsilon: number }, ids: number[]): Float32Array {
   const E = cfg.n_embd, H = cfg.n_head, D = E / H, T = ids.length, V = cfg.vocab_size, eps = cfg.layer_norm_epsilon;
   const wte = weight('transformer.wte.weight'), wpe = weight('transformer.wpe.weight');
-  let x = new Float32Array(T * E);
+  let x: Float32Array = new Float32Array(T * E);
   ids.forEach((id, t) => { for (let i = 0; i < E; i++) x[t * E + i] = wte[id * E + i] + wpe[t * E + i]; });
   for (let l = 0; l < cfg.n_layer; l++) {
     const p = `transformer.h.${l}.`;
