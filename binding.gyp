@@ -44,6 +44,11 @@
         }
       },
       "conditions": [
+        ["OS!='win'", {
+          # LibTorch's headers as system headers, as in the CMake build (an -I dir that is
+          # also -isystem is searched as a system dir)
+          "cflags": [ "<!@(node scripts/torch-flags.js isystem)" ]
+        }],
         ["OS!='win' and OS!='mac'", {
           "ldflags": [ "<!@(node scripts/torch-flags.js ldflags)" ]
         }],
@@ -54,6 +59,7 @@
             "CLANG_CXX_LANGUAGE_STANDARD": "gnu++17",
             "CLANG_CXX_LIBRARY": "libc++",
             "MACOSX_DEPLOYMENT_TARGET": "11.0",
+            "OTHER_CFLAGS": [ "<!@(node scripts/torch-flags.js isystem)" ],
             "OTHER_LDFLAGS": [ "<!@(node scripts/torch-flags.js ldflags)" ]
           }
         }],

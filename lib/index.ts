@@ -13,3 +13,8 @@ import { native } from './native';
 export function runtime() {
   return native().runtime();
 }
+
+/** LibTorch's intra-op threads for every model in this process (default: all cores, or OMP_NUM_THREADS). */
+export function setThreads(n: number): void {
+  native().setThreads(n);
+}

@@ -49,6 +49,7 @@ export interface NativeAddon {
     tensors: Array<{ name: string } & RawTensor>,
     metadata?: Record<string, string>,
   ): Promise<void>;
+  setThreads(n: number): void;
   runtime(): { torchVersion: string; cuda: boolean; threads: number; modelTypes: string[] };
 }
 

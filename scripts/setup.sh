@@ -16,11 +16,22 @@ have_json() {
     python3 -c "import torch,os,sys; sys.exit(0 if os.path.exists(os.path.join(os.path.dirname(torch.__file__),'include/nlohmann/json.hpp')) else 1)" >/dev/null 2>&1
 }
 
+# Debian's LibTorch calls the system BLAS; the reference one (the default without recommends) is ~20x
+# slower than OpenBLAS for our matmuls.
+reference_blas() {
+  local lib
+  for lib in /usr/lib/*/libblas.so.3; do
+    [ -e "$lib" ] && [[ "$(readlink -f "$lib")" == */blas/libblas.so.3* ]] && return 0
+  done
+  return 1
+}
+
 missing=()
-have_torch || missing+=(libtorch-dev)
+if ! have_torch; then missing+=(libtorch-dev libopenblas0-openmp); fi
 have_json || missing+=(nlohmann-json3-dev)
 command -v cmake >/dev/null || missing+=(cmake)
 command -v g++ >/dev/null || missing+=(g++)
+if [ ${#missing[@]} -eq 0 ] && reference_blas; then missing+=(libopenblas0-openmp); fi
 if [ ${#missing[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null; then
     say "missing ${missing[*]} and no apt-get: install LibTorch and set LIBTORCH or Torch_DIR (see README)"

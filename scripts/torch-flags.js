@@ -6,6 +6,8 @@
 // modes (one item per word, POSIX-quoted where needed: gyp's <!@( ) splits with shlex):
 //   sources   every .cpp under native/core (recursively) and native/binding (relative to the package root)
 //   include   LibTorch include dirs (system dirs such as /usr/include are left out)
+//   isystem   the same as -isystem <dir> pairs, so that GCC/Clang treat LibTorch's headers as system
+//             headers (no -Wall/-Wextra noise from them), as CMake does
 //   libdirs   LibTorch library dir (left out when it is a system dir)
 //   libs      -ltorch -ltorch_cpu -lc10 (+ torch_cuda, c10_cuda, ... when present; + glog/gflags when c10 uses them)
 //   ldflags   -Wl,-rpath,<libdir> when the lib dir is not a system dir
@@ -320,6 +322,9 @@ function main() {
     case 'include':
       items = includeDirs(discover());
       break;
+    case 'isystem':
+      items = includeDirs(discover()).flatMap((d) => ['-isystem', d]);
+      break;
     case 'libdirs':
       items = libDirs(discover());
       break;
@@ -354,7 +359,7 @@ function main() {
       return;
     }
     default:
-      die(`usage: node ${slash(path.relative(process.cwd(), __filename)) || 'torch-flags.js'} sources|include|libdirs|libs|ldflags|defines|undefines|info`);
+      die(`usage: node ${slash(path.relative(process.cwd(), __filename)) || 'torch-flags.js'} sources|include|isystem|libdirs|libs|ldflags|defines|undefines|info`);
   }
   process.stdout.write(items.map(quote).join(' ') + '\n');
 }

@@ -3,7 +3,10 @@
 #include <napi.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <thread>
 #include <memory>
 #include <mutex>
 
@@ -139,7 +142,6 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
           at::NoGradGuard no_grad;
           const CausalLM& m = *state->model;
           at::Tensor logits = forward_chunked(m, ids.to(m.device()), mask.to(m.device()), chunk, last_only);
-          if (last_only) logits = logits.narrow(1, logits.size(1) - 1, 1);
           *out = logits.to(at::kCPU, at::kFloat).contiguous();
         },
         [out](Napi::Env env) -> Napi::Value {
@@ -328,8 +330,19 @@ Napi::Value Runtime(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  const int64_t n = arg_int(info, 0, "threads");
+  if (n <= 0) throw_coded(info.Env(), codes::kArgument, "threads must be positive");
+  at::set_num_threads(static_cast<int>(n));
+  return info.Env().Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // LibTorch defaults to the physical core count, often 1 on small VMs; use every core unless the
+  // user set OMP_NUM_THREADS.
+  if (!std::getenv("OMP_NUM_THREADS")) at::set_num_threads(std::max(1u, std::thread::hardware_concurrency()));
   NativeModel::Register(env, exports);
+  exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("loadModel", Napi::Function::New(env, LoadModel));
   exports.Set("randomModel", Napi::Function::New(env, RandomModel));
   exports.Set("writeRandomCheckpoint", Napi::Function::New(env, WriteRandomCheckpoint));

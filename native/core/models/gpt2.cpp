@@ -63,7 +63,8 @@ class GPT2 final : public CausalLM {
   GPT2(GPT2Config cfg, ModelInfo info, Weights w, std::string config_json, at::Device device, at::ScalarType dtype)
       : CausalLM(std::move(info), std::move(w), std::move(config_json), device, dtype), cfg_(std::move(cfg)) {}
 
-  at::Tensor forward(const at::Tensor& ids, const at::Tensor& mask, KVCache* cache_in, const Hooks* hooks) const override {
+  at::Tensor forward(const at::Tensor& ids, const at::Tensor& mask, KVCache* cache_in, const Hooks* hooks,
+                     bool last_only) const override {
     KVCache local;
     KVCache& cache = cache_in ? *cache_in : local;
     const int64_t T = ids.size(1);
@@ -92,8 +93,9 @@ class GPT2 final : public CausalLM {
       if (hooks && hooks->mlp_post) post = hooks->mlp_post(l, post);
       x = x + blocks::conv1d(post, w[p + "mlp.c_proj.weight"], w[p + "mlp.c_proj.bias"]);
     }
+    if (last_only) x = x.narrow(1, T - 1, 1);
     x = blocks::layer_norm(x, w["transformer.ln_f.weight"], w["transformer.ln_f.bias"], cfg_.eps);
-    return at::matmul(x, (cfg_.tied ? w["transformer.wte.weight"] : w["lm_head.weight"]).t());
+    return at::linear(x, cfg_.tied ? w["transformer.wte.weight"] : w["lm_head.weight"]);
   }
 
  private:

@@ -75,9 +75,10 @@ class CausalLM {
   at::ScalarType dtype() const { return dtype_; }
 
   // ids [B, T] (int64) are the new tokens, mask [B, T] marks real tokens (0 = left padding).
-  // The cache, when given, holds earlier tokens and is extended. Returns logits [B, T, vocab].
+  // The cache, when given, holds earlier tokens and is extended. Returns logits [B, T, vocab], or
+  // [B, 1, vocab] for the last position only with last_only (the LM head is the costliest matmul).
   virtual at::Tensor forward(const at::Tensor& ids, const at::Tensor& mask, KVCache* cache,
-                             const Hooks* hooks = nullptr) const = 0;
+                             const Hooks* hooks = nullptr, bool last_only = false) const = 0;
 
  protected:
   CausalLM(ModelInfo info, Weights weights, std::string config_json, at::Device device, at::ScalarType dtype)
