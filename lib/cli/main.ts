@@ -47,6 +47,7 @@ export function buildProgram(): Command {
     .option('--layers <n>', 'number of layers', int('layers'))
     .option('--hidden <n>', 'hidden size', int('hidden'))
     .option('--heads <n>', 'attention heads', int('heads'))
+    .option('--kv-heads <n>', 'key/value heads (Llama family: grouped-query attention)', int('kv-heads'))
     .option('--vocab <n>', 'vocabulary size (at least 257)', int('vocab'))
     .option('--mlp <n>', 'MLP neurons per layer (default 4 x hidden)', int('mlp'))
     .option('--seed <n>', 'random seed', int('seed'), 0)
@@ -54,7 +55,7 @@ export function buildProgram(): Command {
     .option('--force', 'replace a non-empty output folder')
     .action(async (arch: string, o) => {
       const out = await initCheckpoint(arch, o.out, {
-        layers: o.layers, hidden: o.hidden, heads: o.heads, vocab: o.vocab, mlp: o.mlp,
+        layers: o.layers, hidden: o.hidden, heads: o.heads, kvHeads: o.kvHeads, vocab: o.vocab, mlp: o.mlp,
         seed: o.seed, dtype: o.dtype as DType, force: Boolean(o.force),
       });
       process.stdout.write(`wrote ${out}\n`);

@@ -1,5 +1,6 @@
 #include "models/blocks.h"
 
+#include <cmath>
 #include <limits>
 
 #include "error.h"
@@ -38,12 +39,15 @@ std::pair<at::Tensor, at::Tensor> cache_append(KVCache& cache, int64_t layer, co
   return {ck, cv};
 }
 
-at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_mask,
-                            double scale) {
-  const int64_t T = q.size(2), S = k.size(2);
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k_in, const at::Tensor& v_in, const at::Tensor& key_mask,
+                            double scale, int64_t sliding_window) {
+  const int64_t T = q.size(2), S = k_in.size(2), group = q.size(1) / k_in.size(1);
+  at::Tensor k = group > 1 ? k_in.repeat_interleave(group, 1) : k_in;
+  at::Tensor v = group > 1 ? v_in.repeat_interleave(group, 1) : v_in;
   at::Tensor scores = at::matmul(q.to(at::kFloat), k.to(at::kFloat).transpose(-1, -2)) * scale;  // [B, H, T, S]
   // Query i (cache position S-T+i) may see key j when j <= S-T+i and key j is a real token.
   at::Tensor causal = at::ones({T, S}, key_mask.options().dtype(at::kBool)).tril(S - T);
+  if (sliding_window > 0) causal = causal.logical_and(at::ones_like(causal).triu(S - T - sliding_window + 1));
   at::Tensor allowed = causal.unsqueeze(0).unsqueeze(0).logical_and(key_mask.to(at::kBool).unsqueeze(1).unsqueeze(1));
   // A finite floor, not -inf: a padding query that sees nothing gets uniform weights instead of NaN.
   scores = scores.masked_fill(allowed.logical_not(), std::numeric_limits<float>::lowest());
@@ -66,6 +70,55 @@ at::Tensor activation(const at::Tensor& x, const std::string& name) {
 
 at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps) {
   return at::layer_norm(x, {x.size(-1)}, weight, bias, eps);
+}
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  at::Tensor h = x.to(at::kFloat);
+  h = h * at::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return weight * h.to(x.scalar_type());
+}
+
+Rotary::Rotary(const ConfigReader& config, int64_t dim, double theta, at::Device device) : dim_(dim) {
+  // inv_freq_i = theta^(-2i/dim)
+  at::Tensor inv = 1.0 / at::pow(theta, at::arange(0, dim, 2, at::kLong).to(at::kFloat) / double(dim));
+  const auto& j = config.json();
+  if (j.contains("rope_scaling") && j["rope_scaling"].is_object()) {
+    const auto& rs = j["rope_scaling"];
+    const std::string type = rs.value("rope_type", rs.value("type", std::string("default")));
+    const double factor = rs.value("factor", 1.0);
+    if (type == "linear") {
+      inv = inv / factor;  // positions divided by factor
+    } else if (type == "llama3") {
+      // Llama 3.1: long wavelengths slowed by `factor`, short ones kept, a smooth blend between.
+      const double low = rs.value("low_freq_factor", 1.0), high = rs.value("high_freq_factor", 4.0);
+      const double old_len = rs.value("original_max_position_embeddings", 8192.0);
+      at::Tensor wavelen = 2 * M_PI / inv;
+      at::Tensor scaled = at::where(wavelen > old_len / low, inv / factor, inv);
+      at::Tensor smooth = (old_len / wavelen - low) / (high - low);
+      at::Tensor blended = (1 - smooth) * scaled / factor + smooth * scaled;
+      at::Tensor medium = (wavelen >= old_len / high).logical_and(wavelen <= old_len / low);
+      inv = at::where(medium, blended, scaled);
+    } else if (type != "default") {
+      config.invalid("rope_scaling", "has type \"" + type + "\"; supported: linear, llama3");
+    }
+  }
+  inv_freq_ = inv.to(device);
+}
+
+at::Tensor Rotary::apply(const at::Tensor& x, const at::Tensor& positions) const {
+  // angles [B, 1, T, dim]: position * inv_freq, repeated for both halves
+  at::Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) * inv_freq_;  // [B, T, dim/2]
+  at::Tensor emb = at::cat({freqs, freqs}, -1).unsqueeze(1);
+  at::Tensor cos = emb.cos().to(x.scalar_type()), sin = emb.sin().to(x.scalar_type());
+  at::Tensor rot = x.narrow(-1, 0, dim_);
+  at::Tensor x1 = rot.narrow(-1, 0, dim_ / 2), x2 = rot.narrow(-1, dim_ / 2, dim_ / 2);
+  at::Tensor rotated = rot * cos + at::cat({-x2, x1}, -1) * sin;
+  if (dim_ == x.size(-1)) return rotated;
+  return at::cat({rotated, x.narrow(-1, dim_, x.size(-1) - dim_)}, -1);
+}
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  return bias.defined() ? at::linear(x, weight, bias) : at::linear(x, weight);
 }
 
 at::Tensor conv1d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {

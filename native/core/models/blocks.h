@@ -22,9 +22,29 @@ std::pair<at::Tensor, at::Tensor> cache_append(KVCache& cache, int64_t layer, co
 void cache_extend_mask(KVCache& cache, const at::Tensor& new_mask, int64_t n_layers);
 
 // softmax(q k^T * scale + causal/padding mask) v, with the scores and softmax in float32.
-// q [B, H, T, D]; k, v [B, H, S, D]; key_mask [B, S]; query i sits at cache position S - T + i.
+// q [B, H, T, D]; k, v [B, KV, S, D] with H a multiple of KV (grouped-query attention: query head h
+// reads key/value head h / (H/KV)); key_mask [B, S]; query i sits at cache position S - T + i.
+// sliding_window > 0 also hides keys sliding_window or more positions back (Mistral).
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_mask,
-                            double scale);
+                            double scale, int64_t sliding_window = 0);
+
+// RMSNorm (Llama): x / sqrt(mean(x^2) + eps) in float32, cast back, times the gain.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+// Rotary position embeddings (HF convention: rotate_half over [first half, second half]) applied to
+// the first `dim` features of each head; the rest pass through (GPT-NeoX partial rotary).
+class Rotary {
+ public:
+  // rope_scaling from config.json: none, linear or llama3. E_CONFIG for other types.
+  Rotary(const ConfigReader& config, int64_t dim, double theta, at::Device device);
+  // x [B, H, T, D], positions [B, T] (int64).
+  at::Tensor apply(const at::Tensor& x, const at::Tensor& positions) const;
+  int64_t dim() const { return dim_; }
+
+ private:
+  int64_t dim_;
+  at::Tensor inv_freq_;  // [dim / 2], float32
+};
 
 // Activation functions by their HF names (gelu_new, gelu, relu, silu, ...).
 at::Tensor activation(const at::Tensor& x, const std::string& name);
@@ -32,6 +52,9 @@ bool is_known_activation(const std::string& name);
 
 // LayerNorm over the last dimension.
 at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps);
+
+// nn.Linear: x @ W^T + b with W stored [out, in]; bias may be undefined.
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias = {});
 
 // HF Conv1D: x @ W + b with W stored [in, out].
 at::Tensor conv1d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);

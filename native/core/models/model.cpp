@@ -20,10 +20,15 @@ std::string shape_str(at::IntArrayRef shape) {
 
 // Defined in one file per architecture.
 std::unique_ptr<CausalLM> make_gpt2(const ConfigReader&, const WeightSource&, at::Device, at::ScalarType);
+std::unique_ptr<CausalLM> make_llama(const ConfigReader&, const WeightSource&, at::Device, at::ScalarType);
+std::unique_ptr<CausalLM> make_mistral(const ConfigReader&, const WeightSource&, at::Device, at::ScalarType);
+std::unique_ptr<CausalLM> make_qwen2(const ConfigReader&, const WeightSource&, at::Device, at::ScalarType);
+std::unique_ptr<CausalLM> make_gpt_neox(const ConfigReader&, const WeightSource&, at::Device, at::ScalarType);
 
 static const std::map<std::string, ModelFactory>& registry() {
   static const std::map<std::string, ModelFactory> r = {
-      {"gpt2", make_gpt2},
+      {"gpt2", make_gpt2},   {"llama", make_llama},         {"mistral", make_mistral},
+      {"qwen2", make_qwen2}, {"gpt_neox", make_gpt_neox},
   };
   return r;
 }

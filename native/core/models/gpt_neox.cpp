@@ -1,0 +1,135 @@
+// GPT-NeoX / Pythia (HF GPTNeoXForCausalLM): LayerNorm, fused query_key_value stored per head as
+// [q | k | v], rotary on the first rotary_pct of each head, parallel residual
+// x + attn(ln1(x)) + mlp(ln2(x)), untied embed_out.
+#include <cmath>
+
+#include "checkpoint/safetensors.h"
+#include "error.h"
+#include "models/blocks.h"
+#include "models/model.h"
+
+namespace neuroprune {
+namespace {
+
+struct NeoXConfig {
+  int64_t n_layer, hidden, n_head, head_dim, intermediate, vocab, max_pos, rotary_dim;
+  double eps, theta;
+  std::string act;
+  bool parallel, tied, bias;
+
+  explicit NeoXConfig(const ConfigReader& c)
+      : n_layer(c.positive_int("num_hidden_layers")),
+        hidden(c.positive_int("hidden_size")),
+        n_head(c.positive_int("num_attention_heads")),
+        head_dim(hidden / n_head),
+        intermediate(c.positive_int("intermediate_size")),
+        vocab(c.positive_int("vocab_size")),
+        max_pos(c.positive_int("max_position_embeddings", 2048)),
+        rotary_dim(static_cast<int64_t>(head_dim * c.number("rotary_pct", c.number("partial_rotary_factor", 0.25)))),
+        eps(c.number("layer_norm_eps", 1e-5)),
+        theta(c.number("rotary_emb_base", c.number("rope_theta", 10000.0))),
+        act(c.string("hidden_act", "gelu")),
+        parallel(c.boolean("use_parallel_residual", true)),
+        tied(c.boolean("tie_word_embeddings", false)),
+        bias(c.boolean("attention_bias", true)) {
+    if (hidden % n_head != 0)
+      c.invalid("hidden_size", "(" + std::to_string(hidden) + ") must be divisible by num_attention_heads (" + std::to_string(n_head) + ")");
+    if (rotary_dim % 2 != 0 || rotary_dim > head_dim) c.invalid("rotary_pct", "must give an even rotary size up to the head size");
+    if (!blocks::is_known_activation(act)) c.invalid("hidden_act", "is unknown: \"" + act + "\"");
+  }
+
+  std::vector<ParamSpec> specs() const {
+    std::vector<ParamSpec> s = {{"gpt_neox.embed_in.weight", {vocab, hidden}}};
+    for (int64_t l = 0; l < n_layer; ++l) {
+      const std::string p = "gpt_neox.layers." + std::to_string(l) + ".";
+      s.push_back({p + "input_layernorm.weight", {hidden}, 1.0});
+      s.push_back({p + "input_layernorm.bias", {hidden}});
+      s.push_back({p + "post_attention_layernorm.weight", {hidden}, 1.0});
+      s.push_back({p + "post_attention_layernorm.bias", {hidden}});
+      s.push_back({p + "attention.query_key_value.weight", {3 * hidden, hidden}});
+      if (bias) s.push_back({p + "attention.query_key_value.bias", {3 * hidden}});
+      s.push_back({p + "attention.dense.weight", {hidden, hidden}});
+      if (bias) s.push_back({p + "attention.dense.bias", {hidden}});
+      s.push_back({p + "mlp.dense_h_to_4h.weight", {intermediate, hidden}});
+      s.push_back({p + "mlp.dense_h_to_4h.bias", {intermediate}});
+      s.push_back({p + "mlp.dense_4h_to_h.weight", {hidden, intermediate}});
+      s.push_back({p + "mlp.dense_4h_to_h.bias", {hidden}});
+    }
+    s.push_back({"gpt_neox.final_layer_norm.weight", {hidden}, 1.0});
+    s.push_back({"gpt_neox.final_layer_norm.bias", {hidden}});
+    if (!tied) s.push_back({"embed_out.weight", {vocab, hidden}});
+    return s;
+  }
+};
+
+class GPTNeoX final : public CausalLM {
+ public:
+  GPTNeoX(NeoXConfig cfg, blocks::Rotary rotary, ModelInfo info, Weights w, std::string config_json, at::Device device,
+          at::ScalarType dtype)
+      : CausalLM(std::move(info), std::move(w), std::move(config_json), device, dtype), cfg_(std::move(cfg)), rotary_(std::move(rotary)) {}
+
+  at::Tensor forward(const at::Tensor& ids, const at::Tensor& mask, KVCache* cache_in, const Hooks* hooks,
+                     bool last_only) const override {
+    KVCache local;
+    KVCache& cache = cache_in ? *cache_in : local;
+    const int64_t B = ids.size(0), T = ids.size(1), H = cfg_.n_head, D = cfg_.head_dim;
+    blocks::cache_extend_mask(cache, mask, cfg_.n_layer);
+    const at::Tensor pos = blocks::position_ids(cache.mask, T);
+    const Weights& w = weights_;
+    auto opt = [&](const std::string& name) { return cfg_.bias ? w[name] : at::Tensor(); };
+
+    at::Tensor x = at::embedding(w["gpt_neox.embed_in.weight"], ids);
+    for (int64_t l = 0; l < cfg_.n_layer; ++l) {
+      const std::string p = "gpt_neox.layers." + std::to_string(l) + ".";
+      // Attention on ln1(x); the fused projection is [B, T, H, 3D] = per head [q | k | v]
+      at::Tensor a = at::layer_norm(x, {cfg_.hidden}, w[p + "input_layernorm.weight"], w[p + "input_layernorm.bias"], cfg_.eps);
+      at::Tensor qkv = blocks::linear(a, w[p + "attention.query_key_value.weight"], opt(p + "attention.query_key_value.bias"))
+                           .view({B, T, H, 3 * D})
+                           .transpose(1, 2);  // [B, H, T, 3D]
+      at::Tensor q = rotary_.apply(qkv.narrow(-1, 0, D), pos);
+      at::Tensor k = rotary_.apply(qkv.narrow(-1, D, D), pos);
+      auto [keys, values] = blocks::cache_append(cache, l, k, qkv.narrow(-1, 2 * D, D));
+      at::Tensor z = blocks::causal_attention(q, keys, values, cache.mask, 1.0 / std::sqrt(double(D)));
+      at::Tensor attn = blocks::linear(blocks::merge_heads(z), w[p + "attention.dense.weight"], opt(p + "attention.dense.bias"));
+      // MLP: dense_4h_to_h(act(dense_h_to_4h(.))); act(...) is blocks.{l}.mlp.hook_post
+      at::Tensor mlp_in = cfg_.parallel ? x : x + attn;
+      at::Tensor m = at::layer_norm(mlp_in, {cfg_.hidden}, w[p + "post_attention_layernorm.weight"],
+                                    w[p + "post_attention_layernorm.bias"], cfg_.eps);
+      at::Tensor post = blocks::activation(blocks::linear(m, w[p + "mlp.dense_h_to_4h.weight"], w[p + "mlp.dense_h_to_4h.bias"]), cfg_.act);
+      if (hooks && hooks->mlp_post) post = hooks->mlp_post(l, post);
+      at::Tensor mlp = blocks::linear(post, w[p + "mlp.dense_4h_to_h.weight"], w[p + "mlp.dense_4h_to_h.bias"]);
+      x = x + attn + mlp;  // parallel: x + attn(ln1 x) + mlp(ln2 x); sequential: (x + attn) + mlp(ln2(x + attn))
+    }
+    if (last_only) x = x.narrow(1, T - 1, 1);
+    x = at::layer_norm(x, {cfg_.hidden}, w["gpt_neox.final_layer_norm.weight"], w["gpt_neox.final_layer_norm.bias"], cfg_.eps);
+    return at::linear(x, cfg_.tied ? w["gpt_neox.embed_in.weight"] : w["embed_out.weight"]);
+  }
+
+ private:
+  NeoXConfig cfg_;
+  blocks::Rotary rotary_;
+};
+
+}  // namespace
+
+std::unique_ptr<CausalLM> make_gpt_neox(const ConfigReader& config, const WeightSource& source, at::Device device,
+                                        at::ScalarType dtype) {
+  NeoXConfig cfg(config);
+  blocks::Rotary rotary(config, cfg.rotary_dim, cfg.theta, device);
+  const auto specs = cfg.specs();
+  Weights w = source.checkpoint ? Weights::load(*source.checkpoint, specs, {}, device, dtype)
+                                : Weights::random(specs, device, dtype, source.seed);
+  ModelInfo info;
+  info.architecture = "GPTNeoXForCausalLM";
+  info.model_type = "gpt_neox";
+  info.n_layers = cfg.n_layer;
+  info.d_model = cfg.hidden;
+  info.n_heads = cfg.n_head;
+  info.d_mlp = cfg.intermediate;
+  info.vocab_size = cfg.vocab;
+  info.max_positions = 0;
+  for (auto& [_, t] : w.named()) info.n_params += t.numel();
+  return std::make_unique<GPTNeoX>(cfg, std::move(rotary), info, std::move(w), config.json().dump(), device, dtype);
+}
+
+}  // namespace neuroprune

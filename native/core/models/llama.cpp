@@ -1,0 +1,163 @@
+// Llama family (HF LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM): RMSNorm, rotary
+// positions, grouped-query attention, SwiGLU MLP. Mistral adds a sliding window; Qwen2 q/k/v biases.
+#include <cmath>
+
+#include "checkpoint/safetensors.h"
+#include "error.h"
+#include "models/blocks.h"
+#include "models/model.h"
+
+namespace neuroprune {
+namespace {
+
+struct LlamaConfig {
+  std::string type;
+  int64_t n_layer, hidden, n_head, n_kv, head_dim, intermediate, vocab, max_pos;
+  double eps, theta;
+  std::string act;
+  bool tied, qkv_bias, o_bias, mlp_bias;
+  int64_t sliding_window = 0;   // 0: full attention
+  int64_t window_from_layer = 0;  // Qwen2: layers below max_window_layers attend fully
+
+  LlamaConfig(const ConfigReader& c, const std::string& model_type)
+      : type(model_type),
+        n_layer(c.positive_int("num_hidden_layers")),
+        hidden(c.positive_int("hidden_size")),
+        n_head(c.positive_int("num_attention_heads")),
+        n_kv(c.positive_int("num_key_value_heads", n_head)),
+        head_dim(c.positive_int("head_dim", hidden / n_head)),
+        intermediate(c.positive_int("intermediate_size")),
+        vocab(c.positive_int("vocab_size")),
+        max_pos(c.positive_int("max_position_embeddings", 2048)),
+        eps(c.number("rms_norm_eps", 1e-6)),
+        theta(c.number("rope_theta", 10000.0)),
+        act(c.string("hidden_act", "silu")),
+        tied(c.boolean("tie_word_embeddings", false)),
+        qkv_bias(model_type == "qwen2" || c.boolean("attention_bias", false)),
+        o_bias(model_type != "qwen2" && c.boolean("attention_bias", false)),
+        mlp_bias(c.boolean("mlp_bias", false)) {
+    if (!c.has("head_dim") && hidden % n_head != 0)
+      c.invalid("hidden_size", "(" + std::to_string(hidden) + ") must be divisible by num_attention_heads (" + std::to_string(n_head) + ")");
+    if (n_head % n_kv != 0)
+      c.invalid("num_key_value_heads", "(" + std::to_string(n_kv) + ") must divide num_attention_heads (" + std::to_string(n_head) + ")");
+    if (!blocks::is_known_activation(act)) c.invalid("hidden_act", "is unknown: \"" + act + "\"");
+    const bool windowed = model_type == "mistral" || (model_type == "qwen2" && c.boolean("use_sliding_window", false));
+    if (windowed && c.has("sliding_window")) {
+      sliding_window = c.positive_int("sliding_window");
+      if (model_type == "qwen2") window_from_layer = c.positive_int("max_window_layers", 28);
+    }
+  }
+
+  std::vector<ParamSpec> specs() const {
+    const int64_t q = n_head * head_dim, kv = n_kv * head_dim;
+    std::vector<ParamSpec> s = {{"model.embed_tokens.weight", {vocab, hidden}}};
+    for (int64_t l = 0; l < n_layer; ++l) {
+      const std::string p = "model.layers." + std::to_string(l) + ".";
+      s.push_back({p + "input_layernorm.weight", {hidden}, 1.0});
+      s.push_back({p + "self_attn.q_proj.weight", {q, hidden}});
+      s.push_back({p + "self_attn.k_proj.weight", {kv, hidden}});
+      s.push_back({p + "self_attn.v_proj.weight", {kv, hidden}});
+      if (qkv_bias) {
+        s.push_back({p + "self_attn.q_proj.bias", {q}});
+        s.push_back({p + "self_attn.k_proj.bias", {kv}});
+        s.push_back({p + "self_attn.v_proj.bias", {kv}});
+      }
+      s.push_back({p + "self_attn.o_proj.weight", {hidden, q}});
+      if (o_bias) s.push_back({p + "self_attn.o_proj.bias", {hidden}});
+      s.push_back({p + "post_attention_layernorm.weight", {hidden}, 1.0});
+      s.push_back({p + "mlp.gate_proj.weight", {intermediate, hidden}});
+      s.push_back({p + "mlp.up_proj.weight", {intermediate, hidden}});
+      s.push_back({p + "mlp.down_proj.weight", {hidden, intermediate}});
+      if (mlp_bias) {
+        s.push_back({p + "mlp.gate_proj.bias", {intermediate}});
+        s.push_back({p + "mlp.up_proj.bias", {intermediate}});
+        s.push_back({p + "mlp.down_proj.bias", {hidden}});
+      }
+    }
+    s.push_back({"model.norm.weight", {hidden}, 1.0});
+    if (!tied) s.push_back({"lm_head.weight", {vocab, hidden}});
+    return s;
+  }
+};
+
+class Llama final : public CausalLM {
+ public:
+  Llama(LlamaConfig cfg, blocks::Rotary rotary, ModelInfo info, Weights w, std::string config_json, at::Device device,
+        at::ScalarType dtype)
+      : CausalLM(std::move(info), std::move(w), std::move(config_json), device, dtype), cfg_(std::move(cfg)), rotary_(std::move(rotary)) {}
+
+  at::Tensor forward(const at::Tensor& ids, const at::Tensor& mask, KVCache* cache_in, const Hooks* hooks,
+                     bool last_only) const override {
+    KVCache local;
+    KVCache& cache = cache_in ? *cache_in : local;
+    const int64_t T = ids.size(1);
+    blocks::cache_extend_mask(cache, mask, cfg_.n_layer);
+    const at::Tensor pos = blocks::position_ids(cache.mask, T);
+    const Weights& w = weights_;
+    auto opt = [&](const std::string& name, bool present) { return present ? w[name] : at::Tensor(); };
+
+    at::Tensor x = at::embedding(w["model.embed_tokens.weight"], ids);
+    for (int64_t l = 0; l < cfg_.n_layer; ++l) {
+      const std::string p = "model.layers." + std::to_string(l) + ".";
+      // Attention: x += o_proj(softmax(rope(q) rope(k)^T / sqrt(d)) v), k/v shared by groups of heads
+      at::Tensor a = blocks::rms_norm(x, w[p + "input_layernorm.weight"], cfg_.eps);
+      at::Tensor q = blocks::linear(a, w[p + "self_attn.q_proj.weight"], opt(p + "self_attn.q_proj.bias", cfg_.qkv_bias));
+      at::Tensor k = blocks::linear(a, w[p + "self_attn.k_proj.weight"], opt(p + "self_attn.k_proj.bias", cfg_.qkv_bias));
+      at::Tensor v = blocks::linear(a, w[p + "self_attn.v_proj.weight"], opt(p + "self_attn.v_proj.bias", cfg_.qkv_bias));
+      q = rotary_.apply(blocks::split_heads(q, cfg_.n_head), pos);
+      k = rotary_.apply(blocks::split_heads(k, cfg_.n_kv), pos);
+      auto [keys, values] = blocks::cache_append(cache, l, k, blocks::split_heads(v, cfg_.n_kv));
+      const int64_t window = l >= cfg_.window_from_layer ? cfg_.sliding_window : 0;
+      at::Tensor z = blocks::causal_attention(q, keys, values, cache.mask, 1.0 / std::sqrt(double(cfg_.head_dim)), window);
+      x = x + blocks::linear(blocks::merge_heads(z), w[p + "self_attn.o_proj.weight"], opt(p + "self_attn.o_proj.bias", cfg_.o_bias));
+      // SwiGLU MLP: x += down(act(gate(h)) * up(h)); act(gate) * up is blocks.{l}.mlp.hook_post
+      at::Tensor h = blocks::rms_norm(x, w[p + "post_attention_layernorm.weight"], cfg_.eps);
+      at::Tensor gate = blocks::linear(h, w[p + "mlp.gate_proj.weight"], opt(p + "mlp.gate_proj.bias", cfg_.mlp_bias));
+      at::Tensor up = blocks::linear(h, w[p + "mlp.up_proj.weight"], opt(p + "mlp.up_proj.bias", cfg_.mlp_bias));
+      at::Tensor post = blocks::activation(gate, cfg_.act) * up;
+      if (hooks && hooks->mlp_post) post = hooks->mlp_post(l, post);
+      x = x + blocks::linear(post, w[p + "mlp.down_proj.weight"], opt(p + "mlp.down_proj.bias", cfg_.mlp_bias));
+    }
+    if (last_only) x = x.narrow(1, T - 1, 1);
+    x = blocks::rms_norm(x, w["model.norm.weight"], cfg_.eps);
+    return at::linear(x, cfg_.tied ? w["model.embed_tokens.weight"] : w["lm_head.weight"]);
+  }
+
+ private:
+  LlamaConfig cfg_;
+  blocks::Rotary rotary_;
+};
+
+std::unique_ptr<CausalLM> make(const ConfigReader& config, const WeightSource& source, at::Device device,
+                               at::ScalarType dtype, const std::string& type, const std::string& architecture) {
+  LlamaConfig cfg(config, type);
+  blocks::Rotary rotary(config, cfg.head_dim, cfg.theta, device);
+  const auto specs = cfg.specs();
+  Weights w = source.checkpoint ? Weights::load(*source.checkpoint, specs, {}, device, dtype)
+                                : Weights::random(specs, device, dtype, source.seed);
+  ModelInfo info;
+  info.architecture = architecture;
+  info.model_type = type;
+  info.n_layers = cfg.n_layer;
+  info.d_model = cfg.hidden;
+  info.n_heads = cfg.n_head;
+  info.d_mlp = cfg.intermediate;
+  info.vocab_size = cfg.vocab;
+  info.max_positions = 0;  // rotary: no hard limit
+  for (auto& [_, t] : w.named()) info.n_params += t.numel();
+  return std::make_unique<Llama>(cfg, std::move(rotary), info, std::move(w), config.json().dump(), device, dtype);
+}
+
+}  // namespace
+
+std::unique_ptr<CausalLM> make_llama(const ConfigReader& c, const WeightSource& s, at::Device d, at::ScalarType t) {
+  return make(c, s, d, t, "llama", "LlamaForCausalLM");
+}
+std::unique_ptr<CausalLM> make_mistral(const ConfigReader& c, const WeightSource& s, at::Device d, at::ScalarType t) {
+  return make(c, s, d, t, "mistral", "MistralForCausalLM");
+}
+std::unique_ptr<CausalLM> make_qwen2(const ConfigReader& c, const WeightSource& s, at::Device d, at::ScalarType t) {
+  return make(c, s, d, t, "qwen2", "Qwen2ForCausalLM");
+}
+
+}  // namespace neuroprune
