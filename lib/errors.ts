@@ -8,7 +8,8 @@ export type ErrorCode =
   | 'E_TOKENIZER' // tokenizer.json missing or unreadable
   | 'E_NOT_FOUND' // no such model folder, cache entry or random preset
   | 'E_ARG' // a bad argument
-  | 'E_RANGE' // an index outside its range (token id, position, neuron)
+  | 'E_RANGE' // an index outside its range (token id, position, neuron), or a duplicate neuron
+  | 'E_NEURON_FILE' // a neuron-set file that is unreadable or has wrong fields
   | 'E_DEVICE' // the device asked for is not available
   | 'E_OOM' // out of host or device memory
   | 'E_IO' // a file could not be written

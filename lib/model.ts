@@ -3,8 +3,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { nativeCall, NeuropruneError } from './errors';
 import { native, NativeModel } from './native';
+import { NeuronRef, NeuronSet } from './neurons';
 import { resolveModel } from './resolve';
-import { TextTokenizer } from './tokenizer';
+import { byteLevelTokenizerConfig, byteLevelTokenizerJson, TextTokenizer } from './tokenizer';
 
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
 export type DType = 'float32' | 'bfloat16' | 'float16';
@@ -74,6 +75,23 @@ export interface Generation {
   text: string;
   tokens: number[];
 }
+
+/** A reversible edit; pass it to `model.restore(edit)`. */
+export interface Edit {
+  readonly id: number;
+  readonly kind: 'prune' | 'scale';
+  readonly neurons: number;
+}
+
+export interface Activations {
+  /** blocks.{layer}.mlp.hook_post per requested layer, row-major [batch, seqLen, dMlp]. */
+  layers: Map<number, Float32Array>;
+  shape: [number, number, number];
+  tokens: TokenBatch;
+}
+
+/** Tokenizer and generation files `save` copies from the source folder. */
+const SIDE_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.json', 'merges.txt', 'tokenizer.model', 'generation_config.json'];
 
 export class Model {
   private queue: Promise<unknown> = Promise.resolve();
@@ -203,6 +221,72 @@ export class Model {
     return Array.isArray(prompts) ? generations : generations[0];
   }
 
+  /** The MLP activations (blocks.{l}.mlp.hook_post) of the input at the given layers (default all). */
+  async activations(input: ModelInput, options: { layers?: number[] } = {}): Promise<Activations> {
+    const tokens = this.encode(input);
+    const layers = options.layers ?? Array.from({ length: this.info.nLayers }, (_, l) => l);
+    const arrays = await this.run(() => this.handle.activations(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, Int32Array.from(layers)));
+    return { layers: new Map(layers.map((l, i) => [l, arrays[i]])), shape: [tokens.batch, tokens.seqLen, this.info.dMlp], tokens };
+  }
+
+  /**
+   * Zeroes, in place, each neuron's column of the down projection (GPT-2: the row of c_proj); with
+   * `full`, its up/gate rows and biases too. Reversible bit for bit with `restore`.
+   */
+  async prune(neurons: NeuronRef[] | NeuronSet, options: { full?: boolean } = {}): Promise<Edit> {
+    const [layers, indices, count] = neuronArrays(neurons);
+    const id = await this.run(() => this.handle.prune(layers, indices, options.full ?? false));
+    return { id, kind: 'prune', neurons: count };
+  }
+
+  /** Multiplies each neuron's activation by `factor` (0 suppresses, 2 enhances) in every later call. */
+  async scale(neurons: NeuronRef[] | NeuronSet, factor: number): Promise<Edit> {
+    if (!Number.isFinite(factor)) throw new NeuropruneError('E_ARG', `factor must be a finite number, got ${factor}`);
+    const [layers, indices, count] = neuronArrays(neurons);
+    const id = await this.run(() => this.handle.scale(layers, indices, factor));
+    return { id, kind: 'scale', neurons: count };
+  }
+
+  /** Undoes one edit, or every edit when none is given; weights come back bit for bit. */
+  async restore(edit?: Edit): Promise<void> {
+    await this.run(() => (edit ? this.handle.removeEdit(edit.id) : this.handle.removeAllEdits()));
+  }
+
+  /** A digest of every weight: equal digests mean bit-identical weights. */
+  weightsDigest(): Promise<string> {
+    return this.run(() => this.handle.digest());
+  }
+
+  /**
+   * Writes the current weights (edits included; activation scales are not weights and are not saved)
+   * as a complete HF folder: config.json, tokenizer files, safetensors, sharded when the source was.
+   * The folder appears whole or not at all.
+   */
+  async save(dir: string, options: { force?: boolean } = {}): Promise<string> {
+    const out = path.resolve(dir);
+    const existing = fs.existsSync(out) ? fs.readdirSync(out) : undefined;
+    if (existing?.length && !options.force) throw new NeuropruneError('E_ARG', `${out} exists and is not empty (pass force to replace it)`);
+    fs.mkdirSync(path.dirname(out), { recursive: true });
+    const tmp = fs.mkdtempSync(`${out}.tmp-`);
+    try {
+      fs.chmodSync(tmp, 0o755);
+      fs.writeFileSync(path.join(tmp, 'config.json'), JSON.stringify({ ...this.info.config, torch_dtype: this.info.dtype }, null, 2) + '\n');
+      if (this.info.dir) {
+        for (const f of SIDE_FILES) if (fs.existsSync(path.join(this.info.dir, f))) fs.copyFileSync(path.join(this.info.dir, f), path.join(tmp, f));
+      } else {
+        fs.writeFileSync(path.join(tmp, 'tokenizer.json'), JSON.stringify(byteLevelTokenizerJson()));
+        fs.writeFileSync(path.join(tmp, 'tokenizer_config.json'), JSON.stringify(byteLevelTokenizerConfig(), null, 2) + '\n');
+      }
+      await this.run(() => this.handle.save(tmp));
+      if (existing) fs.rmSync(out, { recursive: true, force: true });
+      fs.renameSync(tmp, out);
+    } catch (error) {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      throw error;
+    }
+    return out;
+  }
+
   /** Frees the weights once pending calls finish; later calls fail with E_DISPOSED. */
   dispose(): void {
     if (this.disposed) return;
@@ -237,4 +321,14 @@ function abortFlag(signal?: AbortSignal): Int32Array | undefined {
   if (signal.aborted) flag[0] = 1;
   else signal.addEventListener('abort', () => Atomics.store(flag, 0, 1), { once: true });
   return flag;
+}
+
+function neuronArrays(neurons: NeuronRef[] | NeuronSet): [Int32Array, Int32Array, number] {
+  const list = Array.isArray(neurons) ? neurons : neurons.neurons;
+  list.forEach((n, i) => {
+    if (!Number.isInteger(n.layer) || !Number.isInteger(n.index) || Math.abs(n.layer) > 2 ** 31 || Math.abs(n.index) > 2 ** 31) {
+      throw new NeuropruneError('E_RANGE', `neurons[${i}] = ${JSON.stringify(n)}: layer and index must be integers`);
+    }
+  });
+  return [Int32Array.from(list, (n) => n.layer), Int32Array.from(list, (n) => n.index), list.length];
 }

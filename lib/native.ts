@@ -30,6 +30,13 @@ export interface NativeModel {
     eos: number,
     cancel?: Int32Array,
   ): Promise<{ tokens: Int32Array; steps: number; cancelled: boolean }>;
+  activations(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, layers: Int32Array): Promise<Float32Array[]>;
+  prune(layers: Int32Array, indices: Int32Array, full: boolean): Promise<number>;
+  scale(layers: Int32Array, indices: Int32Array, factor: number): Promise<number>;
+  removeEdit(handle: number): Promise<void>;
+  removeAllEdits(): Promise<void>;
+  save(dir: string): Promise<void>;
+  digest(): Promise<string>;
   dispose(): void;
 }
 

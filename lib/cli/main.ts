@@ -4,6 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { initCheckpoint } from '../checkpoint';
 import { NeuropruneError, toNeuropruneError } from '../errors';
 import { DType, Model, ModelInfo } from '../model';
+import { readNeuronSet } from '../neurons';
 import { familyNames, presetNames } from '../presets';
 
 const int = (name: string) => (value: string) => {
@@ -83,9 +84,14 @@ export function buildProgram(): Command {
     .option('--max-new-tokens <n>', 'tokens to generate', int('max-new-tokens'), 20)
     .addOption(deviceOption())
     .addOption(dtypeOption())
+    .option('--neurons <file>', 'a neuron-set file whose activations --scale multiplies')
+    .option('--scale <factor>', 'activation factor for --neurons (0 suppresses, 2 enhances)', parseFloat)
     .option('--json', 'print JSON')
     .action(async (id: string, o) => {
+      if ((o.neurons === undefined) !== (o.scale === undefined)) throw new NeuropruneError('E_ARG', '--neurons and --scale go together');
+      const neurons = o.neurons ? await readNeuronSet(o.neurons) : undefined;
       const model = await Model.load(id, { device: o.device, dtype: o.dtype });
+      if (neurons) await model.scale(neurons, o.scale);
       const controller = new AbortController();
       const onSigint = () => controller.abort();
       process.once('SIGINT', onSigint);
@@ -97,6 +103,28 @@ export function buildProgram(): Command {
         else process.stdout.write(`${g.prompt}${g.text}\n`);
       } finally {
         process.off('SIGINT', onSigint);
+        model.dispose();
+      }
+    });
+
+  program
+    .command('prune')
+    .description('zero the weights of the neurons in a neuron-set file and save the pruned checkpoint')
+    .argument('<model>', 'folder, hub id in the local HF cache, or random:PRESET')
+    .requiredOption('--neurons <file>', 'neuron-set JSON file')
+    .requiredOption('--out <dir>', 'output folder for the pruned checkpoint')
+    .option('--full', 'also zero the up/gate rows and biases, not only the down projection')
+    .addOption(deviceOption())
+    .addOption(dtypeOption())
+    .option('--force', 'replace a non-empty output folder')
+    .action(async (id: string, o) => {
+      const neurons = await readNeuronSet(o.neurons);
+      const model = await Model.load(id, { device: o.device, dtype: o.dtype });
+      try {
+        await model.prune(neurons, { full: Boolean(o.full) });
+        const out = await model.save(o.out, { force: Boolean(o.force) });
+        process.stdout.write(`pruned ${neurons.neurons.length} neurons; wrote ${out}\n`);
+      } finally {
         model.dispose();
       }
     });

@@ -5,12 +5,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <map>
 #include <cstdlib>
 #include <thread>
 #include <memory>
 #include <mutex>
 
 #include "checkpoint/safetensors.h"
+#include "checkpoint/save.h"
+#include "edit/editor.h"
 #include "models/generate.h"
 #include "models/model.h"
 #include "promise_worker.h"
@@ -22,8 +25,29 @@ namespace {
 // A loaded model. Workers hold the shared_ptr, so dispose() while a call runs frees it afterwards.
 struct ModelState {
   std::unique_ptr<CausalLM> model;
+  std::unique_ptr<Editor> editor;
   std::mutex mutex;  // one call at a time per model
+  Editor& edits() {
+    if (!editor) editor = std::make_unique<Editor>(*model);
+    return *editor;
+  }
 };
+
+// (layers: Int32Array, indices: Int32Array) at info[first], info[first + 1] -> neurons.
+std::vector<Neuron> neurons_from_js(const Napi::CallbackInfo& info, size_t first) {
+  Napi::Env env = info.Env();
+  if (info.Length() < first + 2 || !info[first].IsTypedArray() || !info[first + 1].IsTypedArray() ||
+      info[first].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+      info[first + 1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    throw_coded(env, codes::kArgument, "neurons must be given as (layers: Int32Array, indices: Int32Array)");
+  auto layers = info[first].As<Napi::Int32Array>();
+  auto indices = info[first + 1].As<Napi::Int32Array>();
+  if (layers.ElementLength() != indices.ElementLength())
+    throw_coded(env, codes::kArgument, "layers and indices must have the same length");
+  std::vector<Neuron> out;
+  for (size_t i = 0; i < layers.ElementLength(); ++i) out.push_back({layers[i], indices[i]});
+  return out;
+}
 
 std::string arg_string(const Napi::CallbackInfo& info, size_t i, const char* what) {
   if (info.Length() <= i || !info[i].IsString()) throw_coded(info.Env(), codes::kArgument, std::string(what) + " must be a string");
@@ -106,6 +130,13 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     Napi::Function ctor = DefineClass(env, "NativeModel",
                                       {InstanceMethod("info", &NativeModel::Info), InstanceMethod("logits", &NativeModel::Logits),
                                        InstanceMethod("generate", &NativeModel::Generate),
+                                       InstanceMethod("activations", &NativeModel::Activations),
+                                       InstanceMethod("prune", &NativeModel::Prune),
+                                       InstanceMethod("scale", &NativeModel::Scale),
+                                       InstanceMethod("removeEdit", &NativeModel::RemoveEdit),
+                                       InstanceMethod("removeAllEdits", &NativeModel::RemoveAllEdits),
+                                       InstanceMethod("save", &NativeModel::Save),
+                                       InstanceMethod("digest", &NativeModel::Digest),
                                        InstanceMethod("dispose", &NativeModel::Dispose)});
     env.SetInstanceData<Napi::FunctionReference>(new Napi::FunctionReference(Napi::Persistent(ctor)));
     exports.Set("NativeModel", ctor);
@@ -189,6 +220,130 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
           r.Set("cancelled", cancel->raised());
           return r;
         });
+  }
+
+  // activations(ids, mask, batch, seqLen, layers: Int32Array) -> Promise<Float32Array[]>, one
+  // [B, T, d_mlp] array of blocks.{l}.mlp.hook_post per requested layer.
+  Napi::Value Activations(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto state = live(env);
+    auto [ids, mask] = tokens_from_js(info, 0, state->model->info().vocab_size);
+    if (info.Length() < 5 || !info[4].IsTypedArray()) throw_coded(env, codes::kArgument, "layers must be an Int32Array");
+    auto js_layers = info[4].As<Napi::Int32Array>();
+    std::vector<int64_t> layers;
+    for (size_t i = 0; i < js_layers.ElementLength(); ++i) {
+      if (js_layers[i] < 0 || js_layers[i] >= state->model->info().n_layers)
+        throw_coded(env, codes::kRange, "layers[" + std::to_string(i) + "] = " + std::to_string(js_layers[i]) +
+                                            " is out of range [0, " + std::to_string(state->model->info().n_layers) + ")");
+      layers.push_back(js_layers[i]);
+    }
+    auto out = std::make_shared<std::vector<at::Tensor>>();
+    return PromiseWorker::Run(
+        env,
+        [state, ids = ids, mask = mask, layers, out] {
+          std::lock_guard<std::mutex> lock(state->mutex);
+          at::NoGradGuard no_grad;
+          const CausalLM& m = *state->model;
+          std::map<int64_t, at::Tensor> seen;
+          Hooks hooks;
+          hooks.mlp_post = [&seen](int64_t layer, const at::Tensor& post) {
+            seen[layer] = post;
+            return post;
+          };
+          m.forward(ids.to(m.device()), mask.to(m.device()), nullptr, &hooks, true);
+          for (int64_t l : layers) out->push_back(seen.at(l).to(at::kCPU, at::kFloat).contiguous());
+        },
+        [out](Napi::Env env) -> Napi::Value {
+          Napi::Array arr = Napi::Array::New(env, out->size());
+          for (size_t i = 0; i < out->size(); ++i) {
+            auto a = Napi::Float32Array::New(env, (*out)[i].numel());
+            std::memcpy(a.Data(), (*out)[i].data_ptr<float>(), (*out)[i].numel() * sizeof(float));
+            arr.Set(i, a);
+          }
+          return arr;
+        });
+  }
+
+  // prune(layers, indices, full) -> Promise<handle>
+  Napi::Value Prune(const Napi::CallbackInfo& info) {
+    auto state = live(info.Env());
+    auto neurons = neurons_from_js(info, 0);
+    const bool full = info.Length() > 2 && info[2].ToBoolean();
+    auto handle = std::make_shared<int64_t>(0);
+    return PromiseWorker::Run(
+        info.Env(),
+        [state, neurons, full, handle] {
+          std::lock_guard<std::mutex> lock(state->mutex);
+          at::NoGradGuard no_grad;
+          *handle = state->edits().prune(neurons, full);
+        },
+        [handle](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, double(*handle)); });
+  }
+
+  // scale(layers, indices, factor) -> Promise<handle>
+  Napi::Value Scale(const Napi::CallbackInfo& info) {
+    auto state = live(info.Env());
+    auto neurons = neurons_from_js(info, 0);
+    if (info.Length() < 3 || !info[2].IsNumber()) throw_coded(info.Env(), codes::kArgument, "factor must be a number");
+    const double factor = info[2].As<Napi::Number>().DoubleValue();
+    auto handle = std::make_shared<int64_t>(0);
+    return PromiseWorker::Run(
+        info.Env(),
+        [state, neurons, factor, handle] {
+          std::lock_guard<std::mutex> lock(state->mutex);
+          *handle = state->edits().scale(neurons, factor);
+        },
+        [handle](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, double(*handle)); });
+  }
+
+  Napi::Value RemoveEdit(const Napi::CallbackInfo& info) {
+    auto state = live(info.Env());
+    const int64_t handle = arg_int(info, 0, "handle");
+    return PromiseWorker::Run(
+        info.Env(),
+        [state, handle] {
+          std::lock_guard<std::mutex> lock(state->mutex);
+          at::NoGradGuard no_grad;
+          state->edits().remove(handle);
+        },
+        nullptr);
+  }
+
+  Napi::Value RemoveAllEdits(const Napi::CallbackInfo& info) {
+    auto state = live(info.Env());
+    return PromiseWorker::Run(
+        info.Env(),
+        [state] {
+          std::lock_guard<std::mutex> lock(state->mutex);
+          at::NoGradGuard no_grad;
+          state->edits().remove_all();
+        },
+        nullptr);
+  }
+
+  // save(dir) -> Promise<void>: the current weights as safetensors in `dir` (which must exist).
+  Napi::Value Save(const Napi::CallbackInfo& info) {
+    auto state = live(info.Env());
+    const std::string dir = arg_string(info, 0, "folder");
+    return PromiseWorker::Run(
+        info.Env(),
+        [state, dir] {
+          std::lock_guard<std::mutex> lock(state->mutex);
+          save_weights(*state->model, dir);
+        },
+        nullptr);
+  }
+
+  Napi::Value Digest(const Napi::CallbackInfo& info) {
+    auto state = live(info.Env());
+    auto out = std::make_shared<std::string>();
+    return PromiseWorker::Run(
+        info.Env(),
+        [state, out] {
+          std::lock_guard<std::mutex> lock(state->mutex);
+          *out = weights_digest(*state->model);
+        },
+        [out](Napi::Env env) -> Napi::Value { return Napi::String::New(env, *out); });
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {

@@ -90,12 +90,19 @@ class GPT2 final : public CausalLM {
       // MLP: x += c_proj(act(c_fc(ln_2(x)))); act(...) is blocks.{l}.mlp.hook_post
       at::Tensor m = blocks::layer_norm(x, w[p + "ln_2.weight"], w[p + "ln_2.bias"], cfg_.eps);
       at::Tensor post = blocks::activation(blocks::conv1d(m, w[p + "mlp.c_fc.weight"], w[p + "mlp.c_fc.bias"]), cfg_.act);
-      if (hooks && hooks->mlp_post) post = hooks->mlp_post(l, post);
+      post = mlp_post(l, post, hooks);
       x = x + blocks::conv1d(post, w[p + "mlp.c_proj.weight"], w[p + "mlp.c_proj.bias"]);
     }
     if (last_only) x = x.narrow(1, T - 1, 1);
     x = blocks::layer_norm(x, w["transformer.ln_f.weight"], w["transformer.ln_f.bias"], cfg_.eps);
     return at::linear(x, cfg_.tied ? w["transformer.wte.weight"] : w["lm_head.weight"]);
+  }
+
+  std::vector<NeuronParam> neuron_params(int64_t layer, bool full) const override {
+    const std::string p = "transformer.h." + std::to_string(layer) + ".mlp.";
+    std::vector<NeuronParam> out = {{p + "c_proj.weight", 0}};  // Conv1D [in=d_mlp, out]: a row per neuron
+    if (full) out.insert(out.end(), {{p + "c_fc.weight", 1}, {p + "c_fc.bias", 0}});
+    return out;
   }
 
  private:

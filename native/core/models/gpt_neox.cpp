@@ -96,13 +96,20 @@ class GPTNeoX final : public CausalLM {
       at::Tensor m = at::layer_norm(mlp_in, {cfg_.hidden}, w[p + "post_attention_layernorm.weight"],
                                     w[p + "post_attention_layernorm.bias"], cfg_.eps);
       at::Tensor post = blocks::activation(blocks::linear(m, w[p + "mlp.dense_h_to_4h.weight"], w[p + "mlp.dense_h_to_4h.bias"]), cfg_.act);
-      if (hooks && hooks->mlp_post) post = hooks->mlp_post(l, post);
+      post = mlp_post(l, post, hooks);
       at::Tensor mlp = blocks::linear(post, w[p + "mlp.dense_4h_to_h.weight"], w[p + "mlp.dense_4h_to_h.bias"]);
       x = x + attn + mlp;  // parallel: x + attn(ln1 x) + mlp(ln2 x); sequential: (x + attn) + mlp(ln2(x + attn))
     }
     if (last_only) x = x.narrow(1, T - 1, 1);
     x = at::layer_norm(x, {cfg_.hidden}, w["gpt_neox.final_layer_norm.weight"], w["gpt_neox.final_layer_norm.bias"], cfg_.eps);
     return at::linear(x, cfg_.tied ? w["gpt_neox.embed_in.weight"] : w["embed_out.weight"]);
+  }
+
+  std::vector<NeuronParam> neuron_params(int64_t layer, bool full) const override {
+    const std::string p = "gpt_neox.layers." + std::to_string(layer) + ".mlp.";
+    std::vector<NeuronParam> out = {{p + "dense_4h_to_h.weight", 1}};  // [hidden, d_mlp]: a column per neuron
+    if (full) out.insert(out.end(), {{p + "dense_h_to_4h.weight", 0}, {p + "dense_h_to_4h.bias", 0}});
+    return out;
   }
 
  private:

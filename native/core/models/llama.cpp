@@ -115,12 +115,22 @@ class Llama final : public CausalLM {
       at::Tensor gate = blocks::linear(h, w[p + "mlp.gate_proj.weight"], opt(p + "mlp.gate_proj.bias", cfg_.mlp_bias));
       at::Tensor up = blocks::linear(h, w[p + "mlp.up_proj.weight"], opt(p + "mlp.up_proj.bias", cfg_.mlp_bias));
       at::Tensor post = blocks::activation(gate, cfg_.act) * up;
-      if (hooks && hooks->mlp_post) post = hooks->mlp_post(l, post);
+      post = mlp_post(l, post, hooks);
       x = x + blocks::linear(post, w[p + "mlp.down_proj.weight"], opt(p + "mlp.down_proj.bias", cfg_.mlp_bias));
     }
     if (last_only) x = x.narrow(1, T - 1, 1);
     x = blocks::rms_norm(x, w["model.norm.weight"], cfg_.eps);
     return at::linear(x, cfg_.tied ? w["model.embed_tokens.weight"] : w["lm_head.weight"]);
+  }
+
+  std::vector<NeuronParam> neuron_params(int64_t layer, bool full) const override {
+    const std::string p = "model.layers." + std::to_string(layer) + ".mlp.";
+    std::vector<NeuronParam> out = {{p + "down_proj.weight", 1}};  // [hidden, d_mlp]: a column per neuron
+    if (full) {
+      out.insert(out.end(), {{p + "gate_proj.weight", 0}, {p + "up_proj.weight", 0}});
+      if (cfg_.mlp_bias) out.insert(out.end(), {{p + "gate_proj.bias", 0}, {p + "up_proj.bias", 0}});
+    }
+    return out;
   }
 
  private:

@@ -59,7 +59,33 @@ std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir, at::Device devi
   Checkpoint ckpt(dir);
   WeightSource source;
   source.checkpoint = &ckpt;
-  return build(config, source, device, dtype);
+  auto model = build(config, source, device, dtype);
+  if (ckpt.sharded()) {
+    std::map<std::string, std::string> shards;
+    for (const auto& [name, _] : model->weights().named()) {
+      const std::string& file = ckpt.file_of(ckpt.has(name) ? name : name.substr(name.find('.') + 1));
+      shards[name] = file.substr(file.find_last_of('/') + 1);
+    }
+    model->set_source_shards(std::move(shards));
+  }
+  return model;
+}
+
+void CausalLM::set_mlp_scale(int64_t layer, const at::Tensor& scale) {
+  if (mlp_scale_.empty()) mlp_scale_.resize(info_.n_layers);
+  mlp_scale_.at(layer) = scale.defined() ? scale.to(device_, dtype_) : scale;
+}
+
+const at::Tensor& CausalLM::mlp_scale(int64_t layer) const {
+  static const at::Tensor none;
+  return mlp_scale_.empty() ? none : mlp_scale_.at(layer);
+}
+
+at::Tensor CausalLM::mlp_post(int64_t layer, at::Tensor post, const Hooks* hooks) const {
+  const at::Tensor& scale = mlp_scale(layer);
+  if (scale.defined()) post = post * scale;  // [.., d_mlp] * [d_mlp]
+  if (hooks && hooks->mlp_post) post = hooks->mlp_post(layer, post);
+  return post;
 }
 
 std::unique_ptr<CausalLM> random_causal_lm(const std::string& config_json, at::Device device, at::ScalarType dtype,

@@ -65,11 +65,32 @@ class Weights {
   std::map<std::string, size_t> index_;
 };
 
+// A parameter that holds part of each MLP neuron: slice `index` along `dim` belongs to neuron `index`.
+struct NeuronParam {
+  std::string name;
+  int64_t dim;
+};
+
 class CausalLM {
  public:
   virtual ~CausalLM() = default;
   const ModelInfo& info() const { return info_; }
   const Weights& weights() const { return weights_; }
+  // For in-place edits (pruning); shapes never change.
+  Weights& mutable_weights() { return weights_; }
+
+  // The parameters of layer `layer`'s MLP neurons: the down projection, and with `full` also the
+  // up/gate projections and their biases.
+  virtual std::vector<NeuronParam> neuron_params(int64_t layer, bool full) const = 0;
+
+  // Per-layer activation scales on blocks.{l}.mlp.hook_post ([d_mlp], undefined = none), applied by
+  // every later forward.
+  void set_mlp_scale(int64_t layer, const at::Tensor& scale);
+  const at::Tensor& mlp_scale(int64_t layer) const;
+
+  // Where each tensor came from when the checkpoint was sharded (name -> shard file), for save().
+  const std::map<std::string, std::string>& source_shards() const { return source_shards_; }
+  void set_source_shards(std::map<std::string, std::string> shards) { source_shards_ = std::move(shards); }
   const std::string& config_json() const { return config_json_; }
   at::Device device() const { return device_; }
   at::ScalarType dtype() const { return dtype_; }
@@ -81,6 +102,9 @@ class CausalLM {
                              const Hooks* hooks = nullptr, bool last_only = false) const = 0;
 
  protected:
+  // Every architecture passes blocks.{l}.mlp.hook_post through here: activation scales, then hooks.
+  at::Tensor mlp_post(int64_t layer, at::Tensor post, const Hooks* hooks) const;
+
   CausalLM(ModelInfo info, Weights weights, std::string config_json, at::Device device, at::ScalarType dtype)
       : info_(std::move(info)), weights_(std::move(weights)), config_json_(std::move(config_json)), device_(device), dtype_(dtype) {}
   ModelInfo info_;
@@ -88,6 +112,8 @@ class CausalLM {
   std::string config_json_;
   at::Device device_;
   at::ScalarType dtype_;
+  std::vector<at::Tensor> mlp_scale_;
+  std::map<std::string, std::string> source_shards_;
 };
 
 // Where the weights come from: a checkpoint folder, or a seed for random ones.

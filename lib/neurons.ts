@@ -1,0 +1,69 @@
+/** Neuron sets: which MLP neurons a method found, in a JSON file later pipelines read. */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import { NeuropruneError } from './errors';
+
+/** A neuron of blocks.{layer}.mlp.hook_post. */
+export interface NeuronRef {
+  layer: number;
+  index: number;
+  score?: number;
+}
+
+export const NEURON_SET_FORMAT = 'neuroprune.neurons/1';
+
+const neuronSchema = z.object({
+  layer: z.number().int().nonnegative(),
+  index: z.number().int().nonnegative(),
+  score: z.number().finite().optional(),
+});
+
+const neuronSetSchema = z.object({
+  format: z.literal(NEURON_SET_FORMAT),
+  /** The model the neurons were found in (its id or folder). */
+  model: z.string(),
+  /** The activation site, TransformerLens style without the layer: each neuron is blocks.{layer}.<site>. */
+  site: z.literal('mlp.hook_post'),
+  neurons: z.array(neuronSchema),
+  /** How the set was made: method name and its options, free form. */
+  method: z.record(z.unknown()).default({}),
+  created: z.string().optional(),
+});
+
+export type NeuronSet = z.infer<typeof neuronSetSchema>;
+
+export function neuronSet(model: string, neurons: NeuronRef[], method: Record<string, unknown> = {}): NeuronSet {
+  return { format: NEURON_SET_FORMAT, model, site: 'mlp.hook_post', neurons, method, created: new Date().toISOString() };
+}
+
+/** Reads and validates a neuron-set file; E_NEURON_FILE names the file and the bad field. */
+export async function readNeuronSet(file: string): Promise<NeuronSet> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (error) {
+    throw new NeuropruneError('E_NEURON_FILE', `${file}: cannot read (${(error as Error).message})`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new NeuropruneError('E_NEURON_FILE', `${file}: not JSON (${(error as Error).message})`);
+  }
+  const parsed = neuronSetSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue.path.length ? issue.path.join('.') : '(top level)';
+    throw new NeuropruneError('E_NEURON_FILE', `${file}: ${where}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+/** Writes a neuron set atomically (temporary file, then rename). */
+export async function writeNeuronSet(file: string, set: NeuronSet): Promise<void> {
+  await fs.mkdir(path.dirname(path.resolve(file)), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}`;
+  await fs.writeFile(tmp, JSON.stringify(set, null, 2) + '\n');
+  await fs.rename(tmp, file);
+}

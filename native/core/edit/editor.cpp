@@ -1,0 +1,100 @@
+#include "edit/editor.h"
+
+#include <map>
+#include <set>
+
+#include "error.h"
+
+namespace neuroprune {
+
+void Editor::check(const std::vector<Neuron>& neurons) const {
+  const ModelInfo& info = model_.info();
+  std::map<std::pair<int64_t, int64_t>, size_t> seen;
+  for (size_t i = 0; i < neurons.size(); ++i) {
+    const auto [layer, index] = neurons[i];
+    const std::string entry = "neurons[" + std::to_string(i) + "] = {layer: " + std::to_string(layer) +
+                              ", index: " + std::to_string(index) + "}";
+    if (layer < 0 || layer >= info.n_layers)
+      fail(codes::kRange, entry + ": layer out of range [0, " + std::to_string(info.n_layers) + ")");
+    if (index < 0 || index >= info.d_mlp)
+      fail(codes::kRange, entry + ": index out of range [0, " + std::to_string(info.d_mlp) + ") of blocks." +
+                              std::to_string(layer) + ".mlp.hook_post");
+    auto [it, fresh] = seen.emplace(std::make_pair(layer, index), i);
+    if (!fresh) fail(codes::kRange, entry + ": duplicate of neurons[" + std::to_string(it->second) + "]");
+  }
+}
+
+// Neuron indices per layer, as index tensors on the model's device.
+static std::map<int64_t, at::Tensor> by_layer(const std::vector<Neuron>& neurons, at::Device device) {
+  std::map<int64_t, std::vector<int64_t>> lists;
+  for (const auto& n : neurons) lists[n.layer].push_back(n.index);
+  std::map<int64_t, at::Tensor> out;
+  for (auto& [layer, idx] : lists) out[layer] = at::tensor(idx, at::kLong).to(device);
+  return out;
+}
+
+void Editor::apply(Edit& edit) {
+  if (!edit.prune) return rebuild_scales();
+  edit.saved.clear();
+  for (auto& [layer, index] : by_layer(edit.neurons, model_.device())) {
+    for (const auto& param : model_.neuron_params(layer, edit.full)) {
+      const at::Tensor& w = model_.mutable_weights()[param.name];
+      edit.saved.push_back({param.name, param.dim, index, w.index_select(param.dim, index)});
+      w.index_fill_(param.dim, index, 0);
+    }
+  }
+}
+
+void Editor::undo(Edit& edit) {
+  if (!edit.prune) return;
+  for (auto it = edit.saved.rbegin(); it != edit.saved.rend(); ++it)
+    model_.mutable_weights()[it->name].index_copy_(it->dim, it->index, it->values);
+  edit.saved.clear();
+}
+
+void Editor::rebuild_scales() {
+  const ModelInfo& info = model_.info();
+  std::vector<at::Tensor> scales(info.n_layers);
+  for (const auto& edit : edits_) {
+    if (edit.prune) continue;
+    for (const auto& n : edit.neurons) {
+      if (!scales[n.layer].defined()) scales[n.layer] = at::ones({info.d_mlp}, at::kFloat);
+      scales[n.layer][n.index] *= edit.factor;
+    }
+  }
+  for (int64_t l = 0; l < info.n_layers; ++l) model_.set_mlp_scale(l, scales[l]);
+}
+
+int64_t Editor::prune(const std::vector<Neuron>& neurons, bool full) {
+  check(neurons);
+  edits_.push_back({next_id_++, true, full, 0.0, neurons, {}});
+  apply(edits_.back());
+  return edits_.back().id;
+}
+
+int64_t Editor::scale(const std::vector<Neuron>& neurons, double factor) {
+  check(neurons);
+  edits_.push_back({next_id_++, false, false, factor, neurons, {}});
+  rebuild_scales();
+  return edits_.back().id;
+}
+
+void Editor::remove(int64_t handle) {
+  size_t k = 0;
+  while (k < edits_.size() && edits_[k].id != handle) ++k;
+  if (k == edits_.size()) fail(codes::kArgument, "no edit with handle " + std::to_string(handle) + " (already restored?)");
+  // Later edits saved slices that may include this edit's zeros: undo them newest first, drop this
+  // one, then apply them again.
+  for (size_t i = edits_.size(); i-- > k;) undo(edits_[i]);
+  edits_.erase(edits_.begin() + k);
+  for (size_t i = k; i < edits_.size(); ++i) apply(edits_[i]);
+  rebuild_scales();
+}
+
+void Editor::remove_all() {
+  for (size_t i = edits_.size(); i-- > 0;) undo(edits_[i]);
+  edits_.clear();
+  rebuild_scales();
+}
+
+}  // namespace neuroprune
