@@ -63,39 +63,39 @@ class GPT2 final : public CausalLM {
   GPT2(GPT2Config cfg, ModelInfo info, Weights w, std::string config_json, at::Device device, at::ScalarType dtype)
       : CausalLM(std::move(info), std::move(w), std::move(config_json), device, dtype), cfg_(std::move(cfg)) {}
 
-  at::Tensor forward(const at::Tensor& ids, const at::Tensor& mask, KVCache* cache_in, const Hooks* hooks,
-                     bool last_only) const override {
-    KVCache local;
-    KVCache& cache = cache_in ? *cache_in : local;
-    const int64_t T = ids.size(1);
-    blocks::cache_extend_mask(cache, mask, cfg_.n_layer);
-    at::Tensor pos = blocks::position_ids(cache.mask, T);
+  at::Tensor embed(const at::Tensor& ids, const at::Tensor& pos) const override {
     if (pos.numel() > 0 && pos.max().item<int64_t>() >= cfg_.n_positions)
       fail(codes::kRange, "sequence needs position " + std::to_string(pos.max().item<int64_t>()) +
                               " but the model has n_positions=" + std::to_string(cfg_.n_positions));
+    return at::embedding(weights_["transformer.wte.weight"], ids) + at::embedding(weights_["transformer.wpe.weight"], pos);
+  }
 
+  at::Tensor block(int64_t l, const at::Tensor& x, const BlockContext& ctx) const override {
     const Weights& w = weights_;
-    at::Tensor x = at::embedding(w["transformer.wte.weight"], ids) + at::embedding(w["transformer.wpe.weight"], pos);
-    for (int64_t l = 0; l < cfg_.n_layer; ++l) {
-      const std::string p = "transformer.h." + std::to_string(l) + ".";
-      // Attention: x += c_proj(softmax(q k^T / sqrt(d)) v)
-      at::Tensor a = blocks::layer_norm(x, w[p + "ln_1.weight"], w[p + "ln_1.bias"], cfg_.eps);
-      auto qkv = blocks::conv1d(a, w[p + "attn.c_attn.weight"], w[p + "attn.c_attn.bias"]).split(cfg_.n_embd, -1);
-      auto [k, v] = blocks::cache_append(cache, l, blocks::split_heads(qkv[1], cfg_.n_head),
-                                         blocks::split_heads(qkv[2], cfg_.n_head));
-      double scale = cfg_.scale_attn_weights ? 1.0 / std::sqrt(double(cfg_.n_embd / cfg_.n_head)) : 1.0;
-      if (cfg_.scale_by_layer) scale /= double(l + 1);
-      at::Tensor z = blocks::causal_attention(blocks::split_heads(qkv[0], cfg_.n_head), k, v, cache.mask, scale);
-      x = x + blocks::conv1d(blocks::merge_heads(z), w[p + "attn.c_proj.weight"], w[p + "attn.c_proj.bias"]);
-      // MLP: x += c_proj(act(c_fc(ln_2(x)))); act(...) is blocks.{l}.mlp.hook_post
-      at::Tensor m = blocks::layer_norm(x, w[p + "ln_2.weight"], w[p + "ln_2.bias"], cfg_.eps);
-      at::Tensor post = blocks::activation(blocks::conv1d(m, w[p + "mlp.c_fc.weight"], w[p + "mlp.c_fc.bias"]), cfg_.act);
-      post = mlp_post(l, post, hooks);
-      x = x + blocks::conv1d(post, w[p + "mlp.c_proj.weight"], w[p + "mlp.c_proj.bias"]);
-    }
-    if (last_only) x = x.narrow(1, T - 1, 1);
-    x = blocks::layer_norm(x, w["transformer.ln_f.weight"], w["transformer.ln_f.bias"], cfg_.eps);
-    return at::linear(x, cfg_.tied ? w["transformer.wte.weight"] : w["lm_head.weight"]);
+    const std::string p = "transformer.h." + std::to_string(l) + ".";
+    // Attention: R = x + c_proj(softmax(q k^T / sqrt(d)) v)
+    at::Tensor a = blocks::layer_norm(x, w[p + "ln_1.weight"], w[p + "ln_1.bias"], cfg_.eps);
+    auto qkv = blocks::conv1d(a, w[p + "attn.c_attn.weight"], w[p + "attn.c_attn.bias"]).split(cfg_.n_embd, -1);
+    auto [k, v] = blocks::cache_append(ctx.cache, l, blocks::split_heads(qkv[1], cfg_.n_head),
+                                       blocks::split_heads(qkv[2], cfg_.n_head));
+    double scale = cfg_.scale_attn_weights ? 1.0 / std::sqrt(double(cfg_.n_embd / cfg_.n_head)) : 1.0;
+    if (cfg_.scale_by_layer) scale /= double(l + 1);
+    at::Tensor z = blocks::causal_attention(blocks::split_heads(qkv[0], cfg_.n_head), k, v, ctx.cache.mask, scale);
+    at::Tensor resid = x + blocks::conv1d(blocks::merge_heads(z), w[p + "attn.c_proj.weight"], w[p + "attn.c_proj.bias"]);
+    // MLP: post = act(c_fc(ln_2(R))) is blocks.{l}.mlp.hook_post
+    at::Tensor m = blocks::layer_norm(resid, w[p + "ln_2.weight"], w[p + "ln_2.bias"], cfg_.eps);
+    at::Tensor post = blocks::activation(blocks::conv1d(m, w[p + "mlp.c_fc.weight"], w[p + "mlp.c_fc.bias"]), cfg_.act);
+    return finish_block(l, resid, post, ctx.hooks);
+  }
+
+  at::Tensor mlp_out(int64_t l, const at::Tensor& post) const override {
+    const std::string p = "transformer.h." + std::to_string(l) + ".mlp.";
+    return blocks::conv1d(post, weights_[p + "c_proj.weight"], weights_[p + "c_proj.bias"]);
+  }
+
+  at::Tensor head(const at::Tensor& x) const override {
+    at::Tensor h = blocks::layer_norm(x, weights_["transformer.ln_f.weight"], weights_["transformer.ln_f.bias"], cfg_.eps);
+    return at::linear(h, cfg_.tied ? weights_["transformer.wte.weight"] : weights_["lm_head.weight"]);
   }
 
   std::vector<NeuronParam> neuron_params(int64_t layer, bool full) const override {

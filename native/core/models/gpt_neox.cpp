@@ -68,41 +68,41 @@ class GPTNeoX final : public CausalLM {
           at::ScalarType dtype)
       : CausalLM(std::move(info), std::move(w), std::move(config_json), device, dtype), cfg_(std::move(cfg)), rotary_(std::move(rotary)) {}
 
-  at::Tensor forward(const at::Tensor& ids, const at::Tensor& mask, KVCache* cache_in, const Hooks* hooks,
-                     bool last_only) const override {
-    KVCache local;
-    KVCache& cache = cache_in ? *cache_in : local;
-    const int64_t B = ids.size(0), T = ids.size(1), H = cfg_.n_head, D = cfg_.head_dim;
-    blocks::cache_extend_mask(cache, mask, cfg_.n_layer);
-    const at::Tensor pos = blocks::position_ids(cache.mask, T);
-    const Weights& w = weights_;
-    auto opt = [&](const std::string& name) { return cfg_.bias ? w[name] : at::Tensor(); };
+  at::Tensor embed(const at::Tensor& ids, const at::Tensor&) const override {
+    return at::embedding(weights_["gpt_neox.embed_in.weight"], ids);
+  }
 
-    at::Tensor x = at::embedding(w["gpt_neox.embed_in.weight"], ids);
-    for (int64_t l = 0; l < cfg_.n_layer; ++l) {
-      const std::string p = "gpt_neox.layers." + std::to_string(l) + ".";
-      // Attention on ln1(x); the fused projection is [B, T, H, 3D] = per head [q | k | v]
-      at::Tensor a = at::layer_norm(x, {cfg_.hidden}, w[p + "input_layernorm.weight"], w[p + "input_layernorm.bias"], cfg_.eps);
-      at::Tensor qkv = blocks::linear(a, w[p + "attention.query_key_value.weight"], opt(p + "attention.query_key_value.bias"))
-                           .view({B, T, H, 3 * D})
-                           .transpose(1, 2);  // [B, H, T, 3D]
-      at::Tensor q = rotary_.apply(qkv.narrow(-1, 0, D), pos);
-      at::Tensor k = rotary_.apply(qkv.narrow(-1, D, D), pos);
-      auto [keys, values] = blocks::cache_append(cache, l, k, qkv.narrow(-1, 2 * D, D));
-      at::Tensor z = blocks::causal_attention(q, keys, values, cache.mask, 1.0 / std::sqrt(double(D)));
-      at::Tensor attn = blocks::linear(blocks::merge_heads(z), w[p + "attention.dense.weight"], opt(p + "attention.dense.bias"));
-      // MLP: dense_4h_to_h(act(dense_h_to_4h(.))); act(...) is blocks.{l}.mlp.hook_post
-      at::Tensor mlp_in = cfg_.parallel ? x : x + attn;
-      at::Tensor m = at::layer_norm(mlp_in, {cfg_.hidden}, w[p + "post_attention_layernorm.weight"],
-                                    w[p + "post_attention_layernorm.bias"], cfg_.eps);
-      at::Tensor post = blocks::activation(blocks::linear(m, w[p + "mlp.dense_h_to_4h.weight"], w[p + "mlp.dense_h_to_4h.bias"]), cfg_.act);
-      post = mlp_post(l, post, hooks);
-      at::Tensor mlp = blocks::linear(post, w[p + "mlp.dense_4h_to_h.weight"], w[p + "mlp.dense_4h_to_h.bias"]);
-      x = x + attn + mlp;  // parallel: x + attn(ln1 x) + mlp(ln2 x); sequential: (x + attn) + mlp(ln2(x + attn))
-    }
-    if (last_only) x = x.narrow(1, T - 1, 1);
-    x = at::layer_norm(x, {cfg_.hidden}, w["gpt_neox.final_layer_norm.weight"], w["gpt_neox.final_layer_norm.bias"], cfg_.eps);
-    return at::linear(x, cfg_.tied ? w["gpt_neox.embed_in.weight"] : w["embed_out.weight"]);
+  at::Tensor block(int64_t l, const at::Tensor& x, const BlockContext& ctx) const override {
+    const Weights& w = weights_;
+    const int64_t B = x.size(0), T = x.size(1), H = cfg_.n_head, D = cfg_.head_dim;
+    const std::string p = "gpt_neox.layers." + std::to_string(l) + ".";
+    auto opt = [&](const std::string& name) { return cfg_.bias ? w[name] : at::Tensor(); };
+    // Attention on ln1(x); the fused projection is [B, T, H, 3D] = per head [q | k | v]
+    at::Tensor a = at::layer_norm(x, {cfg_.hidden}, w[p + "input_layernorm.weight"], w[p + "input_layernorm.bias"], cfg_.eps);
+    at::Tensor qkv = blocks::linear(a, w[p + "attention.query_key_value.weight"], opt(p + "attention.query_key_value.bias"))
+                         .view({B, T, H, 3 * D})
+                         .transpose(1, 2);  // [B, H, T, 3D]
+    at::Tensor q = rotary_.apply(qkv.narrow(-1, 0, D), ctx.positions);
+    at::Tensor k = rotary_.apply(qkv.narrow(-1, D, D), ctx.positions);
+    auto [keys, values] = blocks::cache_append(ctx.cache, l, k, qkv.narrow(-1, 2 * D, D));
+    at::Tensor z = blocks::causal_attention(q, keys, values, ctx.cache.mask, 1.0 / std::sqrt(double(D)));
+    at::Tensor resid = x + blocks::linear(blocks::merge_heads(z), w[p + "attention.dense.weight"], opt(p + "attention.dense.bias"));
+    // MLP on ln2(x) (parallel residual) or ln2(R) (sequential); post = act(dense_h_to_4h(.)) is hook_post
+    at::Tensor m = at::layer_norm(cfg_.parallel ? x : resid, {cfg_.hidden}, w[p + "post_attention_layernorm.weight"],
+                                  w[p + "post_attention_layernorm.bias"], cfg_.eps);
+    at::Tensor post = blocks::activation(blocks::linear(m, w[p + "mlp.dense_h_to_4h.weight"], w[p + "mlp.dense_h_to_4h.bias"]), cfg_.act);
+    return finish_block(l, resid, post, ctx.hooks);
+  }
+
+  at::Tensor mlp_out(int64_t l, const at::Tensor& post) const override {
+    const std::string p = "gpt_neox.layers." + std::to_string(l) + ".mlp.dense_4h_to_h.";
+    return blocks::linear(post, weights_[p + "weight"], weights_[p + "bias"]);
+  }
+
+  at::Tensor head(const at::Tensor& x) const override {
+    at::Tensor h = at::layer_norm(x, {cfg_.hidden}, weights_["gpt_neox.final_layer_norm.weight"],
+                                  weights_["gpt_neox.final_layer_norm.bias"], cfg_.eps);
+    return at::linear(h, cfg_.tied ? weights_["gpt_neox.embed_in.weight"] : weights_["embed_out.weight"]);
   }
 
   std::vector<NeuronParam> neuron_params(int64_t layer, bool full) const override {

@@ -86,41 +86,40 @@ class Llama final : public CausalLM {
         at::ScalarType dtype)
       : CausalLM(std::move(info), std::move(w), std::move(config_json), device, dtype), cfg_(std::move(cfg)), rotary_(std::move(rotary)) {}
 
-  at::Tensor forward(const at::Tensor& ids, const at::Tensor& mask, KVCache* cache_in, const Hooks* hooks,
-                     bool last_only) const override {
-    KVCache local;
-    KVCache& cache = cache_in ? *cache_in : local;
-    const int64_t T = ids.size(1);
-    blocks::cache_extend_mask(cache, mask, cfg_.n_layer);
-    const at::Tensor pos = blocks::position_ids(cache.mask, T);
-    const Weights& w = weights_;
-    auto opt = [&](const std::string& name, bool present) { return present ? w[name] : at::Tensor(); };
+  at::Tensor embed(const at::Tensor& ids, const at::Tensor&) const override {
+    return at::embedding(weights_["model.embed_tokens.weight"], ids);
+  }
 
-    at::Tensor x = at::embedding(w["model.embed_tokens.weight"], ids);
-    for (int64_t l = 0; l < cfg_.n_layer; ++l) {
-      const std::string p = "model.layers." + std::to_string(l) + ".";
-      // Attention: x += o_proj(softmax(rope(q) rope(k)^T / sqrt(d)) v), k/v shared by groups of heads
-      at::Tensor a = blocks::rms_norm(x, w[p + "input_layernorm.weight"], cfg_.eps);
-      at::Tensor q = blocks::linear(a, w[p + "self_attn.q_proj.weight"], opt(p + "self_attn.q_proj.bias", cfg_.qkv_bias));
-      at::Tensor k = blocks::linear(a, w[p + "self_attn.k_proj.weight"], opt(p + "self_attn.k_proj.bias", cfg_.qkv_bias));
-      at::Tensor v = blocks::linear(a, w[p + "self_attn.v_proj.weight"], opt(p + "self_attn.v_proj.bias", cfg_.qkv_bias));
-      q = rotary_.apply(blocks::split_heads(q, cfg_.n_head), pos);
-      k = rotary_.apply(blocks::split_heads(k, cfg_.n_kv), pos);
-      auto [keys, values] = blocks::cache_append(cache, l, k, blocks::split_heads(v, cfg_.n_kv));
-      const int64_t window = l >= cfg_.window_from_layer ? cfg_.sliding_window : 0;
-      at::Tensor z = blocks::causal_attention(q, keys, values, cache.mask, 1.0 / std::sqrt(double(cfg_.head_dim)), window);
-      x = x + blocks::linear(blocks::merge_heads(z), w[p + "self_attn.o_proj.weight"], opt(p + "self_attn.o_proj.bias", cfg_.o_bias));
-      // SwiGLU MLP: x += down(act(gate(h)) * up(h)); act(gate) * up is blocks.{l}.mlp.hook_post
-      at::Tensor h = blocks::rms_norm(x, w[p + "post_attention_layernorm.weight"], cfg_.eps);
-      at::Tensor gate = blocks::linear(h, w[p + "mlp.gate_proj.weight"], opt(p + "mlp.gate_proj.bias", cfg_.mlp_bias));
-      at::Tensor up = blocks::linear(h, w[p + "mlp.up_proj.weight"], opt(p + "mlp.up_proj.bias", cfg_.mlp_bias));
-      at::Tensor post = blocks::activation(gate, cfg_.act) * up;
-      post = mlp_post(l, post, hooks);
-      x = x + blocks::linear(post, w[p + "mlp.down_proj.weight"], opt(p + "mlp.down_proj.bias", cfg_.mlp_bias));
-    }
-    if (last_only) x = x.narrow(1, T - 1, 1);
-    x = blocks::rms_norm(x, w["model.norm.weight"], cfg_.eps);
-    return at::linear(x, cfg_.tied ? w["model.embed_tokens.weight"] : w["lm_head.weight"]);
+  at::Tensor block(int64_t l, const at::Tensor& x, const BlockContext& ctx) const override {
+    const Weights& w = weights_;
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    auto opt = [&](const std::string& name, bool present) { return present ? w[name] : at::Tensor(); };
+    // Attention: R = x + o_proj(softmax(rope(q) rope(k)^T / sqrt(d)) v), k/v shared by groups of heads
+    at::Tensor a = blocks::rms_norm(x, w[p + "input_layernorm.weight"], cfg_.eps);
+    at::Tensor q = blocks::linear(a, w[p + "self_attn.q_proj.weight"], opt(p + "self_attn.q_proj.bias", cfg_.qkv_bias));
+    at::Tensor k = blocks::linear(a, w[p + "self_attn.k_proj.weight"], opt(p + "self_attn.k_proj.bias", cfg_.qkv_bias));
+    at::Tensor v = blocks::linear(a, w[p + "self_attn.v_proj.weight"], opt(p + "self_attn.v_proj.bias", cfg_.qkv_bias));
+    q = rotary_.apply(blocks::split_heads(q, cfg_.n_head), ctx.positions);
+    k = rotary_.apply(blocks::split_heads(k, cfg_.n_kv), ctx.positions);
+    auto [keys, values] = blocks::cache_append(ctx.cache, l, k, blocks::split_heads(v, cfg_.n_kv));
+    const int64_t window = l >= cfg_.window_from_layer ? cfg_.sliding_window : 0;
+    at::Tensor z = blocks::causal_attention(q, keys, values, ctx.cache.mask, 1.0 / std::sqrt(double(cfg_.head_dim)), window);
+    at::Tensor resid = x + blocks::linear(blocks::merge_heads(z), w[p + "self_attn.o_proj.weight"], opt(p + "self_attn.o_proj.bias", cfg_.o_bias));
+    // SwiGLU MLP: post = act(gate(h)) * up(h) is blocks.{l}.mlp.hook_post
+    at::Tensor h = blocks::rms_norm(resid, w[p + "post_attention_layernorm.weight"], cfg_.eps);
+    at::Tensor gate = blocks::linear(h, w[p + "mlp.gate_proj.weight"], opt(p + "mlp.gate_proj.bias", cfg_.mlp_bias));
+    at::Tensor up = blocks::linear(h, w[p + "mlp.up_proj.weight"], opt(p + "mlp.up_proj.bias", cfg_.mlp_bias));
+    return finish_block(l, resid, blocks::activation(gate, cfg_.act) * up, ctx.hooks);
+  }
+
+  at::Tensor mlp_out(int64_t l, const at::Tensor& post) const override {
+    const std::string p = "model.layers." + std::to_string(l) + ".mlp.down_proj.";
+    return blocks::linear(post, weights_[p + "weight"], cfg_.mlp_bias ? weights_[p + "bias"] : at::Tensor());
+  }
+
+  at::Tensor head(const at::Tensor& x) const override {
+    at::Tensor h = blocks::rms_norm(x, weights_["model.norm.weight"], cfg_.eps);
+    return at::linear(h, cfg_.tied ? weights_["model.embed_tokens.weight"] : weights_["lm_head.weight"]);
   }
 
   std::vector<NeuronParam> neuron_params(int64_t layer, bool full) const override {

@@ -6,6 +6,7 @@
 
 #include "checkpoint/safetensors.h"
 #include "error.h"
+#include "models/blocks.h"
 
 namespace neuroprune {
 namespace {
@@ -81,11 +82,26 @@ const at::Tensor& CausalLM::mlp_scale(int64_t layer) const {
   return mlp_scale_.empty() ? none : mlp_scale_.at(layer);
 }
 
-at::Tensor CausalLM::mlp_post(int64_t layer, at::Tensor post, const Hooks* hooks) const {
+at::Tensor CausalLM::finish_block(int64_t layer, const at::Tensor& resid, at::Tensor post, const Hooks* hooks) const {
   const at::Tensor& scale = mlp_scale(layer);
   if (scale.defined()) post = post * scale;  // [.., d_mlp] * [d_mlp]
   if (hooks && hooks->mlp_post) post = hooks->mlp_post(layer, post);
-  return post;
+  if (hooks && hooks->resid_mid) hooks->resid_mid(layer, resid);
+  return resid + mlp_out(layer, post);
+}
+
+at::Tensor CausalLM::forward(const at::Tensor& ids, const at::Tensor& mask, KVCache* cache_in, const Hooks* hooks,
+                             bool last_only) const {
+  KVCache local;
+  KVCache& cache = cache_in ? *cache_in : local;
+  const int64_t T = ids.size(1);
+  blocks::cache_extend_mask(cache, mask, info_.n_layers);
+  const at::Tensor pos = blocks::position_ids(cache.mask, T);
+  at::Tensor x = embed(ids, pos);
+  const BlockContext ctx{cache, pos, hooks};
+  for (int64_t l = 0; l < info_.n_layers; ++l) x = block(l, x, ctx);
+  if (last_only) x = x.narrow(1, T - 1, 1);
+  return head(x);
 }
 
 std::unique_ptr<CausalLM> random_causal_lm(const std::string& config_json, at::Device device, at::ScalarType dtype,

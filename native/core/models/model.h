@@ -37,6 +37,16 @@ struct KVCache {
 // and returns the tensor that flows on (itself, or a replacement of the same shape).
 struct Hooks {
   std::function<at::Tensor(int64_t layer, const at::Tensor& post)> mlp_post;
+  // Sees the residual stream the MLP output is added to (x + attention), [B, T, d_model].
+  std::function<void(int64_t layer, const at::Tensor& resid)> resid_mid;
+};
+
+// What a block needs besides its input: the cache (its mask covers every position, new ones
+// included), the new tokens' positions [B, T], and hooks.
+struct BlockContext {
+  KVCache& cache;
+  const at::Tensor& positions;
+  const Hooks* hooks;
 };
 
 // How a parameter is drawn for a random model: N(0, std), or N(1, std) for norm gains.
@@ -98,12 +108,22 @@ class CausalLM {
   // ids [B, T] (int64) are the new tokens, mask [B, T] marks real tokens (0 = left padding).
   // The cache, when given, holds earlier tokens and is extended. Returns logits [B, T, vocab], or
   // [B, 1, vocab] for the last position only with last_only (the LM head is the costliest matmul).
-  virtual at::Tensor forward(const at::Tensor& ids, const at::Tensor& mask, KVCache* cache,
-                             const Hooks* hooks = nullptr, bool last_only = false) const = 0;
+  at::Tensor forward(const at::Tensor& ids, const at::Tensor& mask, KVCache* cache, const Hooks* hooks = nullptr,
+                     bool last_only = false) const;
+
+  // The pieces of forward, one per architecture; attribution runs them on its own schedule.
+  // Token (and learned position) embeddings [B, T, d_model].
+  virtual at::Tensor embed(const at::Tensor& ids, const at::Tensor& positions) const = 0;
+  // One block: x -> R + mlp_out(post), where R = x + attention and post = blocks.{l}.mlp.hook_post.
+  virtual at::Tensor block(int64_t layer, const at::Tensor& x, const BlockContext& ctx) const = 0;
+  // The MLP's contribution to the residual stream: down projection of post, plus its bias.
+  virtual at::Tensor mlp_out(int64_t layer, const at::Tensor& post) const = 0;
+  // Final norm and unembedding: logits [B, T, vocab].
+  virtual at::Tensor head(const at::Tensor& x) const = 0;
 
  protected:
-  // Every architecture passes blocks.{l}.mlp.hook_post through here: activation scales, then hooks.
-  at::Tensor mlp_post(int64_t layer, at::Tensor post, const Hooks* hooks) const;
+  // The end of every block: activation scales and hooks on post, then R + mlp_out(post).
+  at::Tensor finish_block(int64_t layer, const at::Tensor& resid, at::Tensor post, const Hooks* hooks) const;
 
   CausalLM(ModelInfo info, Weights weights, std::string config_json, at::Device device, at::ScalarType dtype)
       : info_(std::move(info)), weights_(std::move(weights)), config_json_(std::move(config_json)), device_(device), dtype_(dtype) {}
