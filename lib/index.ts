@@ -20,3 +20,5 @@ export function runtime() {
 export function setThreads(n: number): void {
   native().setThreads(n);
 }
+export { layerSums, meanScores, topNeurons, readPromptsFile, writeAttributions, OBJECTIVES, RULES, POSITIONS } from './attribution';
+export type { Objective, Rule, Positions, Method, AttributionPrompt, AttributeOptions, AttributionResult, PromptAttribution } from './attribution';

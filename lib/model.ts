@@ -1,6 +1,7 @@
 /** A causal language model on the native core: load, logits, generate. */
 import fs from 'node:fs';
 import path from 'node:path';
+import { attributeDefaults, AttributeOptions, AttributionResult } from './attribution';
 import { nativeCall, NeuropruneError } from './errors';
 import { native, NativeModel } from './native';
 import { NeuronRef, NeuronSet } from './neurons';
@@ -227,6 +228,62 @@ export class Model {
     const layers = options.layers ?? Array.from({ length: this.info.nLayers }, (_, l) => l);
     const arrays = await this.run(() => this.handle.activations(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, Int32Array.from(layers)));
     return { layers: new Map(layers.map((l, i) => [l, arrays[i]])), shape: [tokens.batch, tokens.seqLen, this.info.dMlp], tokens };
+  }
+
+  /**
+   * Integrated Gradients over the MLP neurons (blocks.{l}.mlp.hook_post) of every requested layer:
+   * per prompt a [layers, dMlp] score, plus F(a) and F(0) per layer so completeness can be checked
+   * (the scores of a layer sum to F(a) - F(0) as the steps grow). Cancel with `signal`; the model is
+   * left as it was.
+   */
+  async attribute(options: AttributeOptions): Promise<AttributionResult> {
+    const resolved = attributeDefaults(options, this.info.nLayers);
+    const ids = (x: string | number[], special: boolean) => (typeof x === 'string' ? this.tokenizer.encode(x, { addSpecialTokens: special }) : x);
+    const first = (x: string | number[], what: string, i: number) => {
+      const t = ids(x, false);
+      if (t.length === 0) throw new NeuropruneError('E_ARG', `prompts[${i}]: ${what} has no tokens`);
+      return t[0];
+    };
+    const rows: number[][] = [];
+    const specs = options.prompts.map((p, i) => {
+      const target = ids(p.target, false);
+      if (target.length === 0) throw new NeuropruneError('E_ARG', `prompts[${i}]: target has no tokens`);
+      rows.push([...ids(p.prompt, true), ...target.slice(0, -1)]);
+      return {
+        target,
+        distractor: p.distractor === undefined ? undefined : first(p.distractor, 'distractor', i),
+        labels: p.labels ? [...new Set(p.labels.map((l) => first(l, 'a label', i)))] : undefined,
+      };
+    });
+    const tokens = this.encode(rows);
+    const started = performance.now();
+    const { signal, onProgress } = options;
+    let reported = 0;
+    const raw = await this.run(
+      () =>
+        this.handle.attribute(
+          tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, specs, resolved,
+          onProgress && ((done, total) => onProgress((reported = done), total)),
+          abortFlag(signal),
+        ),
+      signal,
+    );
+    if (onProgress && reported < raw.rows) onProgress(raw.rows, raw.rows);
+    const L = resolved.layers.length, N = this.info.dMlp;
+    return {
+      layers: resolved.layers,
+      dMlp: N,
+      prompts: options.prompts.map((prompt, b) => ({
+        prompt,
+        scores: raw.attributions.slice(b * L * N, (b + 1) * L * N),
+        fFull: Array.from(raw.fFull.subarray(b * L, (b + 1) * L)),
+        fBaseline: Array.from(raw.fBaseline.subarray(b * L, (b + 1) * L)),
+      })),
+      options: resolved,
+      rows: raw.rows,
+      microBatches: raw.microBatches,
+      ms: performance.now() - started,
+    };
   }
 
   /**

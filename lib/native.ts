@@ -31,6 +31,16 @@ export interface NativeModel {
     cancel?: Int32Array,
   ): Promise<{ tokens: Int32Array; steps: number; cancelled: boolean }>;
   activations(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, layers: Int32Array): Promise<Float32Array[]>;
+  attribute(
+    ids: Int32Array,
+    mask: Uint8Array,
+    batch: number,
+    seqLen: number,
+    prompts: Array<{ target: number[]; distractor?: number; labels?: number[] }>,
+    options: { method: string; objective: string; rule: string; positions: string; steps: number; layers: number[]; memoryBudgetMB: number },
+    onProgress?: (done: number, total: number) => void,
+    cancel?: Int32Array,
+  ): Promise<{ attributions: Float32Array; fFull: Float32Array; fBaseline: Float32Array; rows: number; microBatches: number }>;
   prune(layers: Int32Array, indices: Int32Array, full: boolean): Promise<number>;
   scale(layers: Int32Array, indices: Int32Array, factor: number): Promise<number>;
   removeEdit(handle: number): Promise<void>;

@@ -37,8 +37,9 @@ export class TextTokenizer {
     return TextTokenizer.fromJson(byteLevelTokenizerJson(), byteLevelTokenizerConfig(), 'byte-level tokenizer');
   }
 
-  encode(text: string): number[] {
-    return this.inner.encode(text).ids;
+  /** Token ids; `addSpecialTokens` (default true) adds what the tokenizer's post-processor adds, e.g. BOS. */
+  encode(text: string, options: { addSpecialTokens?: boolean } = {}): number[] {
+    return this.inner.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
   }
 
   decode(ids: ArrayLike<number>, options: { skipSpecialTokens?: boolean } = {}): string {

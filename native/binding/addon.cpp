@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 
+#include "attribution/ig.h"
 #include "checkpoint/safetensors.h"
 #include "checkpoint/save.h"
 #include "edit/editor.h"
@@ -131,6 +132,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                                       {InstanceMethod("info", &NativeModel::Info), InstanceMethod("logits", &NativeModel::Logits),
                                        InstanceMethod("generate", &NativeModel::Generate),
                                        InstanceMethod("activations", &NativeModel::Activations),
+                                       InstanceMethod("attribute", &NativeModel::Attribute),
                                        InstanceMethod("prune", &NativeModel::Prune),
                                        InstanceMethod("scale", &NativeModel::Scale),
                                        InstanceMethod("removeEdit", &NativeModel::RemoveEdit),
@@ -261,6 +263,98 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
             arr.Set(i, a);
           }
           return arr;
+        });
+  }
+
+  // attribute(ids, mask, batch, seqLen, prompts, options, onProgress?, cancel?) -> Promise<{...}>
+  //   prompts: [{target: number[], distractor: number, labels: number[]}]
+  //   options: {method: 'fast'|'reference', objective, rule, positions, steps, layers: number[], memoryBudgetMB}
+  Napi::Value Attribute(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto state = live(env);
+    auto [ids, mask] = tokens_from_js(info, 0, state->model->info().vocab_size);
+    if (info.Length() < 6 || !info[4].IsArray() || !info[5].IsObject())
+      throw_coded(env, codes::kArgument, "attribute needs (ids, mask, batch, seqLen, prompts[], options)");
+    auto request = std::make_shared<IgRequest>();
+    request->ids = ids;
+    request->mask = mask;
+    auto ints = [&](Napi::Value v, const std::string& what) {
+      std::vector<int64_t> out;
+      if (v.IsUndefined() || v.IsNull()) return out;
+      if (!v.IsArray()) throw_coded(env, codes::kArgument, what + " must be an array of integers");
+      auto a = v.As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(a.Get(i).ToNumber().Int64Value());
+      return out;
+    };
+    auto prompts = info[4].As<Napi::Array>();
+    for (uint32_t i = 0; i < prompts.Length(); ++i) {
+      Napi::Object o = prompts.Get(i).As<Napi::Object>();
+      IgPrompt p;
+      p.target = ints(o.Get("target"), "target");
+      p.labels = ints(o.Get("labels"), "labels");
+      p.distractor = o.Has("distractor") && o.Get("distractor").IsNumber() ? o.Get("distractor").As<Napi::Number>().Int64Value() : -1;
+      request->prompts.push_back(std::move(p));
+    }
+    Napi::Object opt = info[5].As<Napi::Object>();
+    auto pick = [&](const char* key, const std::map<std::string, int>& names) {
+      const std::string v = opt.Get(key).ToString().Utf8Value();
+      auto it = names.find(v);
+      if (it == names.end()) throw_coded(env, codes::kArgument, std::string("unknown ") + key + " \"" + v + "\"");
+      return it->second;
+    };
+    request->objective = static_cast<IgObjective>(pick("objective", {{"prob", 0}, {"logprob", 1}, {"logit_diff", 2}, {"copy", 3}}));
+    request->rule = static_cast<IgRule>(pick("rule", {{"riemann_left", 0}, {"riemann_right", 1}, {"riemann_middle", 2}, {"riemann_trapezoid", 3}}));
+    request->positions = static_cast<IgPositions>(pick("positions", {{"last", 0}, {"answer", 1}, {"all", 2}}));
+    const bool fast = pick("method", {{"reference", 0}, {"fast", 1}}) == 1;
+    request->steps = opt.Get("steps").ToNumber().Int64Value();
+    request->layers = ints(opt.Get("layers"), "layers");
+    request->memory_budget_bytes = static_cast<int64_t>(opt.Get("memoryBudgetMB").ToNumber().DoubleValue() * (1 << 20));
+
+    auto cancel = std::make_shared<CancelFlag>();
+    if (info.Length() > 7 && info[7].IsTypedArray() && info[7].As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
+      auto flag = info[7].As<Napi::Int32Array>();
+      cancel->ref = Napi::Persistent(flag);
+      cancel->cell = flag.Data();
+    }
+    request->cancelled = [cancel] { return cancel->raised(); };
+    std::shared_ptr<Napi::ThreadSafeFunction> progress;
+    if (info.Length() > 6 && info[6].IsFunction()) {
+      progress = std::make_shared<Napi::ThreadSafeFunction>(
+          Napi::ThreadSafeFunction::New(env, info[6].As<Napi::Function>(), "neuroprune-progress", 0, 1));
+      request->progress = [progress](int64_t done, int64_t total) {
+        progress->NonBlockingCall([done, total](Napi::Env env, Napi::Function fn) {
+          fn.Call({Napi::Number::New(env, double(done)), Napi::Number::New(env, double(total))});
+        });
+      };
+    }
+    auto out = std::make_shared<IgResult>();
+    auto release = [progress] {
+      if (progress) progress->Release();
+    };
+    return PromiseWorker::Run(
+        env,
+        [state, request, fast, out, release] {
+          struct Release {
+            std::function<void()> fn;
+            ~Release() { fn(); }
+          } on_exit{release};
+          std::lock_guard<std::mutex> lock(state->mutex);
+          *out = fast ? ig_fast(*state->model, *request) : ig_reference(*state->model, *request);
+        },
+        [out](Napi::Env env) -> Napi::Value {
+          auto copy = [&](const at::Tensor& t) {
+            at::Tensor c = t.to(at::kFloat).contiguous();
+            auto a = Napi::Float32Array::New(env, c.numel());
+            std::memcpy(a.Data(), c.data_ptr<float>(), c.numel() * sizeof(float));
+            return a;
+          };
+          Napi::Object r = Napi::Object::New(env);
+          r.Set("attributions", copy(out->attributions));
+          r.Set("fFull", copy(out->f_full));
+          r.Set("fBaseline", copy(out->f_baseline));
+          r.Set("rows", double(out->rows));
+          r.Set("microBatches", double(out->micro_batches));
+          return r;
         });
   }
 

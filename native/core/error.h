@@ -18,6 +18,8 @@ inline constexpr const char* kDevice = "E_DEVICE";              // device not av
 inline constexpr const char* kOutOfMemory = "E_OOM";            // allocation failed on host or device
 inline constexpr const char* kIo = "E_IO";                      // file system error while writing
 inline constexpr const char* kTorch = "E_TORCH";                // any other LibTorch failure
+inline constexpr const char* kAborted = "E_ABORTED";            // cancelled by the caller
+inline constexpr const char* kBudget = "E_BUDGET";              // memory budget too small for the work
 }  // namespace codes
 
 class Error : public std::runtime_error {

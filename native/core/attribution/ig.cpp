@@ -1,0 +1,338 @@
+// Reference: for each prompt and layer, rerun the whole model with that layer's activation at the
+// scaled positions replaced by alpha_k * a (steps batched), as Captum's LayerIntegratedGradients and
+// the knowledge-neurons code do.
+//
+// Fast path: (a) positions before the first scaled one never change, so one clean run provides their
+// keys/values and every row carries only the suffix; (b) everything below layer l is the clean run,
+// so a row for layer l starts from the clean residual R_l + mlp_out(alpha a); (c) rows of every
+// (prompt, layer, step) share one batch: at layer j, rows that started earlier pass through block j
+// and rows for layer j join; (d) one backward over the summed objective gives each row's gradient
+// (rows never interact). Weights never require grad; rows are micro-batched to a memory budget.
+#include "attribution/ig.h"
+
+#include <algorithm>
+#include <map>
+
+#include "error.h"
+#include "models/blocks.h"
+
+namespace neuroprune {
+namespace {
+
+// Where each prompt's predictions and scaled positions sit in the padded [B, T] batch.
+struct Geometry {
+  int64_t T = 0, n_max = 0, p0 = 0;
+  std::vector<int64_t> n_target, first_real;
+  at::Tensor scaled;  // [B, T] bool (CPU)
+};
+
+// One (prompt, layer, alpha) row. Baseline rows (alpha 0, weight 0) give F(0).
+struct Row {
+  int64_t prompt, layer_index, layer;
+  double alpha, weight;
+  bool baseline;
+};
+
+void check(const CausalLM& model, const IgRequest& r) {
+  const ModelInfo& info = model.info();
+  if (r.ids.dim() != 2 || r.ids.sizes() != r.mask.sizes()) fail(codes::kArgument, "ids and mask must both be [batch, seqLen]");
+  if (static_cast<int64_t>(r.prompts.size()) != r.ids.size(0)) fail(codes::kArgument, "one prompt spec per row of ids");
+  if (r.steps < 1) fail(codes::kArgument, "steps must be at least 1, got " + std::to_string(r.steps));
+  if (r.layers.empty()) fail(codes::kArgument, "layers must not be empty");
+  for (size_t i = 0; i < r.layers.size(); ++i)
+    if (r.layers[i] < 0 || r.layers[i] >= info.n_layers)
+      fail(codes::kRange, "layers[" + std::to_string(i) + "] = " + std::to_string(r.layers[i]) + " is out of range [0, " +
+                              std::to_string(info.n_layers) + ")");
+  auto token = [&](int64_t id, const std::string& what) {
+    if (id < 0 || id >= info.vocab_size)
+      fail(codes::kRange, what + " token id " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(info.vocab_size) + ")");
+  };
+  for (size_t b = 0; b < r.prompts.size(); ++b) {
+    const IgPrompt& p = r.prompts[b];
+    const std::string where = "prompts[" + std::to_string(b) + "]";
+    if (p.target.empty()) fail(codes::kArgument, where + ": target has no tokens");
+    for (int64_t t : p.target) token(t, where + ": target");
+    if (r.objective == IgObjective::LogitDiff) {
+      if (p.distractor < 0) fail(codes::kArgument, where + ": the logit_diff objective needs a distractor");
+      token(p.distractor, where + ": distractor");
+    }
+    if (r.objective == IgObjective::Copy) {
+      if (p.labels.empty()) fail(codes::kArgument, where + ": the copy objective needs the in-context labels");
+      for (int64_t t : p.labels) token(t, where + ": label");
+    }
+  }
+}
+
+Geometry geometry(const IgRequest& r) {
+  Geometry g;
+  const int64_t B = r.ids.size(0);
+  g.T = r.ids.size(1);
+  g.scaled = at::zeros({B, g.T}, at::kBool);
+  g.p0 = g.T;
+  const at::Tensor lengths = r.mask.sum(1).to(at::kCPU);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t n = static_cast<int64_t>(r.prompts[b].target.size());
+    const int64_t first = g.T - lengths[b].item<int64_t>();
+    if (g.T - n < first)
+      fail(codes::kArgument, "prompts[" + std::to_string(b) + "]: needs at least one prompt token before the target");
+    // The sequence is prompt + target[:-1]: prediction j sits at T - n + j; the last prompt token at T - n.
+    int64_t from = g.T - n, to = g.T - n + 1;
+    if (r.positions == IgPositions::Answer) to = g.T;
+    if (r.positions == IgPositions::All) from = first, to = g.T;
+    g.scaled[b].narrow(0, from, to - from).fill_(true);
+    g.p0 = std::min(g.p0, from);
+    g.n_target.push_back(n);
+    g.first_real.push_back(first);
+    g.n_max = std::max(g.n_max, n);
+  }
+  return g;
+}
+
+// F per row. logits [R, n_max, V]: prompt b's j-th prediction sits at n_max - n_b + j.
+at::Tensor objective_values(const at::Tensor& logits, const std::vector<int64_t>& row_prompt, const IgRequest& r,
+                            const Geometry& g) {
+  const int64_t R = logits.size(0);
+  const auto device = logits.device();
+  std::map<int64_t, std::vector<int64_t>> rows_of;
+  for (int64_t i = 0; i < R; ++i) rows_of[row_prompt[i]].push_back(i);
+  at::Tensor out = at::zeros({R}, logits.options().dtype(at::kFloat));
+  for (const auto& [b, rows] : rows_of) {
+    const IgPrompt& p = r.prompts[b];
+    const int64_t n = g.n_target[b];
+    const at::Tensor idx = at::tensor(rows, at::kLong).to(device);
+    const at::Tensor lb = logits.index_select(0, idx).narrow(1, g.n_max - n, n).to(at::kFloat);  // [r, n, V]
+    const at::Tensor lp = at::log_softmax(lb, -1);
+    const at::Tensor target = at::tensor(p.target, at::kLong).to(device);
+    const at::Tensor tok = lp.gather(2, target.view({1, n, 1}).expand({lb.size(0), n, 1})).squeeze(2);  // [r, n]
+    at::Tensor f;
+    switch (r.objective) {
+      case IgObjective::Prob: f = tok.exp().sum(1); break;     // sum_j p(t_j)
+      case IgObjective::LogProb: f = tok.sum(1); break;        // sum_j log p(t_j)
+      case IgObjective::LogitDiff:                              // logit(t_0) - logit(distractor)
+        f = lb.select(1, 0).select(1, p.target[0]) - lb.select(1, 0).select(1, p.distractor);
+        break;
+      case IgObjective::Copy: {                                 // log sum_c p(c) - log p(t_0)
+        const at::Tensor labels = at::tensor(p.labels, at::kLong).to(device);
+        f = at::logsumexp(lp.select(1, 0).index_select(1, labels), 1) - tok.select(1, 0);
+        break;
+      }
+    }
+    out = out.index_put({idx}, f);
+  }
+  return out;
+}
+
+// Bytes one row keeps for the backward pass through `layers` blocks with `queries` positions
+// attending to `keys` positions: a coarse upper bound (float32 attention scores, a dozen
+// d_model-sized and three d_mlp-sized activations per position).
+int64_t row_bytes(const ModelInfo& info, int64_t layers, int64_t queries, int64_t keys) {
+  const int64_t per_position = 12 * info.d_model + 3 * info.d_mlp + 3 * info.n_heads * keys;
+  return layers * queries * per_position * 4 + queries * info.vocab_size * 8;
+}
+
+int64_t rows_per_batch(const ModelInfo& info, const IgRequest& r, int64_t layers, int64_t queries, int64_t keys) {
+  const int64_t need = row_bytes(info, layers, queries, keys);
+  const int64_t rows = r.memory_budget_bytes / need;
+  if (rows < 1)
+    fail(codes::kBudget, "memory budget of " + std::to_string(r.memory_budget_bytes >> 20) + " MiB is too small for one row (about " +
+                             std::to_string((need >> 20) + 1) + " MiB); raise it or shorten the prompt");
+  return rows;
+}
+
+std::vector<Row> make_rows(const IgRequest& r, int64_t B) {
+  const auto points = ig_rule_points(r.rule, r.steps);
+  std::vector<Row> rows;
+  for (int64_t b = 0; b < B; ++b)
+    for (size_t li = 0; li < r.layers.size(); ++li) {
+      for (const auto& [alpha, weight] : points) rows.push_back({b, int64_t(li), r.layers[li], alpha, weight, false});
+      rows.push_back({b, int64_t(li), r.layers[li], 0.0, 0.0, true});
+    }
+  return rows;
+}
+
+void poll(const IgRequest& r, int64_t done, int64_t total) {
+  if (r.progress) r.progress(done, total);
+  if (r.cancelled && r.cancelled()) fail(codes::kAborted, "attribution cancelled after " + std::to_string(done) + " of " + std::to_string(total) + " rows");
+}
+
+}  // namespace
+
+std::vector<std::pair<double, double>> ig_rule_points(IgRule rule, int64_t m) {
+  std::vector<std::pair<double, double>> out;
+  const double md = double(m);
+  switch (rule) {
+    case IgRule::Left:
+      for (int64_t k = 0; k < m; ++k) out.push_back({k / md, 1.0 / md});
+      break;
+    case IgRule::Right:
+      for (int64_t k = 1; k <= m; ++k) out.push_back({k / md, 1.0 / md});
+      break;
+    case IgRule::Middle:
+      for (int64_t k = 0; k < m; ++k) out.push_back({(k + 0.5) / md, 1.0 / md});
+      break;
+    case IgRule::Trapezoid:
+      for (int64_t k = 0; k <= m; ++k) out.push_back({k / md, (k == 0 || k == m ? 0.5 : 1.0) / md});
+      break;
+  }
+  return out;
+}
+
+IgResult ig_reference(const CausalLM& model, const IgRequest& r) {
+  check(model, r);
+  const Geometry g = geometry(r);
+  const ModelInfo& info = model.info();
+  const auto device = model.device();
+  const int64_t B = r.ids.size(0), L = static_cast<int64_t>(r.layers.size()), N = info.d_mlp;
+  const auto points = ig_rule_points(r.rule, r.steps);
+  at::Tensor att = at::zeros({B, L, N}, at::kFloat), f_full = at::zeros({B, L}, at::kFloat), f_base = at::zeros({B, L}, at::kFloat);
+  const std::vector<Row> all_rows = make_rows(r, B);
+  const int64_t total = static_cast<int64_t>(all_rows.size());
+  int64_t done = 0, batches = 0;
+
+  for (int64_t b = 0; b < B; ++b) {
+    // This prompt alone, without padding.
+    const int64_t first = g.first_real[b], Tb = g.T - first;
+    const at::Tensor ids = r.ids[b].narrow(0, first, Tb).unsqueeze(0).to(device);
+    const at::Tensor scaled = g.scaled[b].narrow(0, first, Tb).to(device).view({1, Tb, 1});
+    Geometry gb = g;
+    gb.n_max = g.n_target[b];
+    std::vector<at::Tensor> post(info.n_layers);
+    {
+      at::NoGradGuard no_grad;
+      Hooks capture;
+      capture.mlp_post = [&](int64_t l, const at::Tensor& p) { return post[l] = p; };
+      const at::Tensor logits = model.forward(ids, at::ones_like(ids), nullptr, &capture);
+      const double fa = objective_values(logits.narrow(1, Tb - gb.n_max, gb.n_max), {b}, r, gb)[0].item<double>();
+      f_full[b].fill_(fa);
+    }
+    const int64_t per_batch = rows_per_batch(info, r, info.n_layers, Tb, Tb);
+    for (int64_t li = 0; li < L; ++li) {
+      const int64_t layer = r.layers[li];
+      std::vector<std::pair<double, double>> rows = points;
+      rows.push_back({0.0, 0.0});  // baseline row: F(0)
+      for (size_t start = 0; start < rows.size(); start += per_batch) {
+        const int64_t c = std::min<int64_t>(per_batch, rows.size() - start);
+        std::vector<double> alphas, weights;
+        for (int64_t i = 0; i < c; ++i) alphas.push_back(rows[start + i].first), weights.push_back(rows[start + i].second);
+        const at::Tensor alpha = at::tensor(alphas, at::kDouble).to(device, post[layer].scalar_type()).view({c, 1, 1});
+        const at::Tensor a = post[layer].expand({c, Tb, N});
+        const at::Tensor leaf = (a * alpha).detach().requires_grad_(true);
+        Hooks replace;
+        replace.mlp_post = [&](int64_t l, const at::Tensor& p) { return l == layer ? at::where(scaled, leaf, p) : p; };
+        const at::Tensor logits = model.forward(ids.expand({c, Tb}), at::ones({c, Tb}, ids.options()), nullptr, &replace);
+        const at::Tensor f = objective_values(logits.narrow(1, Tb - gb.n_max, gb.n_max), std::vector<int64_t>(c, b), r, gb);
+        f.sum().backward();
+        const at::Tensor w = at::tensor(weights, at::kDouble).to(device, at::kFloat).view({c, 1});
+        const at::Tensor contribution = (a.to(at::kFloat) * leaf.grad().to(at::kFloat) * scaled).sum(1);  // [c, N]
+        att[b][li] += (contribution * w).sum(0).cpu();
+        if (start + c == rows.size()) f_base[b][li] = f[c - 1].item<double>();
+        done += c, ++batches;
+        poll(r, done, total);
+      }
+    }
+  }
+  return {att, f_full, f_base, total, batches};
+}
+
+IgResult ig_fast(const CausalLM& model, const IgRequest& r) {
+  check(model, r);
+  const Geometry g = geometry(r);
+  const ModelInfo& info = model.info();
+  const auto device = model.device();
+  const int64_t B = r.ids.size(0), L = static_cast<int64_t>(r.layers.size()), N = info.d_mlp, T = g.T;
+  const int64_t S = T - g.p0;  // the suffix every row carries
+  const at::Tensor ids = r.ids.to(device), mask = r.mask.to(device);
+
+  // (a) One clean run: activations, the residual each MLP adds to, keys/values, F(a).
+  std::vector<at::Tensor> post(info.n_layers), resid(info.n_layers);
+  KVCache clean;
+  at::Tensor f_clean;
+  {
+    at::NoGradGuard no_grad;
+    Hooks capture;
+    capture.mlp_post = [&](int64_t l, const at::Tensor& p) { return post[l] = p; };
+    capture.resid_mid = [&](int64_t l, const at::Tensor& x) { resid[l] = x.narrow(1, g.p0, S); };
+    const at::Tensor logits = model.forward(ids, mask, &clean, &capture);
+    std::vector<int64_t> each(B);
+    for (int64_t b = 0; b < B; ++b) each[b] = b;
+    f_clean = objective_values(logits.narrow(1, T - g.n_max, g.n_max), each, r, g).cpu();
+  }
+  const at::Tensor positions = blocks::position_ids(mask, T).narrow(1, g.p0, S);
+  const at::Tensor scaled = g.scaled.narrow(1, g.p0, S).to(device).unsqueeze(-1);  // [B, S, 1]
+
+  const std::vector<Row> rows = make_rows(r, B);
+  const int64_t total = static_cast<int64_t>(rows.size());
+  const int64_t min_layer = *std::min_element(r.layers.begin(), r.layers.end());
+  const int64_t per_batch = rows_per_batch(info, r, info.n_layers - min_layer, S, T);
+  at::Tensor att = at::zeros({B * L, N}, at::TensorOptions().device(device).dtype(at::kFloat));
+  at::Tensor f_base = at::zeros({B, L}, at::kFloat);
+  int64_t batches = 0;
+
+  for (int64_t start = 0; start < total; start += per_batch) {
+    std::vector<Row> batch(rows.begin() + start, rows.begin() + std::min(total, start + per_batch));
+    std::stable_sort(batch.begin(), batch.end(), [](const Row& a, const Row& b) { return a.layer < b.layer; });
+    at::AutoGradMode grad(true);
+    // (c) Layer by layer: rows that started earlier pass through block j; rows for layer j join.
+    at::Tensor x;
+    std::vector<int64_t> row_prompt;
+    struct Leaf {
+      at::Tensor leaf, clean;
+      size_t first, count;  // rows batch[first, first + count)
+    };
+    std::vector<Leaf> leaves;
+    size_t next = 0;
+    for (int64_t j = batch.front().layer; j < info.n_layers; ++j) {
+      if (x.defined()) {
+        const at::Tensor idx = at::tensor(row_prompt, at::kLong).to(device);
+        KVCache cache;  // the clean prefix (positions < p0), shared by every row of a prompt
+        cache.k.resize(info.n_layers);
+        cache.v.resize(info.n_layers);
+        cache.k[j] = clean.k[j].narrow(2, 0, g.p0).index_select(0, idx);
+        cache.v[j] = clean.v[j].narrow(2, 0, g.p0).index_select(0, idx);
+        cache.mask = mask.index_select(0, idx);
+        const at::Tensor pos = positions.index_select(0, idx);
+        x = model.block(j, x, BlockContext{cache, pos, nullptr});
+      }
+      const size_t first = next;
+      while (next < batch.size() && batch[next].layer == j) ++next;
+      if (next == first) continue;
+      // (b) Rows for layer j: the clean residual plus the MLP output of alpha * a at the scaled positions.
+      std::vector<int64_t> prompts;
+      std::vector<double> alphas;
+      for (size_t i = first; i < next; ++i) prompts.push_back(batch[i].prompt), alphas.push_back(batch[i].alpha);
+      const at::Tensor bidx = at::tensor(prompts, at::kLong).to(device);
+      const int64_t n = static_cast<int64_t>(prompts.size());
+      const at::Tensor a = post[j].narrow(1, g.p0, S).index_select(0, bidx);
+      const at::Tensor alpha = at::tensor(alphas, at::kDouble).to(device, a.scalar_type()).view({n, 1, 1});
+      const at::Tensor leaf = (a * alpha).detach().requires_grad_(true);
+      const at::Tensor mixed = at::where(scaled.index_select(0, bidx), leaf, a);
+      const at::Tensor x_new = resid[j].index_select(0, bidx) + model.mlp_out(j, mixed);
+      x = x.defined() ? at::cat({x, x_new}, 0) : x_new;
+      row_prompt.insert(row_prompt.end(), prompts.begin(), prompts.end());
+      leaves.push_back({leaf, a, first, next - first});
+    }
+    // (d) The objective at the prediction positions, one backward for every row.
+    const at::Tensor f = objective_values(model.head(x.narrow(1, S - g.n_max, g.n_max)), row_prompt, r, g);
+    f.sum().backward();
+    const at::Tensor f_cpu = f.detach().cpu();
+    for (const Leaf& lf : leaves) {
+      std::vector<int64_t> targets;
+      std::vector<double> weights;
+      for (size_t i = lf.first; i < lf.first + lf.count; ++i) {
+        targets.push_back(batch[i].prompt * L + batch[i].layer_index);
+        weights.push_back(batch[i].weight);
+        if (batch[i].baseline) f_base[batch[i].prompt][batch[i].layer_index] = f_cpu[i].item<double>();
+      }
+      const at::Tensor bidx = at::tensor(targets, at::kLong).to(device);
+      const at::Tensor w = at::tensor(weights, at::kDouble).to(device, at::kFloat).view({-1, 1});
+      const at::Tensor sc = scaled.index_select(0, bidx.div(L, "floor"));
+      const at::Tensor contribution = (lf.clean.to(at::kFloat) * lf.leaf.grad().to(at::kFloat) * sc).sum(1);  // [n, N]
+      att.index_add_(0, bidx, contribution * w);
+    }
+    ++batches;
+    poll(r, start + static_cast<int64_t>(batch.size()), total);
+  }
+  return {att.view({B, L, N}).cpu(), f_clean.view({B, 1}).expand({B, L}).contiguous(), f_base, total, batches};
+}
+
+}  // namespace neuroprune
