@@ -1,6 +1,10 @@
 #!/usr/bin/env node
 /** The `neuroprune` command. */
 import { Command, CommanderError, Option } from 'commander';
+import fs from 'node:fs';
+import path from 'node:path';
+import { OBJECTIVES, POSITIONS, readPromptsFile, RULES, topNeurons, writeAttributions, writeJson } from '../attribution';
+import { progressBar } from './progress';
 import { initCheckpoint } from '../checkpoint';
 import { NeuropruneError, toNeuropruneError } from '../errors';
 import { DType, Model, ModelInfo } from '../model';
@@ -102,6 +106,56 @@ export function buildProgram(): Command {
         if (o.json) process.stdout.write(JSON.stringify({ model: id, ...g, ms: Math.round(ms) }) + '\n');
         else process.stdout.write(`${g.prompt}${g.text}\n`);
       } finally {
+        process.off('SIGINT', onSigint);
+        model.dispose();
+      }
+    });
+
+  program
+    .command('attribute')
+    .description('Integrated Gradients over the MLP neurons of every layer; writes attributions.safetensors and summary.json')
+    .argument('<model>', 'folder, hub id in the local HF cache, or random:PRESET')
+    .requiredOption('--prompts <file>', 'JSONL: {"prompt", "target", "distractor"?, "labels"?} per line')
+    .requiredOption('--out <dir>', 'output folder')
+    .addOption(new Option('--objective <name>', 'what F measures').choices(OBJECTIVES).default('prob'))
+    .option('--steps <n>', 'Riemann steps', int('steps'), 20)
+    .addOption(new Option('--rule <rule>', 'Riemann rule').choices(RULES).default('riemann_right'))
+    .addOption(new Option('--positions <which>', 'positions whose activations are scaled').choices(POSITIONS).default('last'))
+    .option('--layers <list>', 'comma-separated layers (default all)', (v: string) => v.split(',').map((x) => int('layers')(x.trim())))
+    .addOption(new Option('--method <method>', 'fast path or the per-layer reference').choices(['fast', 'reference']).default('fast'))
+    .option('--memory-budget-mb <n>', 'memory for activations kept for the backward pass', parseFloat, 2048)
+    .option('--top <n>', 'top neurons listed in summary.json', int('top'), 50)
+    .addOption(deviceOption())
+    .addOption(dtypeOption())
+    .action(async (id: string, o) => {
+      const prompts = await readPromptsFile(o.prompts, o.objective);
+      const model = await Model.load(id, { device: o.device, dtype: o.dtype });
+      const controller = new AbortController();
+      const onSigint = () => controller.abort();
+      process.once('SIGINT', onSigint);
+      const bar = progressBar('attribute');
+      try {
+        const result = await model.attribute({
+          prompts, objective: o.objective, steps: o.steps, rule: o.rule, positions: o.positions, layers: o.layers,
+          method: o.method, memoryBudgetMB: o.memoryBudgetMb, signal: controller.signal, onProgress: bar.update,
+        });
+        bar.stop();
+        fs.mkdirSync(o.out, { recursive: true });
+        await writeAttributions(path.join(o.out, 'attributions.safetensors'), result, { model: id, objective: result.options.objective });
+        const { config, ...info } = model.info;
+        await writeJson(path.join(o.out, 'summary.json'), {
+          model: { ...info, modelType: info.modelType },
+          options: result.options,
+          prompts: result.prompts.length,
+          rows: result.rows,
+          microBatches: result.microBatches,
+          timing: { ms: Math.round(result.ms) },
+          topNeurons: topNeurons(result, o.top),
+          files: { attributions: 'attributions.safetensors' },
+        });
+        process.stdout.write(`attributed ${result.prompts.length} prompts x ${result.layers.length} layers x ${result.dMlp} neurons in ${(result.ms / 1000).toFixed(1)} s; wrote ${o.out}\n`);
+      } finally {
+        bar.stop();
         process.off('SIGINT', onSigint);
         model.dispose();
       }

@@ -1,0 +1,24 @@
+/** A progress bar on stderr (cli-progress) when stderr is a terminal; silent otherwise. */
+import cliProgress from 'cli-progress';
+
+export function progressBar(label: string) {
+  if (!process.stderr.isTTY) return { update: (_done: number, _total: number) => undefined, stop: () => undefined };
+  const bar = new cliProgress.SingleBar(
+    { format: `${label} [{bar}] {percentage}% | {value}/{total} rows | eta {eta_formatted}`, stream: process.stderr, hideCursor: true },
+    cliProgress.Presets.shades_classic,
+  );
+  let started = false;
+  let stopped = false;
+  return {
+    update: (done: number, total: number) => {
+      if (stopped) return;
+      if (!started) bar.start(total, 0), (started = true);
+      bar.setTotal(total);
+      bar.update(done);
+    },
+    stop: () => {
+      if (started && !stopped) bar.stop();
+      stopped = true;
+    },
+  };
+}
