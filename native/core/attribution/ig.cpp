@@ -252,10 +252,11 @@ IgResult ig_fast(const CausalLM& model, const IgRequest& r) {
     Hooks capture;
     capture.mlp_post = [&](int64_t l, const at::Tensor& p) { return post[l] = p; };
     capture.resid_mid = [&](int64_t l, const at::Tensor& x) { resid[l] = x.narrow(1, g.p0, S); };
-    const at::Tensor logits = model.forward(ids, mask, &clean, &capture);
+    // The LM head only where F reads it: the last position when every target is one token.
+    const at::Tensor logits = model.forward(ids, mask, &clean, &capture, /*last_only=*/g.n_max == 1);
     std::vector<int64_t> each(B);
     for (int64_t b = 0; b < B; ++b) each[b] = b;
-    f_clean = objective_values(logits.narrow(1, T - g.n_max, g.n_max), each, r, g).cpu();
+    f_clean = objective_values(logits.narrow(1, logits.size(1) - g.n_max, g.n_max), each, r, g).cpu();
   }
   const at::Tensor positions = blocks::position_ids(mask, T).narrow(1, g.p0, S);
   const at::Tensor scaled = g.scaled.narrow(1, g.p0, S).to(device).unsqueeze(-1);  // [B, S, 1]
@@ -287,8 +288,20 @@ IgResult ig_fast(const CausalLM& model, const IgRequest& r) {
         KVCache cache;  // the clean prefix (positions < p0), shared by every row of a prompt
         cache.k.resize(info.n_layers);
         cache.v.resize(info.n_layers);
-        cache.k[j] = clean.k[j].narrow(2, 0, g.p0).index_select(0, idx);
-        cache.v[j] = clean.v[j].narrow(2, 0, g.p0).index_select(0, idx);
+        cache.shared_k.resize(info.n_layers);
+        cache.shared_v.resize(info.n_layers);
+        if (g.p0 > 0) {
+          std::map<int64_t, std::vector<int64_t>> rows_of;
+          for (size_t i = 0; i < row_prompt.size(); ++i) rows_of[row_prompt[i]].push_back(int64_t(i));
+          std::vector<int64_t> prompts_here;
+          for (auto& [b, rows] : rows_of) {
+            prompts_here.push_back(b);
+            cache.group_rows.push_back(at::tensor(rows, at::kLong).to(device));
+          }
+          const at::Tensor pidx = at::tensor(prompts_here, at::kLong).to(device);
+          cache.shared_k[j] = clean.k[j].narrow(2, 0, g.p0).index_select(0, pidx);
+          cache.shared_v[j] = clean.v[j].narrow(2, 0, g.p0).index_select(0, pidx);
+        }
         cache.mask = mask.index_select(0, idx);
         const at::Tensor pos = positions.index_select(0, idx);
         x = model.block(j, x, BlockContext{cache, pos, nullptr});

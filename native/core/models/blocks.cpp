@@ -39,19 +39,78 @@ std::pair<at::Tensor, at::Tensor> cache_append(KVCache& cache, int64_t layer, co
   return {ck, cv};
 }
 
-at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k_in, const at::Tensor& v_in, const at::Tensor& key_mask,
-                            double scale, int64_t sliding_window) {
-  const int64_t T = q.size(2), S = k_in.size(2), group = q.size(1) / k_in.size(1);
-  at::Tensor k = group > 1 ? k_in.repeat_interleave(group, 1) : k_in;
-  at::Tensor v = group > 1 ? v_in.repeat_interleave(group, 1) : v_in;
-  at::Tensor scores = at::matmul(q.to(at::kFloat), k.to(at::kFloat).transpose(-1, -2)) * scale;  // [B, H, T, S]
-  // Query i (cache position S-T+i) may see key j when j <= S-T+i and key j is a real token.
+namespace {
+
+// Query head h reads key/value head h / (H / KV).
+at::Tensor expand_kv(const at::Tensor& kv, int64_t heads) {
+  const int64_t group = heads / kv.size(1);
+  return group > 1 ? kv.repeat_interleave(group, 1) : kv;
+}
+
+// Masks scores [B, H, T, S] (query i at position S - T + i) and normalises them in float32.
+at::Tensor masked_softmax(at::Tensor scores, const at::Tensor& key_mask, int64_t sliding_window) {
+  const int64_t T = scores.size(2), S = scores.size(3);
+  // Query i may see key j when j <= S-T+i (and S-T+i - j < window) and key j is a real token.
   at::Tensor causal = at::ones({T, S}, key_mask.options().dtype(at::kBool)).tril(S - T);
   if (sliding_window > 0) causal = causal.logical_and(at::ones_like(causal).triu(S - T - sliding_window + 1));
   at::Tensor allowed = causal.unsqueeze(0).unsqueeze(0).logical_and(key_mask.to(at::kBool).unsqueeze(1).unsqueeze(1));
   // A finite floor, not -inf: a padding query that sees nothing gets uniform weights instead of NaN.
-  scores = scores.masked_fill(allowed.logical_not(), std::numeric_limits<float>::lowest());
-  return at::matmul(at::softmax(scores, -1).to(v.scalar_type()), v);
+  return at::softmax(scores.masked_fill(allowed.logical_not(), std::numeric_limits<float>::lowest()), -1);
+}
+
+// q [R, H, T, D] against keys [R, H, S, D]: [R, H, T, S] in float32. One query: a broadcast
+// product, which beats R*H tiny matrix products.
+at::Tensor scores_of(const at::Tensor& q, const at::Tensor& k, double scale) {
+  if (q.size(2) == 1) return (q.to(at::kFloat) * k.to(at::kFloat)).sum(-1).unsqueeze(2) * scale;
+  return at::matmul(q.to(at::kFloat), k.to(at::kFloat).transpose(-1, -2)) * scale;
+}
+
+at::Tensor weighted_values(const at::Tensor& probs, const at::Tensor& v) {
+  if (probs.size(2) == 1) return (probs.squeeze(2).unsqueeze(-1).to(v.scalar_type()) * v).sum(2).unsqueeze(2);
+  return at::matmul(probs.to(v.scalar_type()), v);
+}
+
+}  // namespace
+
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_mask,
+                            double scale, int64_t sliding_window) {
+  const int64_t H = q.size(1);
+  at::Tensor probs = masked_softmax(scores_of(q, expand_kv(k, H), scale), key_mask, sliding_window);
+  return weighted_values(probs, expand_kv(v, H));
+}
+
+at::Tensor attend(KVCache& cache, int64_t layer, const at::Tensor& q, const at::Tensor& k_new, const at::Tensor& v_new,
+                  double scale, int64_t sliding_window) {
+  auto [k, v] = cache_append(cache, layer, k_new, v_new);
+  const bool shared = layer < static_cast<int64_t>(cache.shared_k.size()) && cache.shared_k[layer].defined();
+  if (!shared) return causal_attention(q, k, v, cache.mask, scale, sliding_window);
+  // Rows of group g share prefix keys [H, P, D]: one [H, rows*T, D] x [H, D, P] product per group
+  // instead of a copy of the prefix per row. Softmax over prefix and own keys together.
+  const int64_t R = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
+  const at::Tensor shared_k = expand_kv(cache.shared_k[layer], H), shared_v = expand_kv(cache.shared_v[layer], H);
+  const int64_t P = shared_k.size(2);
+  at::Tensor prefix = at::zeros({R, H, T, P}, q.options().dtype(at::kFloat));
+  auto per_row = [&](const at::Tensor& x, const at::Tensor& rows) {  // [Rg, H, T, X] -> [H, Rg*T, X]
+    return x.index_select(0, rows).permute({1, 0, 2, 3}).reshape({H, -1, x.size(3)});
+  };
+  auto per_group = [&](const at::Tensor& x, int64_t rows) {  // [H, Rg*T, X] -> [Rg, H, T, X]
+    return x.view({H, rows, T, x.size(2)}).permute({1, 0, 2, 3});
+  };
+  for (size_t g = 0; g < cache.group_rows.size(); ++g) {
+    const at::Tensor& rows = cache.group_rows[g];
+    at::Tensor s = at::bmm(per_row(q, rows).to(at::kFloat), shared_k[g].to(at::kFloat).transpose(1, 2)) * scale;
+    prefix = prefix.index_copy(0, rows, per_group(s, rows.size(0)));
+  }
+  at::Tensor probs = masked_softmax(at::cat({prefix, scores_of(q, expand_kv(k, H), scale)}, -1), cache.mask, sliding_window);
+  at::Tensor out = weighted_values(probs.narrow(-1, P, probs.size(-1) - P), expand_kv(v, H));
+  const at::Tensor p_prefix = probs.narrow(-1, 0, P);
+  at::Tensor from_prefix = at::zeros({R, H, T, D}, out.options());
+  for (size_t g = 0; g < cache.group_rows.size(); ++g) {
+    const at::Tensor& rows = cache.group_rows[g];
+    at::Tensor o = at::bmm(per_row(p_prefix, rows).to(shared_v.scalar_type()), shared_v[g]);
+    from_prefix = from_prefix.index_copy(0, rows, per_group(o, rows.size(0)));
+  }
+  return out + from_prefix;
 }
 
 bool is_known_activation(const std::string& name) {

@@ -21,6 +21,11 @@ at::Tensor position_ids(const at::Tensor& full_mask, int64_t new_tokens);
 std::pair<at::Tensor, at::Tensor> cache_append(KVCache& cache, int64_t layer, const at::Tensor& k, const at::Tensor& v);
 void cache_extend_mask(KVCache& cache, const at::Tensor& new_mask, int64_t n_layers);
 
+// Appends this layer's new keys/values to the cache and attends over everything the cache holds
+// (its shared prefix included): what every architecture's block calls.
+at::Tensor attend(KVCache& cache, int64_t layer, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                  double scale, int64_t sliding_window = 0);
+
 // softmax(q k^T * scale + causal/padding mask) v, with the scores and softmax in float32.
 // q [B, H, T, D]; k, v [B, KV, S, D] with H a multiple of KV (grouped-query attention: query head h
 // reads key/value head h / (H/KV)); key_mask [B, S]; query i sits at cache position S - T + i.

@@ -76,11 +76,10 @@ class GPT2 final : public CausalLM {
     // Attention: R = x + c_proj(softmax(q k^T / sqrt(d)) v)
     at::Tensor a = blocks::layer_norm(x, w[p + "ln_1.weight"], w[p + "ln_1.bias"], cfg_.eps);
     auto qkv = blocks::conv1d(a, w[p + "attn.c_attn.weight"], w[p + "attn.c_attn.bias"]).split(cfg_.n_embd, -1);
-    auto [k, v] = blocks::cache_append(ctx.cache, l, blocks::split_heads(qkv[1], cfg_.n_head),
-                                       blocks::split_heads(qkv[2], cfg_.n_head));
     double scale = cfg_.scale_attn_weights ? 1.0 / std::sqrt(double(cfg_.n_embd / cfg_.n_head)) : 1.0;
     if (cfg_.scale_by_layer) scale /= double(l + 1);
-    at::Tensor z = blocks::causal_attention(blocks::split_heads(qkv[0], cfg_.n_head), k, v, ctx.cache.mask, scale);
+    at::Tensor z = blocks::attend(ctx.cache, l, blocks::split_heads(qkv[0], cfg_.n_head), blocks::split_heads(qkv[1], cfg_.n_head),
+                                  blocks::split_heads(qkv[2], cfg_.n_head), scale);
     at::Tensor resid = x + blocks::conv1d(blocks::merge_heads(z), w[p + "attn.c_proj.weight"], w[p + "attn.c_proj.bias"]);
     // MLP: post = act(c_fc(ln_2(R))) is blocks.{l}.mlp.hook_post
     at::Tensor m = blocks::layer_norm(resid, w[p + "ln_2.weight"], w[p + "ln_2.bias"], cfg_.eps);

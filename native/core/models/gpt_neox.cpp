@@ -84,8 +84,7 @@ class GPTNeoX final : public CausalLM {
                          .transpose(1, 2);  // [B, H, T, 3D]
     at::Tensor q = rotary_.apply(qkv.narrow(-1, 0, D), ctx.positions);
     at::Tensor k = rotary_.apply(qkv.narrow(-1, D, D), ctx.positions);
-    auto [keys, values] = blocks::cache_append(ctx.cache, l, k, qkv.narrow(-1, 2 * D, D));
-    at::Tensor z = blocks::causal_attention(q, keys, values, ctx.cache.mask, 1.0 / std::sqrt(double(D)));
+    at::Tensor z = blocks::attend(ctx.cache, l, q, k, qkv.narrow(-1, 2 * D, D), 1.0 / std::sqrt(double(D)));
     at::Tensor resid = x + blocks::linear(blocks::merge_heads(z), w[p + "attention.dense.weight"], opt(p + "attention.dense.bias"));
     // MLP on ln2(x) (parallel residual) or ln2(R) (sequential); post = act(dense_h_to_4h(.)) is hook_post
     at::Tensor m = at::layer_norm(cfg_.parallel ? x : resid, {cfg_.hidden}, w[p + "post_attention_layernorm.weight"],

@@ -101,9 +101,8 @@ class Llama final : public CausalLM {
     at::Tensor v = blocks::linear(a, w[p + "self_attn.v_proj.weight"], opt(p + "self_attn.v_proj.bias", cfg_.qkv_bias));
     q = rotary_.apply(blocks::split_heads(q, cfg_.n_head), ctx.positions);
     k = rotary_.apply(blocks::split_heads(k, cfg_.n_kv), ctx.positions);
-    auto [keys, values] = blocks::cache_append(ctx.cache, l, k, blocks::split_heads(v, cfg_.n_kv));
     const int64_t window = l >= cfg_.window_from_layer ? cfg_.sliding_window : 0;
-    at::Tensor z = blocks::causal_attention(q, keys, values, ctx.cache.mask, 1.0 / std::sqrt(double(cfg_.head_dim)), window);
+    at::Tensor z = blocks::attend(ctx.cache, l, q, k, blocks::split_heads(v, cfg_.n_kv), 1.0 / std::sqrt(double(cfg_.head_dim)), window);
     at::Tensor resid = x + blocks::linear(blocks::merge_heads(z), w[p + "self_attn.o_proj.weight"], opt(p + "self_attn.o_proj.bias", cfg_.o_bias));
     // SwiGLU MLP: post = act(gate(h)) * up(h) is blocks.{l}.mlp.hook_post
     at::Tensor h = blocks::rms_norm(resid, w[p + "post_attention_layernorm.weight"], cfg_.eps);

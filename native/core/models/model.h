@@ -27,9 +27,14 @@ struct ModelInfo {
 };
 
 // Key/value cache: per layer [B, H, S, D], and the key mask [B, S] (1 = token, 0 = padding).
+// Optionally a prefix shared by groups of rows (attribution: every row of a prompt reads the same
+// clean prefix): per layer [G, H, P, D], and per group the rows that read it. The mask then covers
+// the P shared positions followed by the rows' own.
 struct KVCache {
   std::vector<at::Tensor> k, v;
   at::Tensor mask;
+  std::vector<at::Tensor> shared_k, shared_v;
+  std::vector<at::Tensor> group_rows;  // [rows of group g] int64
   int64_t length() const { return mask.defined() ? mask.size(1) : 0; }
 };
 

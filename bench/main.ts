@@ -1,0 +1,15 @@
+/** `npm run bench -- <name> [options]`: benchmarks that print one JSON object each. */
+import { runIgBench } from './ig';
+
+const benches: Record<string, (argv: string[]) => Promise<void>> = { ig: runIgBench };
+
+const [name, ...rest] = process.argv.slice(2);
+const bench = benches[name ?? ''];
+if (!bench) {
+  process.stderr.write(`usage: npm run bench -- <${Object.keys(benches).join('|')}> [options]\n`);
+  process.exit(2);
+}
+bench(rest).catch((error) => {
+  process.stderr.write(`${error.code ?? 'E_BENCH'}: ${error.message}\n`);
+  process.exit(1);
+});
