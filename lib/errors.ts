@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'E_RANGE' // an index outside its range (token id, position, neuron), or a duplicate neuron
   | 'E_NEURON_FILE' // a neuron-set file that is unreadable or has wrong fields
   | 'E_PROMPT_FILE' // a prompts file that is unreadable or has wrong fields
+  | 'E_TASK_FILE' // a task data file that is unreadable or has wrong fields
   | 'E_BUDGET' // the memory budget is too small for one row of work
   | 'E_DEVICE' // the device asked for is not available
   | 'E_OOM' // out of host or device memory

@@ -22,3 +22,6 @@ export function setThreads(n: number): void {
 }
 export { layerSums, meanScores, topNeurons, readPromptsFile, writeAttributions, OBJECTIVES, RULES, POSITIONS } from './attribution';
 export type { Objective, Rule, Positions, Method, AttributionPrompt, AttributeOptions, AttributionResult, PromptAttribution } from './attribution';
+export { evaluate, formatEvalTable } from './pipelines/evaluate';
+export type { EvaluateOptions, EvalResult, TaskScore, EvalRecord } from './pipelines/evaluate';
+export * as tasks from './tasks';

@@ -209,7 +209,7 @@ export class Model {
     }
     const eos = stopAtEos && this.eosId !== undefined ? this.eosId : -1;
     const result = await this.run(
-      () => this.handle.generate(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, maxNewTokens, eos, abortFlag(signal)),
+      () => withAbortFlag(signal, (flag) => this.handle.generate(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, maxNewTokens, eos, flag)),
       signal,
     );
     if (signal?.aborted) throw new NeuropruneError('E_ABORTED', 'generate was cancelled');
@@ -261,10 +261,12 @@ export class Model {
     let reported = 0;
     const raw = await this.run(
       () =>
-        this.handle.attribute(
-          tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, specs, resolved,
-          onProgress && ((done, total) => onProgress((reported = done), total)),
-          abortFlag(signal),
+        withAbortFlag(signal, (flag) =>
+          this.handle.attribute(
+            tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, specs, resolved,
+            onProgress && ((done, total) => onProgress((reported = done), total)),
+            flag,
+          ),
         ),
       signal,
     );
@@ -371,13 +373,21 @@ export class Model {
   }
 }
 
-/** A shared cell the native side polls between steps; set to 1 when the signal aborts. */
-function abortFlag(signal?: AbortSignal): Int32Array | undefined {
-  if (!signal) return undefined;
+/**
+ * Runs `call` with a shared cell the native side polls between steps, set to 1 when the signal
+ * aborts; the listener goes when the call settles.
+ */
+async function withAbortFlag<T>(signal: AbortSignal | undefined, call: (flag: Int32Array | undefined) => Promise<T>): Promise<T> {
+  if (!signal) return call(undefined);
   const flag = new Int32Array(new SharedArrayBuffer(4));
-  if (signal.aborted) flag[0] = 1;
-  else signal.addEventListener('abort', () => Atomics.store(flag, 0, 1), { once: true });
-  return flag;
+  const raise = () => Atomics.store(flag, 0, 1);
+  if (signal.aborted) raise();
+  signal.addEventListener('abort', raise, { once: true });
+  try {
+    return await call(flag);
+  } finally {
+    signal.removeEventListener('abort', raise);
+  }
 }
 
 function neuronArrays(neurons: NeuronRef[] | NeuronSet): [Int32Array, Int32Array, number] {

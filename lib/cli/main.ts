@@ -9,6 +9,7 @@ import { initCheckpoint } from '../checkpoint';
 import { NeuropruneError, toNeuropruneError } from '../errors';
 import { DType, Model, ModelInfo } from '../model';
 import { readNeuronSet } from '../neurons';
+import { evaluate, formatEvalTable } from '../pipelines/evaluate';
 import { familyNames, presetNames } from '../presets';
 
 const int = (name: string) => (value: string) => {
@@ -154,6 +155,62 @@ export function buildProgram(): Command {
           files: { attributions: 'attributions.safetensors' },
         });
         process.stdout.write(`attributed ${result.prompts.length} prompts x ${result.layers.length} layers x ${result.dMlp} neurons in ${(result.ms / 1000).toFixed(1)} s; wrote ${o.out}\n`);
+      } finally {
+        bar.stop();
+        process.off('SIGINT', onSigint);
+        model.dispose();
+      }
+    });
+
+  program
+    .command('eval')
+    .description('few-shot accuracy and copy-error rate on ICL tasks; prints a table and writes results.json')
+    .argument('<model>', 'folder, hub id in the local HF cache, or random:PRESET')
+    .requiredOption('--tasks <list>', 'comma-separated task names, hendel18, vowel_count, or FILE.jsonl')
+    .option('--shots <list>', 'shot counts', (v: string) => v.split(',').map((x) => int('shots')(x.trim())), [0, 1, 2, 4])
+    .option('--n <n>', 'prompts per task and shot count', int('n'), 100)
+    .option('--seed <n>', 'seed for prompts and generated tasks', int('seed'), 0)
+    .option('--data-dir <dir>', 'folder with the Hendel task files (knowledge/, linguistic/, translation/)')
+    .option('--label-words <map>', 'for FILE.jsonl tasks: label=word,... (e.g. 0=negative,1=positive)')
+    .option('--all-answers', 'keep pairs whose answer is several tokens (default: one-token answers, as Hendel et al.)')
+    .option('--batch-size <n>', 'prompts per forward pass', int('batch-size'), 32)
+    .option('--neurons <file>', 'a neuron-set file whose activations --scale multiplies')
+    .option('--scale <factor>', 'activation factor for --neurons', parseFloat)
+    .option('--out <dir>', 'output folder for results.json')
+    .addOption(deviceOption())
+    .addOption(dtypeOption())
+    .action(async (id: string, o) => {
+      if ((o.neurons === undefined) !== (o.scale === undefined)) throw new NeuropruneError('E_ARG', '--neurons and --scale go together');
+      const labelWords = Object.fromEntries(
+        ((o.labelWords as string | undefined) ?? '').split(',').filter(Boolean).map((kv) => {
+          const [k, ...w] = kv.split('=');
+          if (!w.length) throw new NeuropruneError('E_ARG', `--label-words: "${kv}" is not label=word`);
+          return [k, w.join('=')];
+        }),
+      );
+      const neurons = o.neurons ? await readNeuronSet(o.neurons) : undefined;
+      const model = await Model.load(id, { device: o.device, dtype: o.dtype });
+      const controller = new AbortController();
+      const onSigint = () => controller.abort();
+      process.once('SIGINT', onSigint);
+      const bar = progressBar('eval');
+      try {
+        if (neurons) await model.scale(neurons, o.scale);
+        const result = await evaluate(model, [o.tasks], {
+          shots: o.shots, n: o.n, seed: o.seed, dataDir: o.dataDir, labelWords, singleToken: !o.allAnswers,
+          batchSize: o.batchSize, keepRecords: Boolean(o.out), onProgress: bar.update, signal: controller.signal,
+        });
+        bar.stop();
+        process.stdout.write(formatEvalTable(result) + '\n');
+        if (o.out) {
+          const { config, ...info } = model.info;
+          await writeJson(path.join(o.out, 'results.json'), {
+            model: info,
+            scale: neurons ? { neurons: o.neurons, factor: o.scale } : undefined,
+            ...result,
+          });
+          process.stdout.write(`wrote ${path.join(o.out, 'results.json')}\n`);
+        }
       } finally {
         bar.stop();
         process.off('SIGINT', onSigint);
