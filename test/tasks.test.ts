@@ -1,0 +1,202 @@
+// Tasks, prompts, scoring, and evaluation counting right on a model whose answer is forced.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { evaluate, initCheckpoint, Model, readSafetensors, TextTokenizer, writeSafetensors } from '../lib';
+import { packageRoot } from '../lib/native';
+import { byteLevelTokenizerConfig, byteLevelTokenizerJson } from '../lib/tokenizer';
+import { ALGORITHMIC_TASKS, buildPrompts, classificationTask, countVowels, HENDEL18, hendelTask, loadTask, resolveTaskNames, scorePrediction, singleTokenPairs, vowelCountTask } from '../lib/tasks';
+import { codeOf, tempDir } from './helpers';
+
+const DATA = path.join(packageRoot(), '..', 'shared', 'data', 'icl_task_vectors');
+const byteLevel = TextTokenizer.byteLevel();
+
+/** The byte-level tokenizer plus whole-word added tokens (ids from 257 on). */
+function tokenizerWithWords(words: string[]): TextTokenizer {
+  const json = byteLevelTokenizerJson() as { added_tokens: object[] };
+  words.forEach((content, i) =>
+    json.added_tokens.push({ id: 257 + i, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: false }),
+  );
+  return TextTokenizer.fromJson(json, byteLevelTokenizerConfig(), 'test tokenizer');
+}
+
+test('generated tasks and prompts are the same for a seed and differ across seeds', (t) => {
+  for (const name of ALGORITHMIC_TASKS) {
+    const a = loadTask(name, { seed: 1 }), b = loadTask(name, { seed: 1 });
+    t.deepEqual(a.pairs, b.pairs, name);
+    t.true(a.pairs.length >= 9, name);
+    t.true(a.pairs.every((p) => p.output.length > 0 && p.input.length > 0), name);
+  }
+  t.notDeepEqual(loadTask('list_first', { seed: 1 }).pairs, loadTask('list_first', { seed: 2 }).pairs);
+  const task = loadTask('list_last', { seed: 0 });
+  t.deepEqual(buildPrompts(task, task.pairs, 4, 20, 7), buildPrompts(task, task.pairs, 4, 20, 7));
+  t.notDeepEqual(buildPrompts(task, task.pairs, 4, 20, 7), buildPrompts(task, task.pairs, 4, 20, 8));
+});
+
+test('hand-checked pairs and prompts', (t) => {
+  t.deepEqual(loadTask('next_letter').pairs.slice(0, 2), [{ input: 'a', output: 'b' }, { input: 'b', output: 'c' }]);
+  t.is(loadTask('next_letter').pairs.length, 25);
+  t.deepEqual(loadTask('prev_letter').pairs[0], { input: 'b', output: 'a' });
+  t.deepEqual(loadTask('to_upper').pairs[2], { input: 'c', output: 'C' });
+  t.deepEqual(loadTask('int_to_char').pairs[0], { input: '1', output: 'a' });
+  for (const p of loadTask('list_first', { seed: 3 }).pairs) t.is(p.output, p.input.split(',')[0]);
+  for (const p of loadTask('list_max', { seed: 3 }).pairs) t.is(Number(p.output), Math.max(...p.input.split(',').map(Number)));
+  for (const p of loadTask('list_length', { seed: 3 }).pairs) t.is(Number(p.output), p.input.split(',').length);
+  t.is(countVowels('New York'), 2);
+  const [prompt] = buildPrompts(loadTask('to_upper'), loadTask('to_upper').pairs, 2, 1, 0);
+  const lines = prompt.text.split('\n');
+  t.is(lines.length, 3);
+  t.regex(lines[0], /^example:[a-z]->[A-Z]$/);
+  t.is(lines[2], `example:${prompt.query.input}->`);
+  t.deepEqual(prompt.labels, prompt.examples.map((e) => e.output));
+  t.false(prompt.examples.some((e) => e.input === prompt.query.input));
+});
+
+test('proxy prompts never contain their answer among the example labels', (t) => {
+  const words = ['banana', 'apple', 'kiwi', 'strawberry', 'plum', 'fig', 'cherry', 'grape', 'melon', 'lemon', 'mango', 'papaya', 'guava', 'orange', 'peach', 'pear', 'apricot', 'coconut', 'date', 'lime'];
+  const vocabWords = Array.from({ length: 60 }, (_, i) => `${words[i % 20]}${'x'.repeat(Math.floor(i / 20))}`);
+  const fromVocab = vowelCountTask(tokenizerWithWords(vocabWords), 257 + vocabWords.length);
+  t.regex(fromVocab.source, /model vocabulary \(60 words\)/);
+  const builtin = vowelCountTask(byteLevel, 257);
+  t.regex(builtin.source, /built-in word list/);
+  for (const task of [fromVocab, builtin]) {
+    for (const p of task.pairs) t.is(p.output, String(countVowels(p.input)));
+    for (const k of [1, 2, 4, 8]) {
+      for (const prompt of buildPrompts(task, task.pairs, k, 200, 5)) {
+        t.false(prompt.labels.includes(prompt.expected), `${prompt.text}`);
+        t.is(prompt.examples.length, k);
+      }
+    }
+  }
+});
+
+test('one-token filtering keeps the leading-space variant as Hendel does', (t) => {
+  const tokenizer = tokenizerWithWords([' Paris', ' Rome']);
+  const kept = singleTokenPairs(
+    [
+      { input: 'France', output: 'Paris' },
+      { input: 'x', output: 'b' },
+      { input: 'y', output: 'cd' },
+      { input: 'Italy', output: 'Rome' },
+    ],
+    tokenizer,
+  );
+  t.deepEqual(kept, [
+    { input: 'France', output: ' Paris' },
+    { input: 'x', output: 'b' },
+    { input: 'Italy', output: ' Rome' },
+  ]);
+});
+
+test('scoring: exact after stripping, knowledge prefixes, copy errors', (t) => {
+  t.deepEqual(scorePrediction(' Paris', 'Paris', ['Rome'], 'exact'), { correct: true, copyError: false });
+  t.deepEqual(scorePrediction('Par', 'Paris', ['Rome'], 'exact'), { correct: false, copyError: false });
+  t.deepEqual(scorePrediction('Par', ' Paris', ['Rome'], 'prefix'), { correct: true, copyError: false });
+  t.deepEqual(scorePrediction('Paris Texas', 'Paris', [], 'prefix'), { correct: true, copyError: false });
+  t.deepEqual(scorePrediction(' Rome', 'Paris', ['Rome', 'Oslo'], 'exact'), { correct: false, copyError: true });
+  t.deepEqual(scorePrediction('', 'Paris', [''], 'prefix'), { correct: false, copyError: false });
+  t.deepEqual(scorePrediction('Oslo', 'Oslo', ['Oslo'], 'exact'), { correct: true, copyError: false });
+});
+
+test('Hendel task files load from the shared data, and bad files are E_TASK_FILE', async (t) => {
+  if (!fs.existsSync(DATA)) {
+    t.log(`skipped: ${DATA} is absent`);
+    console.log(`# Hendel data tests skipped: ${DATA} is absent`);
+    return t.pass();
+  }
+  const capitals = hendelTask(DATA, 'country_capital');
+  t.is(capitals.kind, 'knowledge');
+  t.is(capitals.scoring, 'prefix');
+  t.is(capitals.pairs.length, 139);
+  t.true(capitals.pairs.some((p) => p.input === 'Uusimaa' && p.output === 'Helsinki'));
+  t.is(hendelTask(DATA, 'antonyms').kind, 'linguistic');
+  t.is(hendelTask(DATA, 'en_fr').kind, 'translation');
+  t.deepEqual(resolveTaskNames(['hendel18', 'vowel_count,to_upper']), [...HENDEL18, 'vowel_count']);
+  for (const name of HENDEL18) t.true(loadTask(name, { dataDir: DATA }).pairs.length > 0, name);
+
+  const bad = tempDir();
+  fs.mkdirSync(path.join(bad, 'knowledge'));
+  fs.writeFileSync(path.join(bad, 'knowledge', 'broken.json'), '{"a": "b",');
+  fs.writeFileSync(path.join(bad, 'knowledge', 'nested.json'), JSON.stringify({ a: { b: 'c' } }));
+  t.is(await codeOf(() => hendelTask(bad, 'broken')), 'E_TASK_FILE');
+  const e = t.throws(() => hendelTask(bad, 'nested'));
+  t.regex(e!.message, /nested\.json: key "a": Expected string/);
+  t.is(await codeOf(() => hendelTask(bad, 'missing')), 'E_NOT_FOUND');
+  t.is(await codeOf(() => loadTask('antonyms')), 'E_ARG');
+});
+
+test('classification JSONL with label words', async (t) => {
+  const file = path.join(tempDir(), 'sst2.jsonl');
+  fs.writeFileSync(file, '{"text": "a great film", "label": 1}\n{"text": "dull", "label": 0}\n');
+  const task = classificationTask(file, { 0: 'negative', 1: 'positive' });
+  t.deepEqual(task.pairs, [{ input: 'a great film', output: 'positive' }, { input: 'dull', output: 'negative' }]);
+  fs.appendFileSync(file, '{"text": "meh", "label": 2}\n');
+  const e = t.throws(() => classificationTask(file, { 0: 'negative', 1: 'positive' }));
+  t.regex(e!.message, /sst2\.jsonl:3: label "2" has no word/);
+  t.is(await codeOf(() => classificationTask(file, {})), 'E_ARG');
+});
+
+/** A GPT-2 whose every prediction is `token`: ln_f squashes the state to its bias e0, lm_head maps e0 to `token`. */
+async function forcedModel(token: number): Promise<string> {
+  const dir = path.join(tempDir(), 'forced');
+  await initCheckpoint('gpt2', dir, { seed: 4, hidden: 32 });
+  const file = path.join(dir, 'model.safetensors');
+  const st = await readSafetensors(file);
+  const E = 32, V = 257;
+  const tensors = Object.entries(st.tensors).map(([name, raw]) => ({ name, ...raw }));
+  const set = (name: string, data: Float32Array) => (tensors.find((x) => x.name === name)!.data = Buffer.from(data.buffer));
+  set('transformer.ln_f.weight', new Float32Array(E));
+  const bias = new Float32Array(E);
+  bias[0] = 1;
+  set('transformer.ln_f.bias', bias);
+  const head = new Float32Array(V * E);
+  head[token * E] = 10;
+  tensors.push({ name: 'lm_head.weight', dtype: 'F32', shape: [V, E], data: Buffer.from(head.buffer) });
+  await writeSafetensors(file, tensors);
+  const configFile = path.join(dir, 'config.json');
+  fs.writeFileSync(configFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), tie_word_embeddings: false }));
+  return dir;
+}
+
+test('evaluation counts right when the answer is forced', async (t) => {
+  const model = await Model.load(await forcedModel('1'.charCodeAt(0)));
+  const result = await evaluate(model, ['vowel_count', 'char_to_int'], { shots: [0, 2, 4], n: 40, seed: 3, keepRecords: true });
+  t.deepEqual(result.skipped, []);
+  for (const name of ['vowel_count', 'char_to_int']) {
+    const task = loadTask(name, { tokenizer: model.tokenizer, vocabSize: 257, seed: 3 });
+    for (const k of [0, 2, 4]) {
+      const prompts = buildPrompts(task, singleTokenPairs(task.pairs, model.tokenizer), k, 40, 3);
+      const right = prompts.filter((p) => p.expected === '1').length;
+      const copies = prompts.filter((p) => p.expected !== '1' && p.labels.includes('1')).length;
+      const s = result.scores.find((x) => x.task === name && x.shots === k)!;
+      t.is(s.correct, right, `${name} ${k}-shot correct`);
+      t.is(s.copyErrors, copies, `${name} ${k}-shot copy errors`);
+      t.is(s.accuracy, right / 40);
+      if (k === 4 && name === 'char_to_int') t.true(copies > 0, 'some prompts show a "1" label');
+    }
+  }
+  t.true(result.records!.every((r) => r.prediction === '1'));
+  const mean = result.mean.find((m) => m.shots === 4)!;
+  t.is(mean.tasks, 2);
+  model.dispose();
+});
+
+test('CLI: eval prints a table and writes results.json; prompts are the same run to run', async (t) => {
+  const dir = await forcedModel('1'.charCodeAt(0));
+  const out = path.join(tempDir(), 'eval');
+  const cli = path.join(packageRoot(), 'dist', 'lib', 'cli', 'main.js');
+  const args = ['eval', dir, '--tasks', 'vowel_count,next_letter', '--shots', '0,4', '--n', '20', '--seed', '1', '--out', out];
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+  t.is(r.status, 0, r.stderr);
+  t.regex(r.stdout, /vowel_count\s+\d+% \/\s+\d+%/);
+  t.regex(r.stdout, /^mean /m);
+  const results = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
+  t.like(results.options, { shots: [0, 4], n: 20, seed: 1, singleToken: true });
+  t.is(results.scores.length, 4);
+  t.is(results.records.length, 80);
+  spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+  t.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8')).records.map((x: { prompt: string }) => x.prompt), results.records.map((x: { prompt: string }) => x.prompt));
+  const bad = spawnSync(process.execPath, [cli, 'eval', dir, '--tasks', 'antonyms'], { encoding: 'utf8' });
+  t.regex(bad.stderr, /^E_ARG: task "antonyms" is read from a data folder/);
+});
