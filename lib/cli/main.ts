@@ -10,6 +10,7 @@ import { NeuropruneError, toNeuropruneError } from '../errors';
 import { DType, Model, ModelInfo } from '../model';
 import { readNeuronSet } from '../neurons';
 import { evaluate, formatEvalTable } from '../pipelines/evaluate';
+import { runCopyBias } from './copybias';
 import { familyNames, presetNames } from '../presets';
 
 const int = (name: string) => (value: string) => {
@@ -216,6 +217,29 @@ export function buildProgram(): Command {
         process.off('SIGINT', onSigint);
         model.dispose();
       }
+    });
+
+  program
+    .command('copybias')
+    .description('find copying neurons with Integrated Gradients on a proxy task, prune them, evaluate ICL before and after')
+    .argument('<model>', 'folder, hub id in the local HF cache, or random:PRESET')
+    .requiredOption('--out <dir>', 'output folder: results.json, neurons.json, attributions.safetensors, report.html')
+    .option('--config <file>', 'JSON or YAML config (flags override it)')
+    .option('--seed <n>', 'seed for prompts', int('seed'))
+    .option('--steps <n>', 'Integrated Gradients steps', int('steps'))
+    .option('--attribution-prompts <n>', 'proxy prompts for attribution', int('attribution-prompts'))
+    .option('--dev-prompts <n>', 'proxy prompts for choosing the fraction', int('dev-prompts'))
+    .option('--fractions <list>', 'fractions of neurons to try, e.g. 0.001,0.005', (v: string) => v.split(',').map(Number))
+    .option('--tasks <list>', 'ICL tasks for before/after (hendel18 needs --data-dir)', (v: string) => v.split(','))
+    .option('--shots <list>', 'shot counts for before/after', (v: string) => v.split(',').map((x) => int('shots')(x.trim())))
+    .option('--n <n>', 'prompts per task and shot count', int('n'))
+    .option('--data-dir <dir>', 'folder with the Hendel task files')
+    .option('--save-model', 'also write the pruned checkpoint to DIR/model')
+    .option('--force', 'replace a non-empty output folder')
+    .addOption(deviceOption())
+    .addOption(dtypeOption())
+    .action(async (id: string, o) => {
+      await runCopyBias(id, o);
     });
 
   program

@@ -1,0 +1,97 @@
+/** `neuroprune copybias`: the pipeline with progress bars, written to DIR whole or not at all. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { writeAttributions, writeJson } from '../attribution';
+import { NeuropruneError } from '../errors';
+import { DType, Model } from '../model';
+import { neuronSet, writeNeuronSet } from '../neurons';
+import { copyBias, StageProgress } from '../pipelines/copybias';
+import { mergeConfig, parseCopyBiasConfig, readConfigFile } from '../pipelines/copybias-config';
+import { formatEvalTable } from '../pipelines/evaluate';
+import { copyBiasReport } from '../report/copybias';
+import { progressBar } from './progress';
+
+export interface CopyBiasFlags {
+  out: string;
+  config?: string;
+  seed?: number;
+  steps?: number;
+  attributionPrompts?: number;
+  devPrompts?: number;
+  fractions?: number[];
+  tasks?: string[];
+  shots?: number[];
+  n?: number;
+  dataDir?: string;
+  saveModel?: boolean;
+  force?: boolean;
+  device: string;
+  dtype: DType;
+}
+
+export async function runCopyBias(id: string, o: CopyBiasFlags): Promise<void> {
+  const raw = mergeConfig(o.config ? readConfigFile(o.config) : {}, {
+    seed: o.seed,
+    proxy: { attributionPrompts: o.attributionPrompts, devPrompts: o.devPrompts },
+    attribution: { steps: o.steps },
+    selection: { fractions: o.fractions },
+    evaluation: { tasks: o.tasks, shots: o.shots, n: o.n, dataDir: o.dataDir },
+  });
+  const config = parseCopyBiasConfig(raw, o.config ?? 'config');
+  const out = path.resolve(o.out);
+  const existing = fs.existsSync(out) ? fs.readdirSync(out) : undefined;
+  if (existing?.length && !o.force) throw new NeuropruneError('E_ARG', `${out} exists and is not empty (use --force to replace it)`);
+
+  const model = await Model.load(id, { device: o.device as never, dtype: o.dtype });
+  const controller = new AbortController();
+  const onSigint = () => controller.abort();
+  process.once('SIGINT', onSigint);
+  let stage = '';
+  let bar = progressBar('');
+  const onProgress = (p: StageProgress) => {
+    if (p.stage !== stage) {
+      bar.stop();
+      stage = p.stage;
+      bar = progressBar(p.stage.padEnd(12));
+    }
+    bar.update(p.done, p.total);
+  };
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  const tmp = fs.mkdtempSync(`${out}.tmp-`);
+  try {
+    fs.chmodSync(tmp, 0o755);
+    const started = performance.now();
+    const r = await copyBias(model, config, { onProgress, signal: controller.signal });
+    bar.stop();
+    const { config: modelConfig, ...info } = model.info;
+    void modelConfig;
+    const meta = { model: id, objective: 'copy', steps: String(config.attribution.steps) };
+    await writeAttributions(path.join(tmp, 'attributions.safetensors'), r.attribution, meta);
+    await writeNeuronSet(
+      path.join(tmp, 'neurons.json'),
+      neuronSet(id, r.neurons, { name: 'copybias', objective: 'copy', normalisation: 'per-prompt min-max, mean over prompts', chosen: r.chosen, config }),
+    );
+    await writeJson(path.join(tmp, 'results.json'), {
+      model: info,
+      config,
+      proxy: r.proxy,
+      attribution: { layers: r.attribution.layers, dMlp: r.attribution.dMlp, rows: r.attribution.rows, ms: Math.round(r.attribution.ms), file: 'attributions.safetensors' },
+      selection: { baseline: r.baselineDev, search: r.devSearch, chosen: r.chosen, neurons: r.neurons.length, file: 'neurons.json' },
+      evaluation: { before: { scores: r.before.scores, mean: r.before.mean, skipped: r.before.skipped, tasks: r.before.tasks }, after: { scores: r.after.scores, mean: r.after.mean, skipped: r.after.skipped } },
+      timings: { ...r.timings, total: Math.round(performance.now() - started) },
+    });
+    fs.writeFileSync(path.join(tmp, 'report.html'), copyBiasReport(r, id));
+    if (o.saveModel) await model.save(path.join(tmp, 'model'));
+    if (existing) fs.rmSync(out, { recursive: true, force: true });
+    fs.renameSync(tmp, out);
+    const fmt = (e: typeof r.before) => formatEvalTable(e);
+    process.stdout.write(`pruned ${r.neurons.length} neurons (top ${(100 * r.chosen.fraction).toPrecision(3)}% by copying score)\n\nbefore:\n${fmt(r.before)}\n\nafter:\n${fmt(r.after)}\n\nreport: ${path.join(out, 'report.html')}\n`);
+  } catch (error) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw error;
+  } finally {
+    bar.stop();
+    process.off('SIGINT', onSigint);
+    model.dispose();
+  }
+}

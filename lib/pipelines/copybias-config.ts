@@ -1,0 +1,104 @@
+/** The copy-bias pipeline's configuration: JSON or YAML, validated, every default written out. */
+import fs from 'node:fs';
+import YAML from 'yaml';
+import { z } from 'zod';
+import { POSITIONS, RULES } from '../attribution';
+import { NeuropruneError } from '../errors';
+
+
+/** The six generated tasks of Hendel et al.'s 18: no data folder needed. */
+export const GENERATED_SUITE = ['next_letter', 'prev_letter', 'list_first', 'list_last', 'to_upper', 'to_lower'];
+
+export const copyBiasConfigSchema = z
+  .object({
+    seed: z.number().int().nonnegative().default(0),
+    proxy: z
+      .object({
+        /** Examples per proxy prompt. */
+        shots: z.number().int().positive().default(4),
+        attributionPrompts: z.number().int().positive().default(64),
+        devPrompts: z.number().int().positive().default(64),
+      })
+      .strict()
+      .default({}),
+    attribution: z
+      .object({
+        steps: z.number().int().positive().default(20),
+        rule: z.enum(RULES as [string, ...string[]]).default('riemann_right'),
+        positions: z.enum(POSITIONS as [string, ...string[]]).default('last'),
+        /** Layers to score; null = all. */
+        layers: z.array(z.number().int().nonnegative()).nullable().default(null),
+        memoryBudgetMB: z.number().positive().default(2048),
+      })
+      .strict()
+      .default({}),
+    selection: z
+      .object({
+        /** Fractions of all scored neurons to prune, searched on the dev prompts. */
+        fractions: z.array(z.number().gt(0).lte(1)).min(1).default([0.0005, 0.001, 0.002, 0.005, 0.01, 0.02]),
+        /** Optional [first, last] layer ranges to search too; null = all layers only. */
+        layerRanges: z.array(z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()])).nullable().default(null),
+        /** Also zero the up/gate rows, not only the down projection. */
+        full: z.boolean().default(false),
+      })
+      .strict()
+      .default({}),
+    evaluation: z
+      .object({
+        /** ICL tasks before and after: names, hendel18 (needs dataDir), vowel_count, or FILE.jsonl. */
+        tasks: z.array(z.string().min(1)).min(1).default(GENERATED_SUITE),
+        shots: z.array(z.number().int().nonnegative()).min(1).default([1, 2, 4]),
+        n: z.number().int().positive().default(50),
+        dataDir: z.string().nullable().default(null),
+        batchSize: z.number().int().positive().default(32),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+export type CopyBiasConfig = z.infer<typeof copyBiasConfigSchema>;
+export type CopyBiasConfigInput = z.input<typeof copyBiasConfigSchema>;
+
+/** Validates a config object; E_CONFIG names the field. */
+export function parseCopyBiasConfig(input: unknown, source = 'config'): CopyBiasConfig {
+  const parsed = copyBiasConfigSchema.safeParse(input ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new NeuropruneError('E_CONFIG', `${source}: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+/** Reads a .json, .yaml or .yml config file as a raw object (validate it with parseCopyBiasConfig). */
+export function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new NeuropruneError('E_CONFIG', `${file}: cannot read (${(error as Error).message})`);
+  }
+  const yaml = /\.ya?ml$/i.test(file);
+  let value: unknown;
+  try {
+    value = yaml ? YAML.parse(text) : JSON.parse(text);
+  } catch (error) {
+    throw new NeuropruneError('E_CONFIG', `${file}: not ${yaml ? 'YAML' : 'JSON'} (${(error as Error).message})`);
+  }
+  if (value === null || value === undefined) return {};
+  if (typeof value !== 'object' || Array.isArray(value)) throw new NeuropruneError('E_CONFIG', `${file}: must hold an object`);
+  return value as Record<string, unknown>;
+}
+
+/** Deep-merges `overrides` (e.g. from CLI flags) into a raw config before validation. */
+export function mergeConfig(base: Record<string, unknown>, overrides: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(overrides)) {
+    if (v === undefined) continue;
+    const b = out[k];
+    out[k] = v && typeof v === 'object' && !Array.isArray(v) && b && typeof b === 'object' && !Array.isArray(b)
+      ? mergeConfig(b as Record<string, unknown>, v as Record<string, unknown>)
+      : v;
+  }
+  return out;
+}
