@@ -2,7 +2,7 @@
 
 export const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
-const W = 720, H = 260, PAD = { left: 48, right: 16, top: 24, bottom: 64 };
+const W = 720, H = 260, PAD = { left: 48, right: 48, top: 24, bottom: 64 };
 
 export interface Series {
   name: string;
