@@ -25,3 +25,5 @@ export type { Objective, Rule, Positions, Method, AttributionPrompt, AttributeOp
 export { evaluate, formatEvalTable } from './pipelines/evaluate';
 export type { EvaluateOptions, EvalResult, TaskScore, EvalRecord } from './pipelines/evaluate';
 export * as tasks from './tasks';
+export { readCorpus } from './training';
+export type { TrainOptions, TrainPoint, TrainResult } from './training';

@@ -6,6 +6,7 @@ import { nativeCall, NeuropruneError } from './errors';
 import { native, NativeModel } from './native';
 import { NeuronRef, NeuronSet } from './neurons';
 import { resolveModel } from './resolve';
+import { batchOrder, trainDefaults, TrainOptions, TrainPoint, TrainResult } from './training';
 import { byteLevelTokenizerConfig, byteLevelTokenizerJson, TextTokenizer } from './tokenizer';
 
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
@@ -344,6 +345,37 @@ export class Model {
       throw error;
     }
     return out;
+  }
+
+  /**
+   * Trains the weights in place on next-token cross-entropy (AdamW, gradient clipping, warm-up then
+   * cosine decay; the step itself runs in the native core). Edits must be restored first.
+   */
+  async train(options: TrainOptions): Promise<TrainResult> {
+    const o = trainDefaults(options);
+    const rows = options.samples.map((s) => (typeof s === 'string' ? this.tokenizer.encode(s) : s).slice(0, o.maxLength));
+    if (rows.some((r) => r.length < 2)) throw new NeuropruneError('E_ARG', 'every training sample needs at least two tokens');
+    const started = performance.now();
+    const curve: TrainPoint[] = [];
+    let tokens = 0;
+    await this.run(() => this.handle.startTraining({ steps: o.steps, warmup: o.warmup, lr: o.lr, minLrRatio: o.minLrRatio, weightDecay: o.weightDecay, gradClip: o.gradClip }));
+    try {
+      const order = batchOrder(rows.length, o.batchSize, o.seed);
+      for (let step = 1; step <= o.steps; step++) {
+        if (options.signal?.aborted) throw new NeuropruneError('E_ABORTED', `training cancelled at step ${step - 1} of ${o.steps}`);
+        const batch = this.encode((order.next().value as number[]).map((i) => rows[i]));
+        const t0 = performance.now();
+        const r = await this.run(() => this.handle.trainStep(batch.ids, batch.mask, batch.batch, batch.seqLen));
+        tokens += r.tokens;
+        const point = { step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerSecond: Math.round(r.tokens / ((performance.now() - t0) / 1000)) };
+        curve.push(point);
+        options.onStep?.(point);
+        if (options.checkpoint && (step % options.checkpoint.every === 0 || step === o.steps)) await this.save(options.checkpoint.dir, { force: true });
+      }
+    } finally {
+      await this.run(() => this.handle.endTraining());
+    }
+    return { curve, steps: o.steps, tokens, ms: performance.now() - started, options: { ...o, samples: rows.length } };
   }
 
   /** Frees the weights once pending calls finish; later calls fail with E_DISPOSED. */

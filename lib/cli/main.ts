@@ -11,6 +11,8 @@ import { DType, Model, ModelInfo } from '../model';
 import { readNeuronSet } from '../neurons';
 import { evaluate, formatEvalTable } from '../pipelines/evaluate';
 import { runCopyBias } from './copybias';
+import { readCorpus } from '../training';
+import { syntheticCorpus } from '../tasks';
 import { familyNames, presetNames } from '../presets';
 
 const int = (name: string) => (value: string) => {
@@ -240,6 +242,64 @@ export function buildProgram(): Command {
     .addOption(dtypeOption())
     .action(async (id: string, o) => {
       await runCopyBias(id, o);
+    });
+
+  program
+    .command('synth-data')
+    .description('write a synthetic in-context-learning corpus (JSONL {"text"} lines) for train')
+    .requiredOption('--out <file>', 'output JSONL file')
+    .option('--samples <n>', 'number of samples', int('samples'), 50000)
+    .option('--seed <n>', 'seed', int('seed'), 0)
+    .option('--max-shots <n>', 'most examples per prompt', int('max-shots'), 6)
+    .action(async (o) => {
+      const texts = syntheticCorpus({ samples: o.samples, seed: o.seed, maxShots: o.maxShots });
+      const tmp = `${o.out}.tmp-${process.pid}`;
+      fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
+      fs.writeFileSync(tmp, texts.map((text) => JSON.stringify({ text })).join('\n') + '\n');
+      fs.renameSync(tmp, o.out);
+      process.stdout.write(`wrote ${texts.length} samples to ${o.out}\n`);
+    });
+
+  program
+    .command('train')
+    .description('train a model on a JSONL corpus ({"text"} per line); checkpoints in HF layout')
+    .argument('<model>', 'folder, hub id in the local HF cache, or random:PRESET')
+    .requiredOption('--data <file>', 'JSONL corpus')
+    .requiredOption('--out <dir>', 'output folder (HF layout, rewritten atomically at each checkpoint)')
+    .option('--steps <n>', 'optimizer steps', int('steps'), 1000)
+    .option('--batch-size <n>', 'sequences per step', int('batch-size'), 16)
+    .option('--lr <x>', 'peak learning rate', parseFloat, 1e-3)
+    .option('--warmup <n>', 'warm-up steps', int('warmup'))
+    .option('--min-lr-ratio <x>', 'final lr / peak lr (cosine)', parseFloat, 0.1)
+    .option('--weight-decay <x>', 'AdamW decoupled weight decay', parseFloat, 0.1)
+    .option('--grad-clip <x>', 'max global gradient norm (0 = off)', parseFloat, 1.0)
+    .option('--max-length <n>', 'tokens kept per sample', int('max-length'), 512)
+    .option('--checkpoint-every <n>', 'steps between checkpoints', int('checkpoint-every'), 200)
+    .option('--seed <n>', 'seed for batch order and random: models', int('seed'), 0)
+    .addOption(deviceOption())
+    .addOption(dtypeOption())
+    .action(async (id: string, o) => {
+      const samples = readCorpus(o.data);
+      const model = await Model.load(id, { device: o.device, dtype: o.dtype, seed: o.seed });
+      const controller = new AbortController();
+      const onSigint = () => controller.abort();
+      process.once('SIGINT', onSigint);
+      const bar = progressBar('train', '{loss} loss | {tps} tok/s');
+      try {
+        const result = await model.train({
+          samples, steps: o.steps, batchSize: o.batchSize, lr: o.lr, warmup: o.warmup, minLrRatio: o.minLrRatio, weightDecay: o.weightDecay,
+          gradClip: o.gradClip, maxLength: o.maxLength, seed: o.seed, checkpoint: { dir: o.out, every: o.checkpointEvery }, signal: controller.signal,
+          onStep: (p) => bar.update(p.step, o.steps, { loss: p.loss.toFixed(3), tps: p.tokensPerSecond }),
+        });
+        bar.stop();
+        await writeJson(path.join(o.out, 'training.json'), { model: id, data: o.data, ...result });
+        const last = result.curve[result.curve.length - 1];
+        process.stdout.write(`trained ${result.steps} steps (${result.tokens} tokens) in ${(result.ms / 1000).toFixed(0)} s; final loss ${last.loss.toFixed(3)}; wrote ${o.out}\n`);
+      } finally {
+        bar.stop();
+        process.off('SIGINT', onSigint);
+        model.dispose();
+      }
     });
 
   program

@@ -1,20 +1,20 @@
 /** A progress bar on stderr (cli-progress) when stderr is a terminal; silent otherwise. */
 import cliProgress from 'cli-progress';
 
-export function progressBar(label: string) {
-  if (!process.stderr.isTTY) return { update: (_done: number, _total: number) => undefined, stop: () => undefined };
+export function progressBar(label: string, extra = '') {
+  if (!process.stderr.isTTY) return { update: (_done: number, _total: number, _payload?: object) => undefined, stop: () => undefined };
   const bar = new cliProgress.SingleBar(
-    { format: `${label} [{bar}] {percentage}% | {value}/{total} rows | eta {eta_formatted}`, stream: process.stderr, hideCursor: true },
+    { format: `${label} [{bar}] {percentage}% | {value}/{total} | eta {eta_formatted}${extra ? ` | ${extra}` : ''}`, stream: process.stderr, hideCursor: true },
     cliProgress.Presets.shades_classic,
   );
   let started = false;
   let stopped = false;
   return {
-    update: (done: number, total: number) => {
+    update: (done: number, total: number, payload?: object) => {
       if (stopped) return;
-      if (!started) bar.start(total, 0), (started = true);
+      if (!started) bar.start(total, 0, payload), (started = true);
       bar.setTotal(total);
-      bar.update(done);
+      bar.update(done, payload);
     },
     stop: () => {
       if (started && !stopped) bar.stop();

@@ -9,7 +9,8 @@ import { Task } from './types';
 
 export * from './types';
 export { ALGORITHMIC_TASKS } from './algorithmic';
-export { PROXY_TASK, countVowels, vowelCountTask } from './proxy';
+export { PROXY_TASK, countVowels, vowelCountTask, BUILTIN_WORDS } from './proxy';
+export { syntheticCorpus } from './synthetic';
 export { buildPrompts, HENDEL_TEMPLATE, renderPrompt, singleTokenPairs } from './prompts';
 export type { IclPrompt, PromptTemplate } from './prompts';
 export { scorePrediction } from './scoring';

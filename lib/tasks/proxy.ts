@@ -9,7 +9,7 @@ import { Task } from './types';
 export const PROXY_TASK = 'vowel_count';
 
 /** For vocabularies with few whole words (byte or character level): common words and names. */
-const BUILTIN_WORDS = (
+export const BUILTIN_WORDS = (
   'apple banana orange table chair window garden river mountain forest ocean island desert valley city village ' +
   'market school doctor teacher music guitar piano letter paper pencil bottle kitchen bridge castle dragon ' +
   'rabbit tiger zebra monkey elephant giraffe penguin dolphin spider butterfly coffee sugar butter bread cheese ' +

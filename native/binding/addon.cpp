@@ -18,6 +18,7 @@
 #include "models/generate.h"
 #include "models/model.h"
 #include "promise_worker.h"
+#include "train/trainer.h"
 #include "runtime.h"
 
 namespace neuroprune::binding {
@@ -27,6 +28,7 @@ namespace {
 struct ModelState {
   std::unique_ptr<CausalLM> model;
   std::unique_ptr<Editor> editor;
+  std::unique_ptr<Trainer> trainer;
   std::mutex mutex;  // one call at a time per model
   Editor& edits() {
     if (!editor) editor = std::make_unique<Editor>(*model);
@@ -138,6 +140,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                                        InstanceMethod("removeEdit", &NativeModel::RemoveEdit),
                                        InstanceMethod("removeAllEdits", &NativeModel::RemoveAllEdits),
                                        InstanceMethod("save", &NativeModel::Save),
+                                       InstanceMethod("startTraining", &NativeModel::StartTraining),
+                                       InstanceMethod("trainStep", &NativeModel::TrainStep),
+                                       InstanceMethod("endTraining", &NativeModel::EndTraining),
                                        InstanceMethod("digest", &NativeModel::Digest),
                                        InstanceMethod("dispose", &NativeModel::Dispose)});
     env.SetInstanceData<Napi::FunctionReference>(new Napi::FunctionReference(Napi::Persistent(ctor)));
@@ -411,6 +416,72 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
           std::lock_guard<std::mutex> lock(state->mutex);
           at::NoGradGuard no_grad;
           state->edits().remove_all();
+        },
+        nullptr);
+  }
+
+  // startTraining({steps, warmup, lr, minLrRatio, weightDecay, beta1, beta2, gradClip}) -> Promise<void>
+  Napi::Value StartTraining(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto state = live(env);
+    if (info.Length() < 1 || !info[0].IsObject()) throw_coded(env, codes::kArgument, "startTraining needs an options object");
+    Napi::Object o = info[0].As<Napi::Object>();
+    auto num = [&](const char* key, double fallback) { return o.Has(key) && o.Get(key).IsNumber() ? o.Get(key).As<Napi::Number>().DoubleValue() : fallback; };
+    TrainConfig c;
+    c.total_steps = static_cast<int64_t>(num("steps", 1000));
+    c.warmup_steps = static_cast<int64_t>(num("warmup", 100));
+    c.lr = num("lr", 1e-3);
+    c.min_lr_ratio = num("minLrRatio", 0.1);
+    c.weight_decay = num("weightDecay", 0.1);
+    c.beta1 = num("beta1", 0.9);
+    c.beta2 = num("beta2", 0.95);
+    c.grad_clip = num("gradClip", 1.0);
+    return PromiseWorker::Run(
+        env,
+        [state, c] {
+          std::lock_guard<std::mutex> lock(state->mutex);
+          if (state->editor && state->editor->size() > 0)
+            fail(codes::kArgument, "restore the model's edits before training (pruned weights would train back)");
+          state->trainer.reset();
+          state->trainer = std::make_unique<Trainer>(*state->model, c);
+        },
+        nullptr);
+  }
+
+  // trainStep(ids, mask, batch, seqLen) -> Promise<{loss, gradNorm, lr, tokens, step}>
+  Napi::Value TrainStep(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto state = live(env);
+    auto [ids, mask] = tokens_from_js(info, 0, state->model->info().vocab_size);
+    auto out = std::make_shared<StepStats>();
+    auto step = std::make_shared<int64_t>(0);
+    return PromiseWorker::Run(
+        env,
+        [state, ids = ids, mask = mask, out, step] {
+          std::lock_guard<std::mutex> lock(state->mutex);
+          if (!state->trainer) fail(codes::kArgument, "call startTraining first");
+          const CausalLM& m = *state->model;
+          *out = state->trainer->step(ids.to(m.device()), mask.to(m.device()));
+          *step = state->trainer->steps_done();
+        },
+        [out, step](Napi::Env env) -> Napi::Value {
+          Napi::Object r = Napi::Object::New(env);
+          r.Set("loss", out->loss);
+          r.Set("gradNorm", out->grad_norm);
+          r.Set("lr", out->lr);
+          r.Set("tokens", double(out->tokens));
+          r.Set("step", double(*step));
+          return r;
+        });
+  }
+
+  Napi::Value EndTraining(const Napi::CallbackInfo& info) {
+    auto state = live(info.Env());
+    return PromiseWorker::Run(
+        info.Env(),
+        [state] {
+          std::lock_guard<std::mutex> lock(state->mutex);
+          state->trainer.reset();
         },
         nullptr);
   }

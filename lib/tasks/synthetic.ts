@@ -1,0 +1,56 @@
+/**
+ * A synthetic in-context-learning corpus for small models: few-shot prompts in Hendel's format with
+ * their answers, mixing the generated tasks, vowel counting (of random letter strings, so the proxy
+ * task's real words stay unseen), and random mappings (a fresh
+ * letter -> symbol map per sample whose query repeats an example's input, so it is solved by looking
+ * the answer up in the context, as induction heads do; such training also breeds copy bias).
+ */
+import { algorithmicTask, ALGORITHMIC_TASKS } from './algorithmic';
+import { renderPrompt, HENDEL_TEMPLATE } from './prompts';
+import { countVowels } from './proxy';
+import { Rng, subSeed } from './random';
+import { Pair } from './types';
+
+const LETTERS = 'abcdefghijklmnopqrstuvwxyz';
+const SYMBOLS = 'abcdefghijklmnopqrstuvwxyz0123456789';
+
+export interface CorpusOptions {
+  samples: number;
+  seed: number;
+  /** Most examples per prompt (each sample draws 0..maxShots). */
+  maxShots?: number;
+  /** Words for vowel counting (default: random letter strings, so real words stay unseen). */
+  words?: string[];
+  /** Share of random-mapping samples (default 0.25). */
+  randomMapShare?: number;
+}
+
+export function syntheticCorpus(o: CorpusOptions): string[] {
+  const rng = new Rng(subSeed(o.seed, 'corpus'));
+  const maxShots = o.maxShots ?? 6;
+  const tasks: Array<{ name: string; pairs: Pair[] }> = [
+    ...ALGORITHMIC_TASKS.map((name) => ({ name, pairs: algorithmicTask(name, subSeed(o.seed, 'corpus', name), 400).pairs })),
+    { name: 'vowel_count', pairs: (o.words ?? pseudoWords(rng, 2000)).map((w) => ({ input: w, output: String(countVowels(w)) })) },
+  ];
+  const out: string[] = [];
+  for (let i = 0; i < o.samples; i++) {
+    const shots = rng.int(maxShots + 1);
+    if (rng.next() < (o.randomMapShare ?? 0.25)) {
+      const inputs = rng.shuffle(LETTERS.split('')).slice(0, Math.max(2, shots));
+      const examples = inputs.map((x) => ({ input: x, output: rng.pick(SYMBOLS.split('')) }));
+      const query = rng.pick(examples);
+      out.push(renderPrompt(examples, query, HENDEL_TEMPLATE) + query.output);
+      continue;
+    }
+    const task = rng.pick(tasks);
+    const chosen = rng.shuffle(task.pairs).slice(0, shots + 1);
+    const query = chosen[shots];
+    out.push(renderPrompt(chosen.slice(0, shots), query, HENDEL_TEMPLATE) + query.output);
+  }
+  return out;
+}
+
+/** Random lowercase strings of 3 to 8 letters. */
+function pseudoWords(rng: Rng, n: number): string[] {
+  return Array.from({ length: n }, () => Array.from({ length: 3 + rng.int(6) }, () => rng.pick(LETTERS.split(''))).join(''));
+}

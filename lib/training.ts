@@ -1,0 +1,105 @@
+/** Training options, batching and the JSONL corpus format for `model.train` and `neuroprune train`. */
+import fs from 'node:fs';
+import { z } from 'zod';
+import { NeuropruneError } from './errors';
+import { Rng } from './tasks/random';
+
+export interface TrainOptions {
+  /** Training sequences: text (tokenized with the model's tokenizer) or token ids. */
+  samples: Array<string | number[]>;
+  steps: number;
+  batchSize?: number;
+  /** Peak learning rate, reached after `warmup` steps, then a cosine decay to lr * minLrRatio. */
+  lr?: number;
+  warmup?: number;
+  minLrRatio?: number;
+  weightDecay?: number;
+  /** Max global gradient norm (0 = no clipping). */
+  gradClip?: number;
+  /** Longer sequences keep their first maxLength tokens. */
+  maxLength?: number;
+  seed?: number;
+  /** Write the model (HF layout, atomically) to `dir` every `every` steps and at the end. */
+  checkpoint?: { dir: string; every: number };
+  onStep?: (point: TrainPoint) => void;
+  signal?: AbortSignal;
+}
+
+export interface TrainPoint {
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokensPerSecond: number;
+}
+
+export interface TrainResult {
+  curve: TrainPoint[];
+  steps: number;
+  tokens: number;
+  ms: number;
+  options: Omit<Required<TrainOptions>, 'samples' | 'onStep' | 'signal' | 'checkpoint'> & { samples: number };
+}
+
+export function trainDefaults(o: TrainOptions) {
+  const resolved = {
+    steps: o.steps,
+    batchSize: o.batchSize ?? 16,
+    lr: o.lr ?? 1e-3,
+    warmup: o.warmup ?? Math.min(100, Math.floor(o.steps / 10)),
+    minLrRatio: o.minLrRatio ?? 0.1,
+    weightDecay: o.weightDecay ?? 0.1,
+    gradClip: o.gradClip ?? 1.0,
+    maxLength: o.maxLength ?? 512,
+    seed: o.seed ?? 0,
+  };
+  for (const [k, v] of Object.entries(resolved)) {
+    if (!Number.isFinite(v) || v < 0) throw new NeuropruneError('E_ARG', `${k} must be a non-negative number, got ${v}`);
+  }
+  if (!Number.isInteger(resolved.steps) || resolved.steps < 1) throw new NeuropruneError('E_ARG', `steps must be a positive integer, got ${o.steps}`);
+  if (!Number.isInteger(resolved.batchSize) || resolved.batchSize < 1) throw new NeuropruneError('E_ARG', `batchSize must be a positive integer`);
+  if (o.samples.length === 0) throw new NeuropruneError('E_ARG', 'samples must not be empty');
+  return resolved;
+}
+
+/** The indices of each step's batch: a seeded shuffle, walked in order and reshuffled each epoch. */
+export function* batchOrder(count: number, batchSize: number, seed: number): Generator<number[]> {
+  const rng = new Rng(seed);
+  let order = rng.shuffle(Array.from({ length: count }, (_, i) => i));
+  let at = 0;
+  for (;;) {
+    const batch: number[] = [];
+    while (batch.length < batchSize) {
+      if (at === order.length) (order = rng.shuffle(order)), (at = 0);
+      batch.push(order[at++]);
+    }
+    yield batch;
+  }
+}
+
+const line = z.object({ text: z.string().min(1) });
+
+/** Reads a training corpus: JSONL with one {"text": ...} per line. */
+export function readCorpus(file: string): string[] {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new NeuropruneError('E_PROMPT_FILE', `${file}: cannot read (${(error as Error).message})`);
+  }
+  const out: string[] = [];
+  text.split('\n').forEach((raw, i) => {
+    if (!raw.trim()) return;
+    let json: unknown;
+    try {
+      json = JSON.parse(raw);
+    } catch {
+      throw new NeuropruneError('E_PROMPT_FILE', `${file}:${i + 1}: not JSON`);
+    }
+    const parsed = line.safeParse(json);
+    if (!parsed.success) throw new NeuropruneError('E_PROMPT_FILE', `${file}:${i + 1}: ${parsed.error.issues[0].path.join('.') || 'line'}: ${parsed.error.issues[0].message}`);
+    out.push(parsed.data.text);
+  });
+  if (out.length === 0) throw new NeuropruneError('E_PROMPT_FILE', `${file}: no samples`);
+  return out;
+}

@@ -1,0 +1,75 @@
+#include "train/trainer.h"
+
+#include <cmath>
+
+#include "error.h"
+
+namespace neuroprune {
+
+Trainer::Trainer(CausalLM& model, TrainConfig config) : model_(model), config_(config) {
+  if (config_.total_steps < 1) fail(codes::kArgument, "training needs at least one step");
+  if (config_.lr <= 0) fail(codes::kArgument, "learning rate must be positive");
+  for (const auto& [name, t] : model_.mutable_weights().named()) {
+    at::Tensor p = t;
+    p.requires_grad_(true);
+    params_.push_back(p);
+    master_.push_back(p.scalar_type() == at::kFloat ? p : p.detach().to(at::kFloat));
+    m_.push_back(at::zeros_like(master_.back()));
+    v_.push_back(at::zeros_like(master_.back()));
+    decay_.push_back(p.dim() >= 2);  // no decay on biases and norm gains
+  }
+}
+
+Trainer::~Trainer() {
+  for (auto& p : params_) {
+    p.mutable_grad() = at::Tensor();
+    p.requires_grad_(false);
+  }
+}
+
+double Trainer::lr_at(int64_t step) const {
+  if (step < config_.warmup_steps) return config_.lr * double(step + 1) / double(config_.warmup_steps);
+  const double progress = std::min(1.0, double(step - config_.warmup_steps) / double(std::max<int64_t>(1, config_.total_steps - config_.warmup_steps)));
+  const double cosine = 0.5 * (1.0 + std::cos(M_PI * progress));
+  return config_.lr * (config_.min_lr_ratio + (1.0 - config_.min_lr_ratio) * cosine);
+}
+
+StepStats Trainer::step(const at::Tensor& ids, const at::Tensor& mask) {
+  at::AutoGradMode grad(true);
+  const int64_t T = ids.size(1);
+  if (T < 2) fail(codes::kArgument, "training sequences need at least two tokens");
+  // Cross-entropy of token t+1 given tokens <= t, averaged over real target tokens.
+  const at::Tensor logits = model_.forward(ids, mask, nullptr).narrow(1, 0, T - 1).to(at::kFloat);
+  const at::Tensor targets = ids.narrow(1, 1, T - 1);
+  const at::Tensor weight = mask.narrow(1, 1, T - 1).logical_and(mask.narrow(1, 0, T - 1)).to(at::kFloat);
+  const at::Tensor nll = -at::log_softmax(logits, -1).gather(2, targets.unsqueeze(-1)).squeeze(-1);
+  const double count = weight.sum().item<double>();
+  if (count == 0) fail(codes::kArgument, "batch has no target tokens");
+  const at::Tensor loss = (nll * weight).sum() / count;
+  for (auto& p : params_) p.mutable_grad() = at::Tensor();
+  loss.backward();
+
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> grads;
+  at::Tensor sq = at::zeros({}, at::TensorOptions().device(model_.device()).dtype(at::kFloat));
+  for (auto& p : params_) {
+    grads.push_back(p.grad().defined() ? p.grad().to(at::kFloat) : at::zeros_like(master_[grads.size()]));
+    sq = sq + grads.back().pow(2).sum();
+  }
+  const double norm = std::sqrt(sq.item<double>());
+  const double clip = config_.grad_clip > 0 && norm > config_.grad_clip ? config_.grad_clip / (norm + 1e-6) : 1.0;
+  const double lr = lr_at(step_);
+  ++step_;
+  const double bc1 = 1.0 - std::pow(config_.beta1, double(step_)), bc2 = 1.0 - std::pow(config_.beta2, double(step_));
+  for (size_t i = 0; i < params_.size(); ++i) {
+    at::Tensor g = grads[i] * clip;
+    m_[i].mul_(config_.beta1).add_(g, 1.0 - config_.beta1);         // m = b1 m + (1-b1) g
+    v_[i].mul_(config_.beta2).addcmul_(g, g, 1.0 - config_.beta2);  // v = b2 v + (1-b2) g^2
+    if (decay_[i]) master_[i].mul_(1.0 - lr * config_.weight_decay);
+    master_[i].addcdiv_(m_[i] / bc1, (v_[i] / bc2).sqrt_().add_(config_.eps), -lr);  // p -= lr m^ / (sqrt(v^) + eps)
+    if (master_[i].data_ptr() != params_[i].data_ptr()) params_[i].copy_(master_[i]);
+  }
+  return {loss.item<double>(), norm, lr, static_cast<int64_t>(count)};
+}
+
+}  // namespace neuroprune

@@ -1,0 +1,52 @@
+// Training: next-token cross-entropy, AdamW, global-norm gradient clipping, linear warm-up then
+// cosine decay. Weights train in place; bfloat16/float16 models keep float32 master weights and
+// moments. The caller feeds batches one step at a time.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "models/model.h"
+
+namespace neuroprune {
+
+struct TrainConfig {
+  int64_t total_steps = 1000;
+  int64_t warmup_steps = 100;
+  double lr = 1e-3;
+  double min_lr_ratio = 0.1;  // cosine decays to lr * min_lr_ratio
+  double weight_decay = 0.1;  // decoupled (AdamW), on matrices only
+  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
+  double grad_clip = 1.0;  // max global L2 norm; 0 = off
+};
+
+struct StepStats {
+  double loss;
+  double grad_norm;  // before clipping
+  double lr;
+  int64_t tokens;  // tokens that carried loss
+};
+
+class Trainer {
+ public:
+  Trainer(CausalLM& model, TrainConfig config);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // ids, mask [B, T]; loss on every position t+1 whose mask is 1 (left padding never counts).
+  StepStats step(const at::Tensor& ids, const at::Tensor& mask);
+  int64_t steps_done() const { return step_; }
+  double lr_at(int64_t step) const;
+
+ private:
+  CausalLM& model_;
+  TrainConfig config_;
+  std::vector<at::Tensor> params_;  // the model's tensors (require grad while training)
+  std::vector<at::Tensor> master_;  // float32 copies for low-precision models (else the params)
+  std::vector<at::Tensor> m_, v_;
+  std::vector<bool> decay_;
+  int64_t step_ = 0;
+};
+
+}  // namespace neuroprune
