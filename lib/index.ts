@@ -27,3 +27,8 @@ export type { EvaluateOptions, EvalResult, TaskScore, EvalRecord } from './pipel
 export * as tasks from './tasks';
 export { readCorpus } from './training';
 export type { TrainOptions, TrainPoint, TrainResult } from './training';
+export { copyBias, copyScores, selectNeurons } from './pipelines/copybias';
+export type { CopyBiasResult, DevPoint, StageProgress } from './pipelines/copybias';
+export { parseCopyBiasConfig, readConfigFile, GENERATED_SUITE } from './pipelines/copybias-config';
+export type { CopyBiasConfig, CopyBiasConfigInput } from './pipelines/copybias-config';
+export { copyBiasReport } from './report/copybias';

@@ -1,0 +1,66 @@
+// Training: the loss falls, the schedule is warm-up then cosine, checkpoints are HF folders written
+// atomically, half precision trains too, and bad input is refused.
+import test from 'ava';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Model, readCorpus } from '../lib';
+import { syntheticCorpus } from '../lib/tasks';
+import { codeOf, maxAbsDiff, tempDir, tinyGpt2 } from './helpers';
+
+const corpus = syntheticCorpus({ samples: 400, seed: 1, maxShots: 3 });
+
+test('the loss falls, the lr warms up then decays, and a checkpoint reloads equal', async (t) => {
+  const dir = await tinyGpt2({ seed: 2 });
+  const model = await Model.load(dir);
+  const before = await model.weightsDigest();
+  const out = path.join(tempDir(), 'ckpt');
+  const points: number[] = [];
+  const r = await model.train({ samples: corpus, steps: 40, batchSize: 8, lr: 3e-3, warmup: 5, checkpoint: { dir: out, every: 20 }, onStep: (p) => points.push(p.step) });
+  t.deepEqual(points, Array.from({ length: 40 }, (_, i) => i + 1));
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const first = mean(r.curve.slice(0, 5).map((p) => p.loss)), last = mean(r.curve.slice(-5).map((p) => p.loss));
+  t.true(last < 0.7 * first, `loss ${first} -> ${last}`);
+  t.is(r.curve[0].lr, 3e-3 / 5);
+  t.is(r.curve[4].lr, 3e-3);
+  t.true(r.curve[39].lr < r.curve[20].lr && r.curve[39].lr >= 3e-4 - 1e-12, 'cosine decay toward lr * minLrRatio');
+  t.true(r.curve.every((p) => p.tokensPerSecond > 0 && Number.isFinite(p.gradNorm)));
+  t.not(await model.weightsDigest(), before);
+  const reloaded = await Model.load(out);
+  t.is(await reloaded.weightsDigest(), await model.weightsDigest());
+  t.is(maxAbsDiff((await reloaded.logits('example:a->')).data, (await model.logits('example:a->')).data), 0);
+  t.deepEqual(fs.readdirSync(path.dirname(out)), ['ckpt'], 'no temporary folders left');
+  // After training the weights no longer require grad: attribution and editing work as before.
+  const edit = await model.prune([{ layer: 0, index: 1 }]);
+  await model.restore(edit);
+  t.is((await model.attribute({ prompts: [{ prompt: 'ab', target: 'c' }], steps: 2 })).prompts.length, 1);
+  model.dispose();
+  reloaded.dispose();
+});
+
+test('bfloat16 models train (float32 master weights)', async (t) => {
+  const model = await Model.load('random:gpt2-tiny', { dtype: 'bfloat16', seed: 3 });
+  const r = await model.train({ samples: corpus, steps: 30, batchSize: 8, lr: 3e-3, warmup: 3 });
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  t.true(mean(r.curve.slice(-5).map((p) => p.loss)) < 0.8 * mean(r.curve.slice(0, 5).map((p) => p.loss)));
+  t.is(model.info.dtype, 'bfloat16');
+  model.dispose();
+});
+
+test('bad training input is refused with a code and the model survives', async (t) => {
+  const model = await Model.load('random:gpt2-tiny');
+  t.is(await codeOf(() => model.train({ samples: [], steps: 3 })), 'E_ARG');
+  t.is(await codeOf(() => model.train({ samples: ['x'], steps: 3 })), 'E_ARG');
+  t.is(await codeOf(() => model.train({ samples: corpus, steps: 0 })), 'E_ARG');
+  t.is(await codeOf(() => model.train({ samples: corpus, steps: 3, lr: -1 })), 'E_ARG');
+  const edit = await model.prune([{ layer: 0, index: 0 }]);
+  t.is(await codeOf(model.train({ samples: corpus, steps: 3 })), 'E_ARG', 'edits are restored before training');
+  await model.restore(edit);
+  const controller = new AbortController();
+  const run = model.train({ samples: corpus, steps: 50, batchSize: 4, signal: controller.signal, onStep: (p) => p.step === 3 && controller.abort() });
+  t.is(await codeOf(run), 'E_ABORTED');
+  t.is((await model.logits('still fine')).shape[0], 1);
+  const file = path.join(tempDir(), 'corpus.jsonl');
+  fs.writeFileSync(file, '{"text": "ok"}\n{"txt": "bad"}\n');
+  t.throws(() => readCorpus(file), { message: /corpus\.jsonl:2: text: Required/ });
+  model.dispose();
+});
