@@ -4,6 +4,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { writeSafetensors } from './checkpoint';
 import { NeuropruneError } from './errors';
+import { readJsonLines } from './jsonl';
 
 export type Objective = 'prob' | 'logprob' | 'logit_diff' | 'copy';
 export type Rule = 'riemann_left' | 'riemann_right' | 'riemann_middle' | 'riemann_trapezoid';
@@ -117,33 +118,11 @@ const promptLine = z
 
 /** Reads a JSONL prompts file: {"prompt", "target", "distractor"?, "labels"?} per line. */
 export async function readPromptsFile(file: string, objective?: Objective): Promise<AttributionPrompt[]> {
-  let text: string;
-  try {
-    text = await fs.readFile(file, 'utf8');
-  } catch (error) {
-    throw new NeuropruneError('E_PROMPT_FILE', `${file}: cannot read (${(error as Error).message})`);
-  }
-  const prompts: AttributionPrompt[] = [];
-  text.split('\n').forEach((line, i) => {
-    if (!line.trim()) return;
-    const where = `${file}:${i + 1}`;
-    let json: unknown;
-    try {
-      json = JSON.parse(line);
-    } catch (error) {
-      throw new NeuropruneError('E_PROMPT_FILE', `${where}: not JSON (${(error as Error).message})`);
-    }
-    const parsed = promptLine.safeParse(json);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw new NeuropruneError('E_PROMPT_FILE', `${where}: ${issue.path.join('.') || 'line'}: ${issue.message}`);
-    }
-    if (objective === 'copy' && !parsed.data.labels) throw new NeuropruneError('E_PROMPT_FILE', `${where}: the copy objective needs "labels"`);
-    if (objective === 'logit_diff' && !parsed.data.distractor) throw new NeuropruneError('E_PROMPT_FILE', `${where}: the logit_diff objective needs "distractor"`);
-    prompts.push(parsed.data);
+  return readJsonLines(file, promptLine, 'E_PROMPT_FILE').map(({ line, value }) => {
+    if (objective === 'copy' && !value.labels) throw new NeuropruneError('E_PROMPT_FILE', `${file}:${line}: the copy objective needs "labels"`);
+    if (objective === 'logit_diff' && !value.distractor) throw new NeuropruneError('E_PROMPT_FILE', `${file}:${line}: the logit_diff objective needs "distractor"`);
+    return value;
   });
-  if (prompts.length === 0) throw new NeuropruneError('E_PROMPT_FILE', `${file}: no prompts`);
-  return prompts;
 }
 
 const f32 = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);

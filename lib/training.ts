@@ -1,7 +1,7 @@
 /** Training options, batching and the JSONL corpus format for `model.train` and `neuroprune train`. */
-import fs from 'node:fs';
 import { z } from 'zod';
 import { NeuropruneError } from './errors';
+import { readJsonLines } from './jsonl';
 import { Rng } from './tasks/random';
 
 export interface TrainOptions {
@@ -77,29 +77,7 @@ export function* batchOrder(count: number, batchSize: number, seed: number): Gen
   }
 }
 
-const line = z.object({ text: z.string().min(1) });
-
 /** Reads a training corpus: JSONL with one {"text": ...} per line. */
 export function readCorpus(file: string): string[] {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new NeuropruneError('E_PROMPT_FILE', `${file}: cannot read (${(error as Error).message})`);
-  }
-  const out: string[] = [];
-  text.split('\n').forEach((raw, i) => {
-    if (!raw.trim()) return;
-    let json: unknown;
-    try {
-      json = JSON.parse(raw);
-    } catch {
-      throw new NeuropruneError('E_PROMPT_FILE', `${file}:${i + 1}: not JSON`);
-    }
-    const parsed = line.safeParse(json);
-    if (!parsed.success) throw new NeuropruneError('E_PROMPT_FILE', `${file}:${i + 1}: ${parsed.error.issues[0].path.join('.') || 'line'}: ${parsed.error.issues[0].message}`);
-    out.push(parsed.data.text);
-  });
-  if (out.length === 0) throw new NeuropruneError('E_PROMPT_FILE', `${file}: no samples`);
-  return out;
+  return readJsonLines(file, z.object({ text: z.string().min(1) }), 'E_PROMPT_FILE').map(({ value }) => value.text);
 }

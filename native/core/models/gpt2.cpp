@@ -113,19 +113,9 @@ class GPT2 final : public CausalLM {
 std::unique_ptr<CausalLM> make_gpt2(const ConfigReader& config, const WeightSource& source, at::Device device,
                                     at::ScalarType dtype) {
   GPT2Config cfg(config);
-  const auto specs = cfg.specs();
-  Weights w = source.checkpoint ? Weights::load(*source.checkpoint, specs, {"transformer."}, device, dtype)
-                                : Weights::random(specs, device, dtype, source.seed);
-  ModelInfo info;
-  info.architecture = "GPT2LMHeadModel";
-  info.model_type = "gpt2";
-  info.n_layers = cfg.n_layer;
-  info.d_model = cfg.n_embd;
-  info.n_heads = cfg.n_head;
-  info.d_mlp = cfg.n_inner;
-  info.vocab_size = cfg.vocab_size;
-  info.max_positions = cfg.n_positions;
-  for (auto& [_, t] : w.named()) info.n_params += t.numel();
+  Weights w = materialize(source, cfg.specs(), {"transformer."}, device, dtype);
+  ModelInfo info = describe("GPT2LMHeadModel", "gpt2", cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_inner, cfg.vocab_size,
+                            cfg.n_positions, w);
   return std::make_unique<GPT2>(cfg, info, std::move(w), config.json().dump(), device, dtype);
 }
 

@@ -122,19 +122,8 @@ std::unique_ptr<CausalLM> make_gpt_neox(const ConfigReader& config, const Weight
                                         at::ScalarType dtype) {
   NeoXConfig cfg(config);
   blocks::Rotary rotary(config, cfg.rotary_dim, cfg.theta, device);
-  const auto specs = cfg.specs();
-  Weights w = source.checkpoint ? Weights::load(*source.checkpoint, specs, {}, device, dtype)
-                                : Weights::random(specs, device, dtype, source.seed);
-  ModelInfo info;
-  info.architecture = "GPTNeoXForCausalLM";
-  info.model_type = "gpt_neox";
-  info.n_layers = cfg.n_layer;
-  info.d_model = cfg.hidden;
-  info.n_heads = cfg.n_head;
-  info.d_mlp = cfg.intermediate;
-  info.vocab_size = cfg.vocab;
-  info.max_positions = 0;
-  for (auto& [_, t] : w.named()) info.n_params += t.numel();
+  Weights w = materialize(source, cfg.specs(), {}, device, dtype);
+  ModelInfo info = describe("GPTNeoXForCausalLM", "gpt_neox", cfg.n_layer, cfg.hidden, cfg.n_head, cfg.intermediate, cfg.vocab, 0, w);
   return std::make_unique<GPTNeoX>(cfg, std::move(rotary), info, std::move(w), config.json().dump(), device, dtype);
 }
 

@@ -140,19 +140,9 @@ std::unique_ptr<CausalLM> make(const ConfigReader& config, const WeightSource& s
                                at::ScalarType dtype, const std::string& type, const std::string& architecture) {
   LlamaConfig cfg(config, type);
   blocks::Rotary rotary(config, cfg.head_dim, cfg.theta, device);
-  const auto specs = cfg.specs();
-  Weights w = source.checkpoint ? Weights::load(*source.checkpoint, specs, {}, device, dtype)
-                                : Weights::random(specs, device, dtype, source.seed);
-  ModelInfo info;
-  info.architecture = architecture;
-  info.model_type = type;
-  info.n_layers = cfg.n_layer;
-  info.d_model = cfg.hidden;
-  info.n_heads = cfg.n_head;
-  info.d_mlp = cfg.intermediate;
-  info.vocab_size = cfg.vocab;
-  info.max_positions = 0;  // rotary: no hard limit
-  for (auto& [_, t] : w.named()) info.n_params += t.numel();
+  Weights w = materialize(source, cfg.specs(), {}, device, dtype);
+  // Rotary positions: no hard limit on the sequence length.
+  ModelInfo info = describe(architecture, type, cfg.n_layer, cfg.hidden, cfg.n_head, cfg.intermediate, cfg.vocab, 0, w);
   return std::make_unique<Llama>(cfg, std::move(rotary), info, std::move(w), config.json().dump(), device, dtype);
 }
 

@@ -151,6 +151,19 @@ Weights Weights::random(const std::vector<ParamSpec>& specs, const at::Device& d
   return w;
 }
 
+Weights materialize(const WeightSource& source, const std::vector<ParamSpec>& specs,
+                    const std::vector<std::string>& optional_prefixes, at::Device device, at::ScalarType dtype) {
+  return source.checkpoint ? Weights::load(*source.checkpoint, specs, optional_prefixes, device, dtype)
+                           : Weights::random(specs, device, dtype, source.seed);
+}
+
+ModelInfo describe(std::string architecture, std::string model_type, int64_t n_layers, int64_t d_model, int64_t n_heads,
+                   int64_t d_mlp, int64_t vocab_size, int64_t max_positions, const Weights& weights) {
+  ModelInfo info{std::move(architecture), std::move(model_type), n_layers, d_model, n_heads, d_mlp, vocab_size, max_positions, 0};
+  for (const auto& [_, t] : weights.named()) info.n_params += t.numel();
+  return info;
+}
+
 const at::Tensor& Weights::operator[](const std::string& name) const {
   auto it = index_.find(name);
   if (it == index_.end()) fail(codes::kMissingTensor, "no weight \"" + name + "\"");

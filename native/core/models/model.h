@@ -147,6 +147,14 @@ struct WeightSource {
   uint64_t seed = 0;
 };
 
+// The weights a model is built from: loaded from the checkpoint, or drawn for the seed.
+Weights materialize(const WeightSource& source, const std::vector<ParamSpec>& specs,
+                    const std::vector<std::string>& optional_prefixes, at::Device device, at::ScalarType dtype);
+
+// A ModelInfo whose parameter count is taken from the weights.
+ModelInfo describe(std::string architecture, std::string model_type, int64_t n_layers, int64_t d_model, int64_t n_heads,
+                   int64_t d_mlp, int64_t vocab_size, int64_t max_positions, const Weights& weights);
+
 // One entry per architecture: builds the model from config.json and a weight source.
 using ModelFactory = std::function<std::unique_ptr<CausalLM>(const ConfigReader&, const WeightSource&, at::Device, at::ScalarType)>;
 
