@@ -42,10 +42,21 @@ export async function runCopyBias(id: string, o: CopyBiasFlags): Promise<void> {
   const existing = fs.existsSync(out) ? fs.readdirSync(out) : undefined;
   if (existing?.length && !o.force) throw new NeuropruneError('E_ARG', `${out} exists and is not empty (use --force to replace it)`);
 
-  const model = await Model.load(id, { device: o.device as never, dtype: o.dtype });
+  // Ctrl-C from here on cancels; a load cannot be interrupted, so it is checked right after.
   const controller = new AbortController();
   const onSigint = () => controller.abort();
   process.once('SIGINT', onSigint);
+  let model: Model;
+  try {
+    model = await Model.load(id, { device: o.device as never, dtype: o.dtype });
+  } catch (error) {
+    process.off('SIGINT', onSigint);
+    throw error;
+  }
+  if (controller.signal.aborted) {
+    model.dispose();
+    throw new NeuropruneError('E_ABORTED', 'copybias cancelled while loading the model');
+  }
   let stage = '';
   let bar = progressBar('');
   const onProgress = (p: StageProgress) => {
