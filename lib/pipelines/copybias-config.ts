@@ -18,6 +18,8 @@ export const copyBiasConfigSchema = z
         shots: z.number().int().positive().default(4),
         attributionPrompts: z.number().int().positive().default(64),
         devPrompts: z.number().int().positive().default(64),
+        /** Queries take each answer in turn, so that answering one digit always cannot win the dev search. */
+        balanced: z.boolean().default(true),
       })
       .strict()
       .default({}),

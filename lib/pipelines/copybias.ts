@@ -32,7 +32,7 @@ export interface DevPoint {
 
 export interface CopyBiasResult {
   config: CopyBiasConfig;
-  proxy: { task: string; source: string; pairs: number; attributionPrompts: number; devPrompts: number; shots: number };
+  proxy: { task: string; source: string; pairs: number; attributionPrompts: number; devPrompts: number; shots: number; balanced: boolean; answers: Record<string, number> };
   attribution: AttributionResult;
   /** [layers, dMlp]: the mean over prompts of per-prompt min-max normalised scores. */
   copyScores: Float32Array;
@@ -104,8 +104,8 @@ export async function copyBias(
   // 1. The proxy set.
   const task = vowelCountTask(model.tokenizer, model.info.vocabSize);
   const pairs = singleTokenPairs(task.pairs, model.tokenizer);
-  const { shots, attributionPrompts, devPrompts } = config.proxy;
-  const prompts = buildPrompts(task, pairs, shots, attributionPrompts + devPrompts, config.seed);
+  const { shots, attributionPrompts, devPrompts, balanced } = config.proxy;
+  const prompts = buildPrompts(task, pairs, shots, attributionPrompts + devPrompts, config.seed, undefined, { balanceAnswers: balanced });
   const attributionSet = prompts.slice(0, attributionPrompts);
   const devSet = prompts.slice(attributionPrompts);
 
@@ -178,7 +178,10 @@ export async function copyBias(
   if (signal?.aborted) throw new NeuropruneError('E_ABORTED', 'copybias cancelled');
   return {
     config,
-    proxy: { task: task.name, source: task.source, pairs: pairs.length, attributionPrompts, devPrompts, shots },
+    proxy: {
+      task: task.name, source: task.source, pairs: pairs.length, attributionPrompts, devPrompts, shots, balanced,
+      answers: prompts.reduce<Record<string, number>>((count, p) => ((count[p.expected] = (count[p.expected] ?? 0) + 1), count), {}),
+    },
     attribution,
     copyScores: scores,
     baselineDev,

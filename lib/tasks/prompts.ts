@@ -43,10 +43,21 @@ export function renderPrompt(examples: Pair[], query: Pair, template: PromptTemp
 /**
  * n prompts with k examples each, the same for the same seed. Queries walk a seeded shuffle of the
  * pairs; examples are other pairs (with a different input; for the proxy task, a different answer).
+ * With `balanceAnswers`, queries take each answer in turn, so that no constant answer scores above
+ * one in (number of answers).
  */
-export function buildPrompts(task: Task, pairs: Pair[], shots: number, n: number, seed: number, template = HENDEL_TEMPLATE): IclPrompt[] {
+export function buildPrompts(
+  task: Task,
+  pairs: Pair[],
+  shots: number,
+  n: number,
+  seed: number,
+  template = HENDEL_TEMPLATE,
+  options: { balanceAnswers?: boolean } = {},
+): IclPrompt[] {
   if (pairs.length === 0) throw new NeuropruneError('E_ARG', `task "${task.name}": no usable pairs`);
-  const queries = new Rng(subSeed(seed, task.name, shots, 'queries')).shuffle(pairs);
+  const shuffled = new Rng(subSeed(seed, task.name, shots, 'queries')).shuffle(pairs);
+  const queries = options.balanceAnswers ? interleaveByAnswer(shuffled) : shuffled;
   return Array.from({ length: n }, (_, i) => {
     const rng = new Rng(subSeed(seed, task.name, shots, i));
     const query = queries[i % queries.length];
@@ -65,4 +76,15 @@ export function buildPrompts(task: Task, pairs: Pair[], shots: number, n: number
       labels: examples.map((e) => e.output),
     };
   });
+}
+
+/** Pairs reordered to take each answer in turn (answers sorted; each answer's pairs in their order, cycled). */
+function interleaveByAnswer(pairs: Pair[]): Pair[] {
+  const groups = new Map<string, Pair[]>();
+  for (const p of pairs) groups.set(p.output.trim(), [...(groups.get(p.output.trim()) ?? []), p]);
+  const answers = [...groups.keys()].sort();
+  const longest = Math.max(...[...groups.values()].map((g) => g.length));
+  const out: Pair[] = [];
+  for (let i = 0; i < longest; i++) for (const a of answers) out.push(groups.get(a)![i % groups.get(a)!.length]);
+  return out;
 }
