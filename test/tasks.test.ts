@@ -71,6 +71,16 @@ test('proxy prompts never contain their answer among the example labels', (t) =>
   }
 });
 
+test('balanced proxy prompts take each answer in turn and still never show it as a label', (t) => {
+  const task = vowelCountTask(byteLevel, 257);
+  const answers = [...new Set(task.pairs.map((p) => p.output))].sort();
+  const prompts = buildPrompts(task, task.pairs, 4, answers.length * 25, 2, undefined, { balanceAnswers: true });
+  const count = (a: string) => prompts.filter((p) => p.expected === a).length;
+  for (const a of answers) t.is(count(a), 25, `answer ${a}`);
+  t.true(prompts.every((p) => !p.labels.includes(p.expected)));
+  t.deepEqual(prompts, buildPrompts(task, task.pairs, 4, answers.length * 25, 2, undefined, { balanceAnswers: true }));
+});
+
 test('one-token filtering keeps the leading-space variant as Hendel does', (t) => {
   const tokenizer = tokenizerWithWords([' Paris', ' Rome']);
   const kept = singleTokenPairs(
