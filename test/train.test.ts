@@ -1,9 +1,11 @@
 // Training: the loss falls, the schedule is warm-up then cosine, checkpoints are HF folders written
 // atomically, half precision trains too, and bad input is refused.
 import test from 'ava';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Model, readCorpus } from '../lib';
+import { packageRoot } from '../lib/native';
 import { syntheticCorpus } from '../lib/tasks';
 import { codeOf, maxAbsDiff, tempDir, tinyGpt2 } from './helpers';
 
@@ -63,4 +65,22 @@ test('bad training input is refused with a code and the model survives', async (
   fs.writeFileSync(file, '{"text": "ok"}\n{"txt": "bad"}\n');
   t.throws(() => readCorpus(file), { message: /corpus\.jsonl:2: text: Required/ });
   model.dispose();
+});
+
+test('CLI: synth-data then train writes a checkpoint and training.json', async (t) => {
+  const cli = path.join(packageRoot(), 'dist', 'lib', 'cli', 'main.js');
+  const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+  const dir = tempDir();
+  const data = path.join(dir, 'corpus.jsonl');
+  t.is(run('synth-data', '--out', data, '--samples', '300', '--seed', '4').status, 0);
+  t.is(readCorpus(data).length, 300);
+  const out = path.join(dir, 'trained');
+  const r = run('train', 'random:gpt2-tiny', '--data', data, '--out', out, '--steps', '12', '--batch-size', '4', '--checkpoint-every', '5');
+  t.is(r.status, 0, r.stderr);
+  t.regex(r.stdout, /trained 12 steps .* final loss \d/);
+  const training = JSON.parse(fs.readFileSync(path.join(out, 'training.json'), 'utf8'));
+  t.is(training.curve.length, 12);
+  t.like(training.options, { steps: 12, batchSize: 4, samples: 300 });
+  t.is((await Model.load(out)).info.nLayers, 2);
+  t.regex(run('train', 'random:gpt2-tiny', '--data', path.join(dir, 'none.jsonl'), '--out', out).stderr, /^E_PROMPT_FILE: .*cannot read/);
 });

@@ -4,6 +4,8 @@ import path from 'node:path';
 import { writeAttributions, writeJson } from '../attribution';
 import { NeuropruneError } from '../errors';
 import { DType, Model } from '../model';
+import { CopyBiasConfig } from '../pipelines/copybias-config';
+import { withModel } from './session';
 import { neuronSet, writeNeuronSet } from '../neurons';
 import { copyBias, StageProgress } from '../pipelines/copybias';
 import { mergeConfig, parseCopyBiasConfig, readConfigFile } from '../pipelines/copybias-config';
@@ -42,21 +44,11 @@ export async function runCopyBias(id: string, o: CopyBiasFlags): Promise<void> {
   const existing = fs.existsSync(out) ? fs.readdirSync(out) : undefined;
   if (existing?.length && !o.force) throw new NeuropruneError('E_ARG', `${out} exists and is not empty (use --force to replace it)`);
 
-  // Ctrl-C from here on cancels; a load cannot be interrupted, so it is checked right after.
-  const controller = new AbortController();
-  const onSigint = () => controller.abort();
-  process.once('SIGINT', onSigint);
-  let model: Model;
-  try {
-    model = await Model.load(id, { device: o.device as never, dtype: o.dtype });
-  } catch (error) {
-    process.off('SIGINT', onSigint);
-    throw error;
-  }
-  if (controller.signal.aborted) {
-    model.dispose();
-    throw new NeuropruneError('E_ABORTED', 'copybias cancelled while loading the model');
-  }
+  await withModel(id, { device: o.device as never, dtype: o.dtype }, (model, signal) => run(model, signal, id, config, out, existing, o));
+}
+
+/** Runs the pipeline and writes DIR through a temporary folder renamed into place at the end. */
+async function run(model: Model, signal: AbortSignal, id: string, config: CopyBiasConfig, out: string, existing: string[] | undefined, o: CopyBiasFlags) {
   let stage = '';
   let bar = progressBar('');
   const onProgress = (p: StageProgress) => {
@@ -72,7 +64,7 @@ export async function runCopyBias(id: string, o: CopyBiasFlags): Promise<void> {
   try {
     fs.chmodSync(tmp, 0o755);
     const started = performance.now();
-    const r = await copyBias(model, config, { onProgress, signal: controller.signal });
+    const r = await copyBias(model, config, { onProgress, signal });
     bar.stop();
     const { config: modelConfig, ...info } = model.info;
     void modelConfig;
@@ -102,7 +94,5 @@ export async function runCopyBias(id: string, o: CopyBiasFlags): Promise<void> {
     throw error;
   } finally {
     bar.stop();
-    process.off('SIGINT', onSigint);
-    model.dispose();
   }
 }

@@ -11,6 +11,7 @@ import { DType, Model, ModelInfo } from '../model';
 import { readNeuronSet } from '../neurons';
 import { evaluate, formatEvalTable } from '../pipelines/evaluate';
 import { runCopyBias } from './copybias';
+import { withModel } from './session';
 import { readCorpus } from '../training';
 import { syntheticCorpus } from '../tasks';
 import { familyNames, presetNames } from '../presets';
@@ -98,21 +99,14 @@ export function buildProgram(): Command {
     .action(async (id: string, o) => {
       if ((o.neurons === undefined) !== (o.scale === undefined)) throw new NeuropruneError('E_ARG', '--neurons and --scale go together');
       const neurons = o.neurons ? await readNeuronSet(o.neurons) : undefined;
-      const model = await Model.load(id, { device: o.device, dtype: o.dtype });
-      if (neurons) await model.scale(neurons, o.scale);
-      const controller = new AbortController();
-      const onSigint = () => controller.abort();
-      process.once('SIGINT', onSigint);
-      try {
+      await withModel(id, { device: o.device, dtype: o.dtype }, async (model, signal) => {
+        if (neurons) await model.scale(neurons, o.scale);
         const started = performance.now();
-        const g = await model.generate(o.prompt as string, { maxNewTokens: o.maxNewTokens, signal: controller.signal });
+        const g = await model.generate(o.prompt as string, { maxNewTokens: o.maxNewTokens, signal });
         const ms = performance.now() - started;
         if (o.json) process.stdout.write(JSON.stringify({ model: id, ...g, ms: Math.round(ms) }) + '\n');
         else process.stdout.write(`${g.prompt}${g.text}\n`);
-      } finally {
-        process.off('SIGINT', onSigint);
-        model.dispose();
-      }
+      });
     });
 
   program
@@ -133,17 +127,12 @@ export function buildProgram(): Command {
     .addOption(dtypeOption())
     .action(async (id: string, o) => {
       const prompts = await readPromptsFile(o.prompts, o.objective);
-      const model = await Model.load(id, { device: o.device, dtype: o.dtype });
-      const controller = new AbortController();
-      const onSigint = () => controller.abort();
-      process.once('SIGINT', onSigint);
-      const bar = progressBar('attribute');
-      try {
+      await withModel(id, { device: o.device, dtype: o.dtype }, async (model, signal) => {
+        const bar = progressBar('attribute');
         const result = await model.attribute({
           prompts, objective: o.objective, steps: o.steps, rule: o.rule, positions: o.positions, layers: o.layers,
-          method: o.method, memoryBudgetMB: o.memoryBudgetMb, signal: controller.signal, onProgress: bar.update,
-        });
-        bar.stop();
+          method: o.method, memoryBudgetMB: o.memoryBudgetMb, signal, onProgress: bar.update,
+        }).finally(bar.stop);
         fs.mkdirSync(o.out, { recursive: true });
         await writeAttributions(path.join(o.out, 'attributions.safetensors'), result, { model: id, objective: result.options.objective });
         const { config, ...info } = model.info;
@@ -158,11 +147,7 @@ export function buildProgram(): Command {
           files: { attributions: 'attributions.safetensors' },
         });
         process.stdout.write(`attributed ${result.prompts.length} prompts x ${result.layers.length} layers x ${result.dMlp} neurons in ${(result.ms / 1000).toFixed(1)} s; wrote ${o.out}\n`);
-      } finally {
-        bar.stop();
-        process.off('SIGINT', onSigint);
-        model.dispose();
-      }
+      });
     });
 
   program
@@ -192,18 +177,13 @@ export function buildProgram(): Command {
         }),
       );
       const neurons = o.neurons ? await readNeuronSet(o.neurons) : undefined;
-      const model = await Model.load(id, { device: o.device, dtype: o.dtype });
-      const controller = new AbortController();
-      const onSigint = () => controller.abort();
-      process.once('SIGINT', onSigint);
-      const bar = progressBar('eval');
-      try {
+      await withModel(id, { device: o.device, dtype: o.dtype }, async (model, signal) => {
         if (neurons) await model.scale(neurons, o.scale);
+        const bar = progressBar('eval');
         const result = await evaluate(model, [o.tasks], {
           shots: o.shots, n: o.n, seed: o.seed, dataDir: o.dataDir, labelWords, singleToken: !o.allAnswers,
-          batchSize: o.batchSize, keepRecords: Boolean(o.out), onProgress: bar.update, signal: controller.signal,
-        });
-        bar.stop();
+          batchSize: o.batchSize, keepRecords: Boolean(o.out), onProgress: bar.update, signal,
+        }).finally(bar.stop);
         process.stdout.write(formatEvalTable(result) + '\n');
         if (o.out) {
           const { config, ...info } = model.info;
@@ -214,11 +194,7 @@ export function buildProgram(): Command {
           });
           process.stdout.write(`wrote ${path.join(o.out, 'results.json')}\n`);
         }
-      } finally {
-        bar.stop();
-        process.off('SIGINT', onSigint);
-        model.dispose();
-      }
+      });
     });
 
   program
@@ -280,26 +256,17 @@ export function buildProgram(): Command {
     .addOption(dtypeOption())
     .action(async (id: string, o) => {
       const samples = readCorpus(o.data);
-      const model = await Model.load(id, { device: o.device, dtype: o.dtype, seed: o.seed });
-      const controller = new AbortController();
-      const onSigint = () => controller.abort();
-      process.once('SIGINT', onSigint);
-      const bar = progressBar('train', '{loss} loss | {tps} tok/s');
-      try {
+      await withModel(id, { device: o.device, dtype: o.dtype, seed: o.seed }, async (model, signal) => {
+        const bar = progressBar('train', '{loss} loss | {tps} tok/s');
         const result = await model.train({
           samples, steps: o.steps, batchSize: o.batchSize, lr: o.lr, warmup: o.warmup, minLrRatio: o.minLrRatio, weightDecay: o.weightDecay,
-          gradClip: o.gradClip, maxLength: o.maxLength, seed: o.seed, checkpoint: { dir: o.out, every: o.checkpointEvery }, signal: controller.signal,
+          gradClip: o.gradClip, maxLength: o.maxLength, seed: o.seed, checkpoint: { dir: o.out, every: o.checkpointEvery }, signal,
           onStep: (p) => bar.update(p.step, o.steps, { loss: p.loss.toFixed(3), tps: p.tokensPerSecond }),
-        });
-        bar.stop();
+        }).finally(bar.stop);
         await writeJson(path.join(o.out, 'training.json'), { model: id, data: o.data, ...result });
         const last = result.curve[result.curve.length - 1];
         process.stdout.write(`trained ${result.steps} steps (${result.tokens} tokens) in ${(result.ms / 1000).toFixed(0)} s; final loss ${last.loss.toFixed(3)}; wrote ${o.out}\n`);
-      } finally {
-        bar.stop();
-        process.off('SIGINT', onSigint);
-        model.dispose();
-      }
+      });
     });
 
   program
