@@ -1,6 +1,5 @@
 #include "runtime.h"
 
-#include <ATen/detail/CUDAHooksInterface.h>
 #include <c10/util/Exception.h>
 
 #include <torch/version.h>
@@ -18,7 +17,7 @@ at::Device parse_device(const std::string& name) {
   }
   if (device.is_cuda()) {
     if (!at::hasCUDA()) fail(codes::kDevice, "device \"" + name + "\": CUDA is not available (this LibTorch has no CUDA or no GPU is visible)");
-    const int n = at::detail::getCUDAHooks().getNumGPUs();
+    const int n = static_cast<int>(at::getNumGPUs());
     if (device.has_index() && device.index() >= n)
       fail(codes::kDevice, "device \"" + name + "\": only " + std::to_string(n) + " CUDA device(s) visible");
   } else if (!device.is_cpu()) {
