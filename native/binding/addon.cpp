@@ -1,5 +1,6 @@
 // N-API glue: converts arguments, queues core calls on worker threads, converts results. No algorithms.
 #include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>  // at::NoGradGuard, at::AutoGradMode (not in ATen.h on 2.x)
 #include <napi.h>
 #include <torch/version.h>
 

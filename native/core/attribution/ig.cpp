@@ -10,6 +10,8 @@
 // (rows never interact). Weights never require grad; rows are micro-batched to a memory budget.
 #include "attribution/ig.h"
 
+#include <ATen/core/grad_mode.h>  // at::NoGradGuard, at::AutoGradMode (not in ATen.h on 2.x)
+
 #include <algorithm>
 #include <map>
 

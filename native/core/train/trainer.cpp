@@ -1,5 +1,7 @@
 #include "train/trainer.h"
 
+#include <ATen/core/grad_mode.h>  // at::NoGradGuard, at::AutoGradMode (not in ATen.h on 2.x)
+
 #include <cmath>
 
 #include "error.h"
