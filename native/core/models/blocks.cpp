@@ -137,29 +137,22 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return weight * h.to(x.scalar_type());
 }
 
-Rotary::Rotary(const ConfigReader& config, int64_t dim, double theta, at::Device device) : dim_(dim) {
+Rotary::Rotary(const RopeParameters& rope, int64_t dim, at::Device device) : dim_(dim) {
   // inv_freq_i = theta^(-2i/dim)
-  at::Tensor inv = 1.0 / at::pow(theta, at::arange(0, dim, 2, at::kLong).to(at::kFloat) / double(dim));
-  const auto& j = config.json();
-  if (j.contains("rope_scaling") && j["rope_scaling"].is_object()) {
-    const auto& rs = j["rope_scaling"];
-    const std::string type = rs.value("rope_type", rs.value("type", std::string("default")));
-    const double factor = rs.value("factor", 1.0);
-    if (type == "linear") {
-      inv = inv / factor;  // positions divided by factor
-    } else if (type == "llama3") {
-      // Llama 3.1: long wavelengths slowed by `factor`, short ones kept, a smooth blend between.
-      const double low = rs.value("low_freq_factor", 1.0), high = rs.value("high_freq_factor", 4.0);
-      const double old_len = rs.value("original_max_position_embeddings", 8192.0);
-      at::Tensor wavelen = 2 * M_PI / inv;
-      at::Tensor scaled = at::where(wavelen > old_len / low, inv / factor, inv);
-      at::Tensor smooth = (old_len / wavelen - low) / (high - low);
-      at::Tensor blended = (1 - smooth) * scaled / factor + smooth * scaled;
-      at::Tensor medium = (wavelen >= old_len / high).logical_and(wavelen <= old_len / low);
-      inv = at::where(medium, blended, scaled);
-    } else if (type != "default") {
-      config.invalid("rope_scaling", "has type \"" + type + "\"; supported: linear, llama3");
-    }
+  at::Tensor inv = 1.0 / at::pow(rope.theta, at::arange(0, dim, 2, at::kLong).to(at::kFloat) / double(dim));
+  const double factor = rope.factor;
+  if (rope.type == "linear") {
+    inv = inv / factor;  // positions divided by factor
+  } else if (rope.type == "llama3") {
+    // Llama 3.1: long wavelengths slowed by `factor`, short ones kept, a smooth blend between.
+    const double low = rope.low_freq_factor, high = rope.high_freq_factor;
+    const double old_len = rope.original_max_position_embeddings;
+    at::Tensor wavelen = 2 * M_PI / inv;
+    at::Tensor scaled = at::where(wavelen > old_len / low, inv / factor, inv);
+    at::Tensor smooth = (old_len / wavelen - low) / (high - low);
+    at::Tensor blended = (1 - smooth) * scaled / factor + smooth * scaled;
+    at::Tensor medium = (wavelen >= old_len / high).logical_and(wavelen <= old_len / low);
+    inv = at::where(medium, blended, scaled);
   }
   inv_freq_ = inv.to(device);
 }

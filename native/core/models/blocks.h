@@ -5,6 +5,7 @@
 #include <string>
 
 #include "models/model.h"
+#include "models/rope_config.h"
 
 namespace neuroprune::blocks {
 
@@ -40,8 +41,8 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 // the first `dim` features of each head; the rest pass through (GPT-NeoX partial rotary).
 class Rotary {
  public:
-  // rope_scaling from config.json: none, linear or llama3. E_CONFIG for other types.
-  Rotary(const ConfigReader& config, int64_t dim, double theta, at::Device device);
+  // theta and scaling (default, linear or llama3) as read by read_rope.
+  Rotary(const RopeParameters& rope, int64_t dim, at::Device device);
   // x [B, H, T, D], positions [B, T] (int64).
   at::Tensor apply(const at::Tensor& x, const at::Tensor& positions) const;
   int64_t dim() const { return dim_; }

@@ -12,8 +12,10 @@ namespace neuroprune {
 namespace {
 
 struct NeoXConfig {
-  int64_t n_layer, hidden, n_head, head_dim, intermediate, vocab, max_pos, rotary_dim;
-  double eps, theta;
+  int64_t n_layer, hidden, n_head, head_dim, intermediate, vocab, max_pos;
+  RopeParameters rope;
+  int64_t rotary_dim;
+  double eps;
   std::string act;
   bool parallel, tied, bias;
 
@@ -25,16 +27,16 @@ struct NeoXConfig {
         intermediate(c.positive_int("intermediate_size")),
         vocab(c.positive_int("vocab_size")),
         max_pos(c.positive_int("max_position_embeddings", 2048)),
-        rotary_dim(static_cast<int64_t>(head_dim * c.number("rotary_pct", c.number("partial_rotary_factor", 0.25)))),
+        rope(read_rope(c, {10000.0, 0.25, {"rotary_emb_base", "rope_theta"}, {"rotary_pct", "partial_rotary_factor"}})),
+        rotary_dim(static_cast<int64_t>(head_dim * rope.partial_rotary_factor)),
         eps(c.number("layer_norm_eps", 1e-5)),
-        theta(c.number("rotary_emb_base", c.number("rope_theta", 10000.0))),
         act(c.string("hidden_act", "gelu")),
         parallel(c.boolean("use_parallel_residual", true)),
         tied(c.boolean("tie_word_embeddings", false)),
         bias(c.boolean("attention_bias", true)) {
     if (hidden % n_head != 0)
       c.invalid("hidden_size", "(" + std::to_string(hidden) + ") must be divisible by num_attention_heads (" + std::to_string(n_head) + ")");
-    if (rotary_dim % 2 != 0 || rotary_dim > head_dim) c.invalid("rotary_pct", "must give an even rotary size up to the head size");
+    if (rotary_dim % 2 != 0 || rotary_dim > head_dim) c.invalid("partial_rotary_factor", "(rotary_pct) must give an even rotary size, got " + std::to_string(rotary_dim));
     if (!blocks::is_known_activation(act)) c.invalid("hidden_act", "is unknown: \"" + act + "\"");
   }
 
@@ -121,7 +123,7 @@ class GPTNeoX final : public CausalLM {
 std::unique_ptr<CausalLM> make_gpt_neox(const ConfigReader& config, const WeightSource& source, at::Device device,
                                         at::ScalarType dtype) {
   NeoXConfig cfg(config);
-  blocks::Rotary rotary(config, cfg.rotary_dim, cfg.theta, device);
+  blocks::Rotary rotary(cfg.rope, cfg.rotary_dim, device);
   Weights w = materialize(source, cfg.specs(), {}, device, dtype);
   ModelInfo info = describe("GPTNeoXForCausalLM", "gpt_neox", cfg.n_layer, cfg.hidden, cfg.n_head, cfg.intermediate, cfg.vocab, 0, w);
   return std::make_unique<GPTNeoX>(cfg, std::move(rotary), info, std::move(w), config.json().dump(), device, dtype);

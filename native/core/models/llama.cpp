@@ -13,11 +13,11 @@ namespace {
 struct LlamaConfig {
   std::string type;
   int64_t n_layer, hidden, n_head, n_kv, head_dim, intermediate, vocab, max_pos;
-  double eps, theta;
+  double eps;
+  RopeParameters rope;
   std::string act;
   bool tied, qkv_bias, o_bias, mlp_bias;
-  int64_t sliding_window = 0;   // 0: full attention
-  int64_t window_from_layer = 0;  // Qwen2: layers below max_window_layers attend fully
+  std::vector<int64_t> windows;  // sliding window per layer, 0: full attention
 
   LlamaConfig(const ConfigReader& c, const std::string& model_type)
       : type(model_type),
@@ -30,7 +30,7 @@ struct LlamaConfig {
         vocab(c.positive_int("vocab_size")),
         max_pos(c.positive_int("max_position_embeddings", 2048)),
         eps(c.number("rms_norm_eps", 1e-6)),
-        theta(c.number("rope_theta", 10000.0)),
+        rope(read_rope(c)),
         act(c.string("hidden_act", "silu")),
         tied(c.boolean("tie_word_embeddings", false)),
         qkv_bias(model_type == "qwen2" || c.boolean("attention_bias", false)),
@@ -41,11 +41,8 @@ struct LlamaConfig {
     if (n_head % n_kv != 0)
       c.invalid("num_key_value_heads", "(" + std::to_string(n_kv) + ") must divide num_attention_heads (" + std::to_string(n_head) + ")");
     if (!blocks::is_known_activation(act)) c.invalid("hidden_act", "is unknown: \"" + act + "\"");
-    const bool windowed = model_type == "mistral" || (model_type == "qwen2" && c.boolean("use_sliding_window", false));
-    if (windowed && c.has("sliding_window")) {
-      sliding_window = c.positive_int("sliding_window");
-      if (model_type == "qwen2") window_from_layer = c.positive_int("max_window_layers", 28);
-    }
+    if (rope.partial_rotary_factor != 1.0) c.invalid("partial_rotary_factor", "must be 1 for the Llama family (every feature rotated)");
+    windows = read_attention_windows(c, model_type, n_layer);
   }
 
   std::vector<ParamSpec> specs() const {
@@ -101,7 +98,7 @@ class Llama final : public CausalLM {
     at::Tensor v = blocks::linear(a, w[p + "self_attn.v_proj.weight"], opt(p + "self_attn.v_proj.bias", cfg_.qkv_bias));
     q = rotary_.apply(blocks::split_heads(q, cfg_.n_head), ctx.positions);
     k = rotary_.apply(blocks::split_heads(k, cfg_.n_kv), ctx.positions);
-    const int64_t window = l >= cfg_.window_from_layer ? cfg_.sliding_window : 0;
+    const int64_t window = cfg_.windows[l];
     at::Tensor z = blocks::attend(ctx.cache, l, q, k, blocks::split_heads(v, cfg_.n_kv), 1.0 / std::sqrt(double(cfg_.head_dim)), window);
     at::Tensor resid = x + blocks::linear(blocks::merge_heads(z), w[p + "self_attn.o_proj.weight"], opt(p + "self_attn.o_proj.bias", cfg_.o_bias));
     // SwiGLU MLP: post = act(gate(h)) * up(h) is blocks.{l}.mlp.hook_post
@@ -139,7 +136,7 @@ class Llama final : public CausalLM {
 std::unique_ptr<CausalLM> make(const ConfigReader& config, const WeightSource& source, at::Device device,
                                at::ScalarType dtype, const std::string& type, const std::string& architecture) {
   LlamaConfig cfg(config, type);
-  blocks::Rotary rotary(config, cfg.head_dim, cfg.theta, device);
+  blocks::Rotary rotary(cfg.rope, cfg.head_dim, device);
   Weights w = materialize(source, cfg.specs(), {}, device, dtype);
   // Rotary positions: no hard limit on the sequence length.
   ModelInfo info = describe(architecture, type, cfg.n_layer, cfg.hidden, cfg.n_head, cfg.intermediate, cfg.vocab, 0, w);
