@@ -9,6 +9,8 @@ export { initCheckpoint, readSafetensors, writeSafetensors } from './checkpoint'
 export type { InitOptions, RawTensor } from './checkpoint';
 export { configFor, presetNames, familyNames } from './presets';
 export { resolveModel, hubCacheDir } from './resolve';
+export { environment, versionLine } from './environment';
+export type { Environment } from './environment';
 import { native } from './native';
 
 /** The LibTorch this build runs on: version, CUDA, threads, and the model types it knows. */

@@ -59,6 +59,23 @@ export interface RawTensor {
   data: Buffer;
 }
 
+export interface NativeRuntime {
+  /** LibTorch version of the headers this addon was built with (the library loaded is the same build). */
+  torchVersion: string;
+  /** A CUDA device is usable now. */
+  cuda: boolean;
+  /** LibTorch was built with CUDA; cudaVersion is the toolkit it was built against. */
+  cudaBuild: boolean;
+  cudaVersion: string | null;
+  /** The folder of the libtorch_cpu the process loaded. */
+  torchLibraryDir: string;
+  /** The folder the addon was linked against ('' when the build did not record it). */
+  torchBuiltLibraryDir: string;
+  cxxStandard: number;
+  threads: number;
+  modelTypes: string[];
+}
+
 export interface NativeAddon {
   loadModel(dir: string, device: string, dtype: string): Promise<NativeModel>;
   randomModel(configJson: string, device: string, dtype: string, seed: number): Promise<NativeModel>;
@@ -70,7 +87,7 @@ export interface NativeAddon {
     metadata?: Record<string, string>,
   ): Promise<void>;
   setThreads(n: number): void;
-  runtime(): { torchVersion: string; cuda: boolean; threads: number; modelTypes: string[] };
+  runtime(): NativeRuntime;
 }
 
 /** The package root: the nearest folder above this file that holds package.json. */

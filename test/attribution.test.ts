@@ -4,7 +4,7 @@ import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { AttributionResult, initCheckpoint, layerSums, Model, OBJECTIVES, POSITIONS, readPromptsFile, readSafetensors, RULES } from '../lib';
+import { AttributionResult, initCheckpoint, runtime, layerSums, Model, OBJECTIVES, POSITIONS, readPromptsFile, readSafetensors, RULES } from '../lib';
 import { packageRoot } from '../lib/native';
 import { codeOf, float32, tempDir } from './helpers';
 
@@ -130,6 +130,7 @@ test('CLI: attribute writes attributions.safetensors and summary.json', async (t
   const summary = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'));
   t.like(summary.options, { objective: 'copy', steps: 4, layers: [0, 1], method: 'fast', rule: 'riemann_right', positions: 'last' });
   t.is(summary.model.id, dir);
+  t.is(summary.environment.libtorch.version, runtime().torchVersion);
   t.is(summary.prompts, 2);
   t.true(summary.topNeurons.length > 0 && typeof summary.timing.ms === 'number');
   const st = await readSafetensors(path.join(out, 'attributions.safetensors'));

@@ -52,7 +52,7 @@ test('CLI: copybias writes complete results from a YAML config with flag overrid
   t.deepEqual(fs.readdirSync(dir).sort(), ['config.yaml', 'out'], 'no temporary folder left');
 
   const results = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
-  t.deepEqual(Object.keys(results).sort(), ['attribution', 'config', 'evaluation', 'model', 'proxy', 'selection', 'timings']);
+  t.deepEqual(Object.keys(results).sort(), ['attribution', 'config', 'environment', 'evaluation', 'model', 'proxy', 'selection', 'timings']);
   t.like(results.config, {
     seed: 0,
     proxy: { shots: 4, attributionPrompts: 16, devPrompts: 16 },

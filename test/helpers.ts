@@ -5,8 +5,17 @@ import path from 'node:path';
 import { initCheckpoint, InitOptions } from '../lib/checkpoint';
 import { NeuropruneError } from '../lib/errors';
 
+const created: string[] = [];
+// Every test file runs in its own process: what it made under the temporary folder goes when it exits.
+process.on('exit', () => {
+  for (const dir of created) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** A new folder under the OS temporary folder, removed when the test process exits. */
 export function tempDir(prefix = 'neuroprune-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  created.push(dir);
+  return dir;
 }
 
 /** A random GPT-2 checkpoint in HF layout, small enough for every test. */

@@ -203,6 +203,7 @@ test('CLI: eval prints a table and writes results.json; prompts are the same run
   t.regex(r.stdout, /^mean /m);
   const results = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
   t.like(results.options, { shots: [0, 4], n: 20, seed: 1, singleToken: true });
+  t.regex(results.environment.libtorch.version, /^\d+\.\d+\.\d+$/);
   t.is(results.scores.length, 4);
   t.is(results.records.length, 80);
   spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });

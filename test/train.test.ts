@@ -80,6 +80,7 @@ test('CLI: synth-data then train writes a checkpoint and training.json', async (
   t.regex(r.stdout, /trained 12 steps .* final loss \d/);
   const training = JSON.parse(fs.readFileSync(path.join(out, 'training.json'), 'utf8'));
   t.is(training.curve.length, 12);
+  t.truthy(training.environment.libtorch.path);
   t.like(training.options, { steps: 12, batchSize: 4, samples: 300 });
   t.is((await Model.load(out)).info.nLayers, 2);
   t.regex(run('train', 'random:gpt2-tiny', '--data', path.join(dir, 'none.jsonl'), '--out', out).stderr, /^E_PROMPT_FILE: .*cannot read/);

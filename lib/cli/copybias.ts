@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { writeAttributions, writeJson } from '../attribution';
+import { environment } from '../environment';
 import { NeuropruneError } from '../errors';
 import { DType, Model } from '../model';
 import { CopyBiasConfig } from '../pipelines/copybias-config';
@@ -75,6 +76,7 @@ async function run(model: Model, signal: AbortSignal, id: string, config: CopyBi
       neuronSet(id, r.neurons, { name: 'copybias', objective: 'copy', normalisation: 'per-prompt min-max, mean over prompts', chosen: r.chosen, config }),
     );
     await writeJson(path.join(tmp, 'results.json'), {
+      environment: environment(),
       model: info,
       config,
       proxy: r.proxy,

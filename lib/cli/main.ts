@@ -15,6 +15,7 @@ import { withModel } from './session';
 import { readCorpus } from '../training';
 import { syntheticCorpus } from '../tasks';
 import { familyNames, presetNames } from '../presets';
+import { environment, versionLine } from '../environment';
 
 const int = (name: string) => (value: string) => {
   const n = Number(value);
@@ -44,6 +45,7 @@ function formatInfo(info: ModelInfo): string {
 export function buildProgram(): Command {
   const program = new Command('neuroprune')
     .description('Find, score and switch off the neurons of large language models')
+    .option('-V, --version', 'print the versions of neuroprune and of the LibTorch it runs on (and where that is)')
     .showHelpAfterError()
     // Set before the subcommands are added: they copy these settings.
     .exitOverride()
@@ -137,6 +139,7 @@ export function buildProgram(): Command {
         await writeAttributions(path.join(o.out, 'attributions.safetensors'), result, { model: id, objective: result.options.objective });
         const { config, ...info } = model.info;
         await writeJson(path.join(o.out, 'summary.json'), {
+          environment: environment(),
           model: { ...info, modelType: info.modelType },
           options: result.options,
           prompts: result.prompts.length,
@@ -188,6 +191,7 @@ export function buildProgram(): Command {
         if (o.out) {
           const { config, ...info } = model.info;
           await writeJson(path.join(o.out, 'results.json'), {
+            environment: environment(),
             model: info,
             scale: neurons ? { neurons: o.neurons, factor: o.scale } : undefined,
             ...result,
@@ -263,7 +267,7 @@ export function buildProgram(): Command {
           gradClip: o.gradClip, maxLength: o.maxLength, seed: o.seed, checkpoint: { dir: o.out, every: o.checkpointEvery }, signal,
           onStep: (p) => bar.update(p.step, o.steps, { loss: p.loss.toFixed(3), tps: p.tokensPerSecond }),
         }).finally(bar.stop);
-        await writeJson(path.join(o.out, 'training.json'), { model: id, data: o.data, ...result });
+        await writeJson(path.join(o.out, 'training.json'), { environment: environment(), model: id, data: o.data, ...result });
         const last = result.curve[result.curve.length - 1];
         process.stdout.write(`trained ${result.steps} steps (${result.tokens} tokens) in ${(result.ms / 1000).toFixed(0)} s; final loss ${last.loss.toFixed(3)}; wrote ${o.out}\n`);
       });
@@ -297,6 +301,10 @@ export function buildProgram(): Command {
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   try {
+    if (argv.length === 3 && (argv[2] === '--version' || argv[2] === '-V')) {
+      process.stdout.write(versionLine() + '\n');
+      return 0;
+    }
     await program.parseAsync(argv);
     return 0;
   } catch (error) {

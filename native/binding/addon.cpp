@@ -638,9 +638,14 @@ Napi::Value WriteSafetensors(const Napi::CallbackInfo& info) {
 Napi::Value Runtime(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
-  o.Set("torchVersion", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
-                            std::to_string(TORCH_VERSION_PATCH));
-  o.Set("cuda", at::hasCUDA());
+  const LibTorchInfo torch = libtorch_info();
+  o.Set("torchVersion", torch.version);
+  o.Set("cuda", torch.cuda_available);
+  o.Set("cudaBuild", torch.cuda_build);
+  o.Set("cudaVersion", torch.cuda_version.empty() ? env.Null() : Napi::String::New(env, torch.cuda_version));
+  o.Set("torchLibraryDir", torch.library_dir);
+  o.Set("torchBuiltLibraryDir", torch.built_library_dir);
+  o.Set("cxxStandard", double(torch.cxx_standard));
   o.Set("threads", double(at::get_num_threads()));
   Napi::Array types = Napi::Array::New(env);
   auto known = known_model_types();

@@ -4,6 +4,8 @@
 
 #include <torch/version.h>
 
+#include <dlfcn.h>
+
 #include <new>
 
 namespace neuroprune {
@@ -48,6 +50,27 @@ std::string dtype_name(at::ScalarType type) {
     case at::kHalf: return "float16";
     default: return c10::toString(type);
   }
+}
+
+LibTorchInfo libtorch_info() {
+  LibTorchInfo info;
+  info.version = std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." + std::to_string(TORCH_VERSION_PATCH);
+#ifdef NEUROPRUNE_TORCH_CUDA
+  info.cuda_build = true;
+  info.cuda_version = NEUROPRUNE_TORCH_CUDA;
+#endif
+  info.cuda_available = at::hasCUDA();
+  // at::globalContext lives in libtorch_cpu: where the loader found it is the LibTorch in use.
+  Dl_info where{};
+  if (dladdr(reinterpret_cast<void*>(&at::globalContext), &where) && where.dli_fname) {
+    const std::string file = where.dli_fname;
+    info.library_dir = file.substr(0, file.find_last_of('/'));
+  }
+#ifdef NEUROPRUNE_TORCH_LIBDIR
+  info.built_library_dir = NEUROPRUNE_TORCH_LIBDIR;
+#endif
+  info.cxx_standard = __cplusplus;
+  return info;
 }
 
 Error translate_exception(std::exception_ptr e) {

@@ -17,6 +17,19 @@ std::string dtype_name(at::ScalarType type);
 // E_ARG for pairs this LibTorch cannot compute in (float16 matmuls on CPU need LibTorch 2).
 void check_device_dtype(const at::Device& device, at::ScalarType dtype);
 
+// The LibTorch this process runs on: the version its headers had, whether it was built with CUDA
+// (and which), whether a GPU is usable now, and the folder of the libtorch_cpu actually loaded.
+struct LibTorchInfo {
+  std::string version;
+  bool cuda_build = false;
+  std::string cuda_version;  // empty for a CPU build
+  bool cuda_available = false;
+  std::string library_dir;        // loaded now
+  std::string built_library_dir;  // the build linked against (the same folder unless a loader path overrode it)
+  long cxx_standard = 0;
+};
+LibTorchInfo libtorch_info();
+
 // Runs `fn`, turning c10::Error (out of memory included) and std::bad_alloc into neuroprune::Error.
 template <typename Fn>
 auto with_torch_errors(Fn&& fn) -> decltype(fn());
