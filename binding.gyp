@@ -1,6 +1,6 @@
 # node-gyp build of the same sources as CMakeLists.txt (the main build is cmake-js).
 # LibTorch is found by scripts/torch-flags.js in the same order as CMakeLists.txt:
-# $LIBTORCH, $Torch_DIR, python3's torch, the system (Debian libtorch-dev).
+# $LIBTORCH, $Torch_DIR, python3's torch, the project's .venv torch, the system (Debian libtorch-dev).
 # nlohmann/json comes from the system include dirs (nlohmann-json3-dev) or LibTorch's own include dir.
 {
   "targets": [
@@ -34,7 +34,7 @@
       "cflags!": [ "-fno-exceptions", "-fno-rtti" ],
       "cflags_cc!": [ "-fno-exceptions", "-fno-rtti" ],
       "cflags": [ "-fexceptions", "-frtti" ],
-      "cflags_cc": [ "-std=gnu++17", "-fexceptions", "-frtti" ],
+      "cflags_cc": [ "-std=gnu++20", "-fexceptions", "-frtti" ],
       "configurations": {
         "Release": {
           "cflags!": [ "-O3" ],
@@ -56,7 +56,7 @@
           "xcode_settings": {
             "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
             "GCC_ENABLE_CPP_RTTI": "YES",
-            "CLANG_CXX_LANGUAGE_STANDARD": "gnu++17",
+            "CLANG_CXX_LANGUAGE_STANDARD": "gnu++20",
             "CLANG_CXX_LIBRARY": "libc++",
             "MACOSX_DEPLOYMENT_TARGET": "11.0",
             "OTHER_CFLAGS": [ "<!@(node scripts/torch-flags.js isystem)" ],
@@ -68,7 +68,7 @@
             "VCCLCompilerTool": {
               "ExceptionHandling": 1,
               "RuntimeTypeInfo": "true",
-              "AdditionalOptions": [ "/std:c++17", "/permissive-", "/Zc:__cplusplus" ]
+              "AdditionalOptions": [ "/std:c++20", "/permissive-", "/Zc:__cplusplus" ]
             }
           }
         }]

@@ -119,7 +119,7 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
 fi
 
 stamp="build/torch-dir.txt"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" != "$Torch_DIR" ]; then
+if [ -f "$stamp" ] && [ "$(realpath -m "$(cat "$stamp")")" != "$(realpath -m "$Torch_DIR")" ]; then
   say "LibTorch changed since the last build ($(cat "$stamp")): building from scratch"
   rm -rf build
 fi
@@ -130,7 +130,6 @@ CMAKE_BUILD_PARALLEL_LEVEL=$jobs npx --no-install cmake-js build --parallel "$jo
   say "native build failed; the full log is in build.log"
   exit 1
 }
-echo "$Torch_DIR" >"$stamp"
 say "built: $(cat build/libtorch.txt 2>/dev/null || echo 'LibTorch (see build.log)')"
 say "building the TypeScript (tsc)"
 npx --no-install tsc -p .

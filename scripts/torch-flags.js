@@ -19,7 +19,8 @@
 //   1. $LIBTORCH    a libtorch folder with include/ and lib/
 //   2. $Torch_DIR   <root>/share/cmake/Torch (root three levels up), or a distro layout
 //                   such as /usr/lib/x86_64-linux-gnu/cmake/Torch
-//   3. python3's torch (include/, include/torch/csrc/api/include, lib/; ABI from torch._C)
+//   3. python3's torch (include/, include/torch/csrc/api/include, lib/; ABI from torch._C), then
+//      the torch of the project's .venv (scripts/setup.sh makes it)
 //   4. the system (Debian libtorch-dev: /usr/include, /usr/lib/<multiarch>)
 'use strict';
 
@@ -144,12 +145,11 @@ function fromTorchDir(dir) {
   return null;
 }
 
-function fromPython() {
-  const python = isWin ? 'python' : 'python3';
+function fromPython(python = isWin ? 'python' : 'python3') {
   const code = [
     'import json, os, torch',
     "abi = getattr(torch._C, '_GLIBCXX_USE_CXX11_ABI', None)",
-    "print(json.dumps({'dir': os.path.dirname(torch.__file__), 'abi': None if abi is None else int(abi), 'version': torch.__version__}))",
+    "print(json.dumps({'dir': os.path.dirname(torch.__file__), 'abi': None if abi is None else int(abi), 'version': torch.__version__, 'cuda': torch.version.cuda}))",
   ].join('\n');
   const r = spawnSync(python, ['-c', code], { encoding: 'utf8', timeout: 120000, windowsHide: true });
   if (r.error || r.status !== 0 || !r.stdout) return null;
@@ -159,7 +159,7 @@ function fromPython() {
   } catch {
     return null;
   }
-  const found = fromRoot('python3 torch', info.dir, { abi: info.abi, version: info.version });
+  const found = fromRoot(`the torch of ${python}`, info.dir, { abi: info.abi, version: info.version, cuda: info.cuda || null });
   if (!found) warn(`python3's torch at ${info.dir} has no C++ headers or libtorch; trying the system`);
   return found;
 }
@@ -187,7 +187,8 @@ function discover() {
     return fromTorchDir(env.Torch_DIR) ||
       die(`Torch_DIR=${env.Torch_DIR}: no LibTorch headers and libraries found around it`);
   }
-  return fromPython() || fromSystem() ||
+  const venv = path.join(ROOT, '.venv', isWin ? 'Scripts' : 'bin', 'python');
+  return fromPython() || (exists(venv) ? fromPython(venv) : null) || fromSystem() ||
     die('LibTorch not found: set LIBTORCH (a libtorch folder) or Torch_DIR, install torch for python3, or install libtorch-dev');
 }
 
@@ -293,8 +294,18 @@ function ldflags(t) {
   return [`-Wl,-rpath,${slash(t.libDir)}`];
 }
 
+// The CUDA version of a CUDA build: python's torch.version.cuda, else a libtorch zip's build-version.
+function cudaVersion(t) {
+  if (!CUDA_LIBS.some((n) => libFile(t.libDir, n))) return null;
+  if (t.cuda) return t.cuda;
+  const m = /\+cu(\d+)(\d)\b/.exec(readText(path.join(t.includeRoot, '..', 'build-version')) || '');
+  return m ? `${m[1]}.${m[2]}` : 'unknown';
+}
+
 function defines(t) {
-  const out = [];
+  const out = [`NEUROPRUNE_TORCH_LIBDIR="${slash(fs.realpathSync(t.libDir))}"`];
+  const cuda = cudaVersion(t);
+  if (cuda) out.push(`NEUROPRUNE_TORCH_CUDA="${cuda}"`);
   const abi = cxx11Abi(t);
   if (abi !== null) out.push(`_GLIBCXX_USE_CXX11_ABI=${abi}`);
   if (t.cmakeDir) {

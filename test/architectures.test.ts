@@ -139,7 +139,7 @@ test('llama: an unsupported rope_scaling type gives E_CONFIG naming it', async (
   fs.writeFileSync(configFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), rope_scaling: { rope_type: 'yarn', factor: 4 } }));
   const error = await t.throwsAsync(Model.load(dir));
   t.is((error as { code?: string }).code, 'E_CONFIG');
-  t.regex(error!.message, /rope_scaling" has type "yarn"/);
+  t.regex(error!.message, /"rope_scaling.rope_type" is "yarn"/);
 });
 
 test('llama: key/value heads that do not divide the heads give E_CONFIG', async (t) => {

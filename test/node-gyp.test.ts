@@ -37,11 +37,18 @@ test('binding.gyp builds the addon with node-gyp', (t) => {
     fs.cpSync(path.join(root, entry), path.join(work, entry), { recursive: true });
   }
   fs.symlinkSync(path.join(root, 'node_modules'), path.join(work, 'node_modules'));
-  const r = spawnSync(process.execPath, [nodeGyp, 'rebuild', `--nodedir=${nodeDir}`, '-j', '2'], { cwd: work, encoding: 'utf8' });
+  // The LibTorch of the main (CMake) build, so that both builds compile against the same one.
+  const torchDir = fs.readFileSync(path.join(root, 'build', 'torch-dir.txt'), 'utf8').trim();
+  t.truthy(torchDir, 'the CMake build records its Torch_DIR');
+  const env: NodeJS.ProcessEnv = { ...process.env, Torch_DIR: torchDir };
+  delete env.LIBTORCH;
+  const r = spawnSync(process.execPath, [nodeGyp, 'rebuild', `--nodedir=${nodeDir}`, '-j', '2'], { cwd: work, encoding: 'utf8', env });
   t.is(r.status, 0, `${r.stdout.slice(-3000)}\n${r.stderr.slice(-3000)}`);
   const addon = path.join(work, 'build', 'Release', 'neuroprune.node');
   const check = spawnSync(process.execPath, ['-e', `console.log(JSON.stringify(require(${JSON.stringify(addon)}).runtime()))`], { encoding: 'utf8' });
   t.is(check.status, 0, check.stderr);
-  t.true(JSON.parse(check.stdout).modelTypes.includes('gpt2'));
+  const rt = JSON.parse(check.stdout);
+  t.true(rt.modelTypes.includes('gpt2'));
+  t.is(fs.realpathSync(rt.torchLibraryDir), fs.realpathSync(require(path.join(root, 'build', 'Release', 'neuroprune.node')).runtime().torchLibraryDir));
   fs.rmSync(path.dirname(work), { recursive: true, force: true });
 });
