@@ -38,7 +38,7 @@ nvrtc=$(compgen -G "$site/nvidia/cu*/lib/libnvrtc.so.*" | grep -v builtins | gre
 [ -f "$torch_dir/TorchConfig.cmake" ] || { say "torch==$TORCH_CUDA_PIN did not install"; exit 1; }
 [ -n "$nvrtc" ] || { say "$NVRTC_PIN did not install"; exit 1; }
 
-say "building against $(cat "$site/torch/version.py" | grep -m1 "__version__" | cut -d"'" -f2) with $("$cuda_home/bin/nvcc" --version | tail -n 1) (compile and link only)"
+say "building against torch $(grep -m1 "^__version__" "$site/torch/version.py" | cut -d"'" -f2) with $("$cuda_home/bin/nvcc" --version | tail -n 1) (compile and link only)"
 started=$SECONDS
 jobs=$(nproc 2>/dev/null || echo 2)
 CUDA_HOME=$cuda_home Torch_DIR=$torch_dir NEUROPRUNE_TORCH_ORIGIN="the CUDA compile check ($VENV)" CMAKE_BUILD_PARALLEL_LEVEL=$jobs \
