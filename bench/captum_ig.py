@@ -5,12 +5,14 @@ the last prompt position, the baseline is 0 there, F = log p(target | prompt), m
 Riemann rule: exactly what neuroprune computes. To get Captum's LayerIntegratedGradients to scale
 that activation from 0, a gate module sits in front of the down projection and multiplies its input
 by g: g = 1 everywhere for the input and g = 1 except 0 at the last position for the baseline. Captum
-then runs the whole model for every step of every layer, as it always does. Weights are frozen and
-only the last position's logits are computed (logits_to_keep=1): Captum's best case.
+then runs the whole model for every step of every layer, as it always does. Two ways to call it:
+"best": weights frozen and only the last position's logits computed (logits_to_keep=1), the least
+work Captum can be asked to do; "default": the model as from_pretrained returns it and
+model(input_ids).logits[:, -1], as Captum's tutorials write it.
 
     python bench/captum_ig.py MODEL_DIR JOB.json OUT.safetensors
 
-JOB.json: {"ids": [...], "target": int, "steps": int, "layers": [...] or null, "threads": int}.
+JOB.json: {"ids": [...], "target": int, "steps": int, "layers": [...] or null, "threads": int, "mode": "best" | "default"}.
 Prints one JSON line: times and versions; OUT.safetensors holds "scores" [layers, d_mlp].
 """
 import json
@@ -48,8 +50,10 @@ def main(model_dir, job_file, out_file):
     job = json.load(open(job_file))
     torch.set_num_threads(job["threads"])
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    best = job.get("mode", "best") == "best"
+    if best:
+        for p in model.parameters():
+            p.requires_grad_(False)
     n_layers = model.config.num_hidden_layers
     layers = job["layers"] if job["layers"] is not None else list(range(n_layers))
     ids = torch.tensor([job["ids"]])
@@ -72,7 +76,10 @@ def main(model_dir, job_file, out_file):
         def forward(input_ids, g):
             gate.g = g
             try:
-                logits = model(input_ids=input_ids, logits_to_keep=1).logits[:, -1].float()
+                if best:
+                    logits = model(input_ids=input_ids, logits_to_keep=1).logits[:, -1].float()
+                else:
+                    logits = model(input_ids=input_ids).logits[:, -1].float()
             finally:
                 gate.g = None
             return torch.log_softmax(logits, -1)[:, target]
@@ -82,7 +89,7 @@ def main(model_dir, job_file, out_file):
                                      method="riemann_right", internal_batch_size=n_steps)
         return attributions[0, -1]
 
-    run_layer(layers[0], 1)  # warm-up: allocator, thread pool
+    run_layer(layers[0], 2)  # warm-up: allocator, thread pool
     scores, per_layer = [], []
     for layer in layers:
         started = time.perf_counter()
@@ -91,7 +98,7 @@ def main(model_dir, job_file, out_file):
     save_file({"scores": torch.stack(scores).contiguous()}, out_file)
     print(json.dumps({"captum_ms": round(sum(per_layer)), "captum_per_layer_ms": [round(t) for t in per_layer],
                       "captum": captum.__version__, "transformers": transformers.__version__, "torch": torch.__version__,
-                      "threads": torch.get_num_threads()}))
+                      "threads": torch.get_num_threads(), "mode": "best" if best else "default"}))
 
 
 if __name__ == "__main__":

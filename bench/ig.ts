@@ -70,7 +70,7 @@ function promptIds(T: number, vocab: number): number[] {
 const median = (runs: AttributionResult[]) => [...runs].sort((a, b) => a.ms - b.ms)[Math.floor(runs.length / 2)];
 
 /** The same IG job in HF transformers + Captum, per prompt length; one JSON object. */
-async function runVsCaptum(o: { model: string; promptLen: string; steps: number; python?: string }): Promise<void> {
+async function runVsCaptum(o: { model: string; promptLen: string; steps: number; python?: string; captumModes: string[] }): Promise<void> {
   const python = o.python ?? path.join(packageRoot(), '.venv', 'bin', 'python');
   const check = spawnSync(python, ['-c', 'import captum, transformers, safetensors, torch'], { encoding: 'utf8' });
   if (check.status !== 0) {
@@ -96,29 +96,28 @@ async function runVsCaptum(o: { model: string; promptLen: string; steps: number;
       for (let i = 0; i < 3; i++) fastRuns.push(await model.attribute({ ...options, method: 'fast' }));
       const fast = median(fastRuns);
 
-      const job = path.join(work, `job-${T}.json`), out = path.join(work, `captum-${T}.safetensors`);
-      fs.writeFileSync(job, JSON.stringify({ ids, target, steps: o.steps, layers: null, threads: os.availableParallelism() }));
-      const r = spawnSync(python, [path.join(packageRoot(), 'bench', 'captum_ig.py'), dir, job, out], { encoding: 'utf8', maxBuffer: 1 << 26 });
-      if (r.status !== 0) throw Object.assign(new Error(`captum_ig.py failed: ${r.stderr.slice(-2000)}`), { code: 'E_BENCH' });
-      const captum = JSON.parse(r.stdout.trim().split('\n').pop()!);
-      const tensor = (await readSafetensors(out)).tensors.scores;
-      const theirs = new Float32Array(tensor.data.buffer.slice(tensor.data.byteOffset, tensor.data.byteOffset + tensor.data.byteLength));
-      let diff = 0, scale = 0;
-      fast.prompts[0].scores.forEach((v, i) => {
-        diff = Math.max(diff, Math.abs(v - theirs[i]));
-        scale = Math.max(scale, Math.abs(theirs[i]));
-      });
-      runs.push({
-        prompt_len: T,
-        fast_ms: Math.round(fast.ms),
-        fast_runs_ms: fastRuns.map((x) => Math.round(x.ms)),
-        captum_ms: captum.captum_ms,
-        captum_per_layer_ms: captum.captum_per_layer_ms,
-        speedup_vs_captum: Number((captum.captum_ms / fast.ms).toFixed(1)),
-        max_rel_diff: Number((diff / scale).toExponential(2)),
-      });
-      const { captum_ms: _ms, captum_per_layer_ms: _perLayer, ...rest } = captum;
-      versions = rest;
+      const run: Record<string, unknown> = { prompt_len: T, fast_ms: Math.round(fast.ms), fast_runs_ms: fastRuns.map((x) => Math.round(x.ms)) };
+      for (const mode of o.captumModes) {
+        const job = path.join(work, `job-${T}-${mode}.json`), out = path.join(work, `captum-${T}-${mode}.safetensors`);
+        fs.writeFileSync(job, JSON.stringify({ ids, target, steps: o.steps, layers: null, threads: os.availableParallelism(), mode }));
+        const r = spawnSync(python, [path.join(packageRoot(), 'bench', 'captum_ig.py'), dir, job, out], { encoding: 'utf8', maxBuffer: 1 << 26 });
+        if (r.status !== 0) throw Object.assign(new Error(`captum_ig.py failed: ${r.stderr.slice(-2000)}`), { code: 'E_BENCH' });
+        const captum = JSON.parse(r.stdout.trim().split('\n').pop()!);
+        const tensor = (await readSafetensors(out)).tensors.scores;
+        const theirs = new Float32Array(tensor.data.buffer.slice(tensor.data.byteOffset, tensor.data.byteOffset + tensor.data.byteLength));
+        let diff = 0, scale = 0;
+        fast.prompts[0].scores.forEach((v, i) => {
+          diff = Math.max(diff, Math.abs(v - theirs[i]));
+          scale = Math.max(scale, Math.abs(theirs[i]));
+        });
+        run[`captum_${mode}_ms`] = captum.captum_ms;
+        run[`captum_${mode}_per_layer_ms`] = captum.captum_per_layer_ms;
+        run[`speedup_vs_captum_${mode}`] = Number((captum.captum_ms / fast.ms).toFixed(1));
+        run[`max_rel_diff_${mode}`] = Number((diff / scale).toExponential(2));
+        const { captum_ms: _ms, captum_per_layer_ms: _perLayer, mode: _mode, ...rest } = captum;
+        versions = rest;
+      }
+      runs.push(run);
     }
     process.stdout.write(JSON.stringify({
       bench: 'ig-vs-captum',
@@ -128,7 +127,11 @@ async function runVsCaptum(o: { model: string; promptLen: string; steps: number;
       cpu: os.cpus()[0]?.model, cores: os.availableParallelism(),
       steps: o.steps, rule: 'riemann_right', positions: 'last', objective: 'logprob', layers: model.info.nLayers,
       neurons_per_layer: model.info.dMlp,
-      captum_job: 'LayerIntegratedGradients on a gate before each down projection (baseline 0 at the last position), one layer at a time, internal_batch_size = steps, weights frozen, logits_to_keep=1',
+      captum_job: 'LayerIntegratedGradients on a gate before each down projection (baseline 0 at the last position), one layer at a time, internal_batch_size = steps',
+      captum_modes: {
+        best: 'weights frozen, logits_to_keep=1: the least work Captum can be asked to do',
+        default: 'the model as from_pretrained returns it, model(input_ids).logits[:, -1], as the Captum tutorials call it',
+      },
       reference_tools: versions,
       neuroprune: environment(),
       runs,
@@ -149,9 +152,12 @@ export async function runIgBench(argv: string[]): Promise<void> {
     .option('--quick', 'a short prompt and 5 steps: under 30 s')
     .option('--vs-captum', 'time HF transformers + Captum LayerIntegratedGradients on the same job (CPU, float32)')
     .option('--python <path>', 'the Python with torch, transformers and captum for --vs-captum (default .venv/bin/python)')
+    .option('--captum-mode <modes>', 'best, default or best,default (see bench/captum_ig.py)', 'best,default')
     .parse(argv, { from: 'user' })
     .opts();
-  if (o.vsCaptum) return runVsCaptum({ model: o.model, promptLen: o.promptLen ?? '64,256', steps: Number(o.steps), python: o.python });
+  if (o.vsCaptum) {
+    return runVsCaptum({ model: o.model, promptLen: o.promptLen ?? '64,256', steps: Number(o.steps), python: o.python, captumModes: String(o.captumMode).split(',') });
+  }
   o.promptLen = Number(o.promptLen ?? 64);
   if (o.quick) Object.assign(o, { promptLen: 32, steps: 5 }); // gpt2-small still: the speedup is about real shapes
   const model = await Model.load(o.model, { device: o.device, dtype: o.dtype, seed: 0 });
