@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { attributeDefaults, AttributeOptions, AttributionResult } from './attribution';
 import { nativeCall, NeuropruneError } from './errors';
+import { checkModelFile } from './files';
 import { native, NativeModel } from './native';
 import { NeuronRef, NeuronSet } from './neurons';
 import { resolveModel } from './resolve';
@@ -332,7 +333,12 @@ export class Model {
       fs.chmodSync(tmp, 0o755);
       fs.writeFileSync(path.join(tmp, 'config.json'), JSON.stringify({ ...this.info.config, torch_dtype: this.info.dtype }, null, 2) + '\n');
       if (this.info.dir) {
-        for (const f of SIDE_FILES) if (fs.existsSync(path.join(this.info.dir, f))) fs.copyFileSync(path.join(this.info.dir, f), path.join(tmp, f));
+        for (const f of SIDE_FILES) {
+          const from = path.join(this.info.dir, f);
+          if (!fs.existsSync(from)) continue;
+          checkModelFile(this.info.dir, from, 'E_CHECKPOINT');  // never copy a file from outside the source folder
+          fs.copyFileSync(from, path.join(tmp, f));
+        }
       } else {
         fs.writeFileSync(path.join(tmp, 'tokenizer.json'), JSON.stringify(byteLevelTokenizerJson()));
         fs.writeFileSync(path.join(tmp, 'tokenizer_config.json'), JSON.stringify(byteLevelTokenizerConfig(), null, 2) + '\n');

@@ -20,8 +20,13 @@ export function findInHubCache(id: string, env: NodeJS.ProcessEnv = process.env)
   const snapshots = path.join(repo, 'snapshots');
   if (!fs.existsSync(snapshots)) return undefined;
   const refMain = path.join(repo, 'refs', 'main');
-  if (fs.existsSync(refMain)) {
-    const dir = path.join(snapshots, fs.readFileSync(refMain, 'utf8').trim());
+  if (fs.existsSync(refMain) && fs.statSync(refMain).isFile() && fs.statSync(refMain).size < 4096) {
+    const revision = fs.readFileSync(refMain, 'utf8').trim();
+    // A revision is a commit hash or a name: never a path (refs/main holding "../.." would leave the cache).
+    if (!/^[\w.-]+$/.test(revision) || /^\.+$/.test(revision)) {
+      throw new NeuropruneError('E_NOT_FOUND', `${refMain}: "${revision.slice(0, 80)}" is not a revision name`);
+    }
+    const dir = path.join(snapshots, revision);
     if (fs.existsSync(dir)) return dir;
   }
   const dirs = fs

@@ -1,8 +1,10 @@
 /** Text <-> token ids through tokenizer.json, with Hugging Face's own JS tokenizers library. */
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { NeuropruneError } from './errors';
+import { checkModelFile } from './files';
 
 export class TextTokenizer {
   private constructor(
@@ -16,8 +18,8 @@ export class TextTokenizer {
   /** Loads DIR/tokenizer.json (and DIR/tokenizer_config.json when present). */
   static async fromDir(dir: string): Promise<TextTokenizer> {
     const file = path.join(dir, 'tokenizer.json');
-    const json = (await readJson(file, true))!;
-    const config = (await readJson(path.join(dir, 'tokenizer_config.json'), false)) ?? {};
+    const json = (await readJson(dir, file, true))!;
+    const config = (await readJson(dir, path.join(dir, 'tokenizer_config.json'), false)) ?? {};
     return TextTokenizer.fromJson(json, config, file);
   }
 
@@ -52,7 +54,15 @@ export class TextTokenizer {
   }
 }
 
-async function readJson(file: string, required: boolean): Promise<Record<string, unknown> | undefined> {
+/** Real tokenizer.json files are up to a few tens of MB (large vocabularies). */
+const MAX_TOKENIZER_BYTES = 256 << 20;
+
+async function readJson(dir: string, file: string, required: boolean): Promise<Record<string, unknown> | undefined> {
+  if (!fsSync.existsSync(file)) {
+    if (!required) return undefined;
+    throw new NeuropruneError('E_TOKENIZER', `${file}: tokenizer file is missing or unreadable`);
+  }
+  checkModelFile(dir, file, 'E_TOKENIZER', MAX_TOKENIZER_BYTES);
   let text: string;
   try {
     text = await fs.readFile(file, 'utf8');

@@ -110,7 +110,15 @@ const header = (entry: object) => ({ 'transformer.wte.weight': entry });
 const cases: Array<[string, Buffer, string, RegExp]> = [
   ['a file shorter than 8 bytes', Buffer.from([1, 2, 3]), 'E_CHECKPOINT', /shorter than the 8-byte/],
   ['a header length beyond the file', rawSafetensors('{}', Buffer.alloc(0), 1000), 'E_CHECKPOINT', /header length 1000 runs beyond the file/],
-  ['a header that is not JSON', rawSafetensors('{"a": [1, 2'), 'E_CHECKPOINT', /header is not JSON/],
+  ['a header that is not JSON', rawSafetensors('{"a": [1, 2'), 'E_CHECKPOINT', /header.*not JSON/],
+  // Strict per the safetensors spec: each of these loaded before, most with silently wrong weights.
+  ['a header length one byte short (every weight shifted by a byte)', rawSafetensors(JSON.stringify(header({ dtype: 'F32', shape: [2], data_offsets: [0, 8] })) + '   ', f32(2), -1), 'E_CHECKPOINT', /1 bytes after the last tensor/],
+  ['bytes after the last tensor', rawSafetensors(header({ dtype: 'F32', shape: [1], data_offsets: [0, 4] }), f32(2)), 'E_CHECKPOINT', /4 bytes after the last tensor/],
+  ['a gap before a tensor', rawSafetensors(header({ dtype: 'F32', shape: [1], data_offsets: [4, 8] }), f32(2)), 'E_CHECKPOINT', /starts at byte 4 .*contiguous/],
+  ['header padding that is not spaces', rawSafetensors(JSON.stringify(header({ dtype: 'F32', shape: [1], data_offsets: [0, 4] })) + '\n\t', f32(1)), 'E_CHECKPOINT', /padding must be spaces/],
+  ['a tensor named twice', rawSafetensors('{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}', f32(1)), 'E_CHECKPOINT', /key "a" appears twice/],
+  ['a shape whose element count overflows 64 bits', rawSafetensors(header({ dtype: 'F32', shape: [4294967296, 4294967296], data_offsets: [0, 0] })), 'E_CHECKPOINT', /more elements than fit in 64 bits/],
+  ['a header nested deeper than a header can be', rawSafetensors('{"a": ' + '['.repeat(20) + ']'.repeat(20) + '}'), 'E_CHECKPOINT', /nested more than 8 deep/],
   ['an unknown dtype', rawSafetensors(header({ dtype: 'F8_E9', shape: [1], data_offsets: [0, 4] }), f32(1)), 'E_DTYPE', /"transformer\.wte\.weight": unknown dtype "F8_E9"/],
   ['data offsets out of range', rawSafetensors(header({ dtype: 'F32', shape: [4], data_offsets: [0, 16] }), f32(2)), 'E_CHECKPOINT', /"transformer\.wte\.weight": data_offsets \[0, 16\] out of range/],
   ['begin after end', rawSafetensors(header({ dtype: 'F32', shape: [1], data_offsets: [8, 4] }), f32(2)), 'E_CHECKPOINT', /out of range/],
@@ -171,6 +179,9 @@ const configCases: Array<[string, (c: Record<string, unknown>) => Record<string,
   ['no model_type', ({ model_type: _, ...c }) => c, /field "model_type" is required/],
   ['a field of the wrong type', (c) => ({ ...c, n_layer: '2' }), /field "n_layer" must be a positive integer/],
   ['heads that do not divide the hidden size', (c) => ({ ...c, n_head: 5 }), /field "n_embd" \(32\) must be divisible by n_head \(5\)/],
+  // Parsed with a depth limit: 100,000 levels crashed the process (a recursive dump on a worker's stack).
+  ['a config nested 100,000 deep', (c) => `{"model_type": "gpt2", "x": ${'['.repeat(100_000)}${']'.repeat(100_000)}}`, /nested more than 64 deep/],
+  ['a key given twice', () => '{"model_type": "gpt2", "n_layer": 2, "n_layer": 3}', /key "n_layer" appears twice/],
 ];
 for (const [name, edit, message] of configCases) {
   test(`bad config: ${name} gives E_CONFIG`, async (t) => {

@@ -32,11 +32,14 @@ export function copyDir(dir: string): string {
   return out;
 }
 
-/** Builds safetensors bytes by hand: a header object (or raw header text) and a data section. */
+/**
+ * Builds safetensors bytes by hand: a header object (or raw header text) and a data section. A
+ * negative headerLength is relative to the header's real length (-1: one byte short).
+ */
 export function rawSafetensors(header: object | string, data: Buffer = Buffer.alloc(0), headerLength?: number): Buffer {
   const text = Buffer.from(typeof header === 'string' ? header : JSON.stringify(header));
   const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(headerLength ?? text.length));
+  len.writeBigUInt64LE(BigInt(headerLength === undefined ? text.length : headerLength < 0 ? text.length + headerLength : headerLength));
   return Buffer.concat([len, text, data]);
 }
 

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "checkpoint/files.h"
 #include "error.h"
 
 namespace neuroprune {
@@ -50,7 +51,8 @@ std::string safetensors_dtype_name(at::ScalarType type) {
 }
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO opens at once (and fstat refuses it) instead of waiting for a writer.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) fail(codes::kCheckpoint, path + ": cannot open (" + std::strerror(errno) + ")");
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -76,12 +78,15 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     data_start_ = 8 + header_len;
     const size_t data_size = size_ - data_start_;
 
-    json header;
-    try {
-      header = json::parse(map_ + 8, map_ + 8 + header_len);
-    } catch (const json::exception& e) {
-      fail(codes::kCheckpoint, path + ": header is not JSON (" + e.what() + ")");
+    // The spec: the header starts with '{' and may be padded at the end with spaces, nothing else.
+    const char* h = reinterpret_cast<const char*>(map_ + 8);
+    size_t json_end = header_len;
+    while (json_end > 0 && (h[json_end - 1] == ' ' || h[json_end - 1] == '\n' || h[json_end - 1] == '\r' || h[json_end - 1] == '\t')) {
+      if (h[json_end - 1] != ' ') fail(codes::kCheckpoint, path + ": header padding must be spaces");
+      --json_end;
     }
+    if (header_len == 0 || h[0] != '{') fail(codes::kCheckpoint, path + ": header does not start with '{'");
+    json header = parse_json_strict(h, h + json_end, path + " (header)", codes::kCheckpoint, 8);
     if (!header.is_object()) fail(codes::kCheckpoint, path + ": header is not a JSON object");
 
     for (auto& [name, value] : header.items()) {
@@ -102,9 +107,11 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
       const at::ScalarType type = scalar_type_from_safetensors(e.dtype, where);
       int64_t numel = 1;
       for (auto& d : value["shape"]) {
-        if (!d.is_number_unsigned()) fail(codes::kCheckpoint, where + ": shape has a non-integer or negative dimension");
+        if (!d.is_number_unsigned() || d.get<uint64_t>() > uint64_t(INT64_MAX))
+          fail(codes::kCheckpoint, where + ": shape has a non-integer, negative or huge dimension");
         e.shape.push_back(d.get<int64_t>());
-        numel *= e.shape.back();
+        if (__builtin_mul_overflow(numel, e.shape.back(), &numel))
+          fail(codes::kCheckpoint, where + ": shape " + shape_str(e.shape) + "... has more elements than fit in 64 bits");
       }
       for (auto& o : value["data_offsets"])
         if (!o.is_number_unsigned()) fail(codes::kCheckpoint, where + ": data_offsets must be non-negative integers");
@@ -113,8 +120,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
       if (e.begin > e.end || e.end > data_size)
         fail(codes::kCheckpoint, where + ": data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) +
                                      "] out of range (data section is " + std::to_string(data_size) + " bytes)");
-      const size_t expected = static_cast<size_t>(numel) * c10::elementSize(type);
-      if (e.end - e.begin != expected)
+      size_t expected = 0;
+      if (__builtin_mul_overflow(static_cast<size_t>(numel), c10::elementSize(type), &expected) || e.end - e.begin != expected)
         fail(codes::kCheckpoint, where + ": holds " + std::to_string(e.end - e.begin) + " bytes but " + e.dtype +
                                      shape_str(e.shape) + " needs " + std::to_string(expected));
       entries_.emplace(name, std::move(e));
@@ -127,6 +134,18 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
       if (by_offset[i]->begin < by_offset[i - 1]->end)
         fail(codes::kCheckpoint, path + ": tensors \"" + by_offset[i - 1]->name + "\" and \"" + by_offset[i]->name +
                                      "\" overlap in the data section");
+    // The spec: the tensors tile the data section exactly, from byte 0 to its end, with no gap and no
+    // bytes after (a header length off by one would otherwise shift every weight silently).
+    size_t at = 0;
+    for (const TensorEntry* e : by_offset) {
+      if (e->begin != at)
+        fail(codes::kCheckpoint, path + ": tensor \"" + e->name + "\" starts at byte " + std::to_string(e->begin) + " of the data section, expected " +
+                                     std::to_string(at) + " (tensors must be contiguous from 0)");
+      at = e->end;
+    }
+    if (at != data_size)
+      fail(codes::kCheckpoint, path + ": " + std::to_string(data_size - at) + " bytes after the last tensor (the data section is " +
+                                   std::to_string(data_size) + " bytes; is the header length right?)");
   } catch (...) {
     ::munmap(const_cast<uint8_t*>(map_), size_);
     map_ = nullptr;
@@ -164,16 +183,13 @@ at::Tensor SafetensorsFile::load(const std::string& name, const at::Device& devi
 Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
   const std::string index_path = dir + "/model.safetensors.index.json";
   const std::string single_path = dir + "/model.safetensors";
+  const std::vector<std::string> roots = model_roots(dir);
   struct stat st {};
   if (::stat(index_path.c_str(), &st) == 0) {
     indexed_ = true;
-    std::ifstream in(index_path);
-    json index;
-    try {
-      index = json::parse(in);
-    } catch (const json::exception& e) {
-      fail(codes::kCheckpoint, index_path + ": not JSON (" + e.what() + ")");
-    }
+    check_model_file(index_path, roots, codes::kCheckpoint);
+    const std::string text = read_regular_file(index_path, 64 << 20, codes::kCheckpoint);
+    json index = parse_json_strict(text.data(), text.data() + text.size(), index_path, codes::kCheckpoint);
     if (!index.contains("weight_map") || !index["weight_map"].is_object())
       fail(codes::kCheckpoint, index_path + ": no \"weight_map\" object");
     std::map<std::string, const SafetensorsFile*> by_file;
@@ -183,6 +199,7 @@ Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
       if (shard.find('/') != std::string::npos)
         fail(codes::kCheckpoint, index_path + ": shard name \"" + shard + "\" must be a file in the same folder");
       if (!by_file.count(shard)) {
+        check_model_file(dir + "/" + shard, roots, codes::kCheckpoint);
         files_.push_back(std::make_unique<SafetensorsFile>(dir + "/" + shard));
         by_file[shard] = files_.back().get();
       }
@@ -191,6 +208,7 @@ Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
       where_[name] = by_file[shard];
     }
   } else if (::stat(single_path.c_str(), &st) == 0) {
+    check_model_file(single_path, roots, codes::kCheckpoint);
     files_.push_back(std::make_unique<SafetensorsFile>(single_path));
     for (auto& [name, _] : files_.back()->entries()) where_[name] = files_.back().get();
   } else {

@@ -1,25 +1,20 @@
 #include "models/config.h"
 
-#include <fstream>
+#include <sys/stat.h>
 
+#include "checkpoint/files.h"
 #include "error.h"
 
 namespace neuroprune {
 
 ConfigReader ConfigReader::from_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail(codes::kConfig, path + ": config.json is missing or unreadable");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return from_string(text, path);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) fail(codes::kConfig, path + ": config.json is missing or unreadable");
+  return from_string(read_regular_file(path, kMaxConfigBytes, codes::kConfig), path);
 }
 
 ConfigReader ConfigReader::from_string(const std::string& text, const std::string& source) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    fail(codes::kConfig, source + ": not JSON (" + e.what() + ")");
-  }
+  nlohmann::json j = parse_json_strict(text.data(), text.data() + text.size(), source, codes::kConfig);
   if (!j.is_object()) fail(codes::kConfig, source + ": not a JSON object");
   return ConfigReader(std::move(j), source);
 }

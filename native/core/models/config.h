@@ -8,6 +8,8 @@ namespace neuroprune {
 class ConfigReader {
  public:
   ConfigReader(nlohmann::json json, std::string source) : json_(std::move(json)), source_(std::move(source)) {}
+  static constexpr size_t kMaxConfigBytes = 16 << 20;  // real configs are a few KB
+  // A regular file of at most kMaxConfigBytes, JSON at most 64 deep, no duplicate keys; else E_CONFIG.
   static ConfigReader from_file(const std::string& path);
   static ConfigReader from_string(const std::string& text, const std::string& source);
 

@@ -2,8 +2,11 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <sys/stat.h>
+
 #include <mutex>
 
+#include "checkpoint/files.h"
 #include "checkpoint/safetensors.h"
 #include "error.h"
 #include "models/blocks.h"
@@ -54,6 +57,8 @@ static std::unique_ptr<CausalLM> build(const ConfigReader& config, const WeightS
 }
 
 std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir, at::Device device, at::ScalarType dtype) {
+  struct stat st {};
+  if (::stat((dir + "/config.json").c_str(), &st) == 0) check_model_file(dir + "/config.json", model_roots(dir), codes::kConfig);
   const ConfigReader config = ConfigReader::from_file(dir + "/config.json");
   // Resolve the architecture before touching the weights: an unknown model_type is a config error.
   if (!registry().count(config.string("model_type", ""))) build(config, {}, device, dtype);

@@ -1,0 +1,119 @@
+// Files a stranger could hand us in a model folder: FIFOs and devices, folders where files belong,
+// symlinks out of the folder. Each is refused with a code naming the file, quickly, and the process
+// carries on.
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Model, readSafetensors } from '../lib';
+import { copyDir, tempDir, tinyGpt2 } from './helpers';
+
+let dir: string;
+test.before(async () => {
+  dir = await tinyGpt2();
+});
+
+/** Replaces `name` in a copy of the model folder by what `make` puts at that path. */
+function withReplaced(name: string, make: (file: string) => void): string {
+  const copy = copyDir(dir);
+  fs.rmSync(path.join(copy, name));
+  make(path.join(copy, name));
+  return copy;
+}
+
+async function refused(t: any, folder: string, code: string, message: RegExp) {
+  const started = Date.now();
+  const e = await t.throwsAsync(Model.load(folder));
+  t.is(e.code, code);
+  t.regex(e.message, message);
+  t.true(Date.now() - started < 5000, 'refused quickly, not after a hang');
+}
+
+for (const [name, code] of [['config.json', 'E_CONFIG'], ['model.safetensors', 'E_CHECKPOINT']] as const) {
+  test(`a FIFO as ${name} is ${code}, without waiting for a writer`, async (t) => {
+    await refused(t, withReplaced(name, (f) => execFileSync('mkfifo', [f])), code, new RegExp(`${name.replace('.', '\\.')}: not a regular file`));
+  });
+  test(`/dev/zero linked as ${name} is ${code}`, async (t) => {
+    // The link leaves the folder, and /dev/zero is no regular file: either reason is a refusal.
+    await refused(t, withReplaced(name, (f) => fs.symlinkSync('/dev/zero', f)), code, new RegExp(`${name.replace('.', '\\.')}: (not a regular file|resolves to /dev/zero, outside the model folder)`));
+  });
+  test(`a folder as ${name} is ${code}`, async (t) => {
+    await refused(t, withReplaced(name, (f) => fs.mkdirSync(f)), code, /not a regular file/);
+  });
+  test(`${name} linked to a file outside the model folder is ${code}`, async (t) => {
+    const outside = path.join(tempDir(), name);
+    fs.copyFileSync(path.join(dir, name), outside);
+    await refused(t, withReplaced(name, (f) => fs.symlinkSync(outside, f)), code, /outside the model folder/);
+  });
+}
+
+test('symlinks inside the model folder load as before', async (t) => {
+  const copy = copyDir(dir);
+  fs.mkdirSync(path.join(copy, 'blobs'));
+  for (const name of ['config.json', 'model.safetensors']) {
+    fs.renameSync(path.join(copy, name), path.join(copy, 'blobs', name));
+    fs.symlinkSync(path.join('blobs', name), path.join(copy, name));
+  }
+  const model = await Model.load(copy);
+  t.is(model.info.nLayers, 2);
+  model.dispose();
+});
+
+test('an HF cache snapshot whose files link into the repo blobs/ loads', async (t) => {
+  const home = tempDir();
+  const repo = path.join(home, 'hub', 'models--org--linked');
+  const snapshot = path.join(repo, 'snapshots', 'rev1');
+  fs.mkdirSync(path.join(repo, 'blobs'), { recursive: true });
+  fs.mkdirSync(snapshot, { recursive: true });
+  for (const name of fs.readdirSync(dir)) {
+    fs.copyFileSync(path.join(dir, name), path.join(repo, 'blobs', `blob-${name}`));
+    fs.symlinkSync(path.join('..', '..', 'blobs', `blob-${name}`), path.join(snapshot, name));
+  }
+  const model = await Model.load(snapshot);
+  t.is(model.info.nLayers, 2);
+  model.dispose();
+  t.true('transformer.wte.weight' in (await readSafetensors(path.join(snapshot, 'model.safetensors'))).tensors);
+});
+
+test('a FIFO as tokenizer.json is E_TOKENIZER, without waiting for a writer', async (t) => {
+  await refused(t, withReplaced('tokenizer.json', (f) => execFileSync('mkfifo', [f])), 'E_TOKENIZER', /tokenizer\.json: not a regular file/);
+});
+
+test('tokenizer.json linked to a file outside the model folder is E_TOKENIZER', async (t) => {
+  const outside = path.join(tempDir(), 'tokenizer.json');
+  fs.copyFileSync(path.join(dir, 'tokenizer.json'), outside);
+  await refused(t, withReplaced('tokenizer.json', (f) => fs.symlinkSync(outside, f)), 'E_TOKENIZER', /outside the model folder/);
+});
+
+test('save never copies a side file that links outside the source folder', async (t) => {
+  const secret = path.join(tempDir(), 'secret.txt');
+  fs.writeFileSync(secret, 'not yours\n');
+  const copy = copyDir(dir);
+  fs.symlinkSync(secret, path.join(copy, 'merges.txt'));
+  const model = await Model.load(copy);
+  const out = path.join(tempDir(), 'saved');
+  const e: any = await t.throwsAsync(model.save(out));
+  t.is(e.code, 'E_CHECKPOINT');
+  t.regex(e.message, /merges\.txt: resolves to .*outside the model folder/);
+  t.false(fs.existsSync(out), 'nothing written');
+  t.deepEqual(fs.readdirSync(path.dirname(out)), [], 'no temporary folder left');
+  model.dispose();
+});
+
+test('an HF cache refs/main that is a path, not a revision, is refused', async (t) => {
+  const home = tempDir();
+  const repo = path.join(home, 'hub', 'models--org--escape');
+  fs.mkdirSync(path.join(repo, 'snapshots', 'rev1'), { recursive: true });
+  fs.mkdirSync(path.join(repo, 'refs'));
+  fs.writeFileSync(path.join(repo, 'refs', 'main'), '../..\n');
+  const before = process.env.HF_HOME;
+  process.env.HF_HOME = home;
+  try {
+    const e: any = await t.throwsAsync(Model.load('org/escape'));
+    t.is(e.code, 'E_NOT_FOUND');
+    t.regex(e.message, /refs\/main: "\.\.\/\.\." is not a revision name/);
+  } finally {
+    if (before === undefined) delete process.env.HF_HOME;
+    else process.env.HF_HOME = before;
+  }
+});
