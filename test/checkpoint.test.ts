@@ -182,6 +182,10 @@ const configCases: Array<[string, (c: Record<string, unknown>) => Record<string,
   // Parsed with a depth limit: 100,000 levels crashed the process (a recursive dump on a worker's stack).
   ['a config nested 100,000 deep', (c) => `{"model_type": "gpt2", "x": ${'['.repeat(100_000)}${']'.repeat(100_000)}}`, /nested more than 64 deep/],
   ['a key given twice', () => '{"model_type": "gpt2", "n_layer": 2, "n_layer": 3}', /key "n_layer" appears twice/],
+  // Sizes are bounded by what the checkpoint holds before anything is listed or allocated.
+  ['a million layers', (c) => ({ ...c, n_layer: 1_000_000 }), /"n_layer" is 1000000, more than the checkpoint's \d+ tensors/],
+  ['a hidden size of 1e9', (c) => ({ ...c, n_embd: 1e9 }), /"n_embd" is 1000000000, more than the checkpoint's \d+ weights in all/],
+  ['a vocabulary of 1e12', (c) => ({ ...c, vocab_size: 1e12 }), /"vocab_size" is 1000000000000, more than/],
 ];
 for (const [name, edit, message] of configCases) {
   test(`bad config: ${name} gives E_CONFIG`, async (t) => {

@@ -56,6 +56,30 @@ static std::unique_ptr<CausalLM> build(const ConfigReader& config, const WeightS
   return it->second(config, source, device, dtype);
 }
 
+// A config can only ask for what its checkpoint holds: a layer count up to the number of tensors and
+// sizes up to the number of elements. Checked before an architecture lists its tensors (a config of a
+// million layers took 10 s and 1.3 GB only to be refused) or allocates anything.
+static void check_sizes_against(const ConfigReader& config, const Checkpoint& ckpt) {
+  const auto names = ckpt.names();
+  const int64_t tensors = static_cast<int64_t>(names.size());
+  int64_t elements = 0;
+  for (const auto& name : names) {
+    int64_t n = 1;
+    for (int64_t d : ckpt.entry(name).shape) n *= d;  // cannot overflow: the reader checked each file
+    elements += n;
+  }
+  auto bound = [&](const char* field, int64_t limit, const std::string& what) {
+    if (!config.has(field) || !config.json()[field].is_number_integer()) return;  // the architecture reports type errors
+    const int64_t v = config.json()[field].get<int64_t>();
+    if (v > limit)
+      config.invalid(field, "is " + std::to_string(v) + ", more than the checkpoint's " + std::to_string(limit) + " " + what);
+  };
+  for (const char* f : {"n_layer", "num_hidden_layers"}) bound(f, tensors, "tensors");
+  for (const char* f : {"n_embd", "hidden_size", "intermediate_size", "n_inner", "vocab_size", "n_head", "num_attention_heads",
+                        "num_key_value_heads", "head_dim", "n_positions"})
+    bound(f, elements, "weights in all");
+}
+
 std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir, at::Device device, at::ScalarType dtype) {
   struct stat st {};
   if (::stat((dir + "/config.json").c_str(), &st) == 0) check_model_file(dir + "/config.json", model_roots(dir), codes::kConfig);
@@ -63,6 +87,7 @@ std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir, at::Device devi
   // Resolve the architecture before touching the weights: an unknown model_type is a config error.
   if (!registry().count(config.string("model_type", ""))) build(config, {}, device, dtype);
   Checkpoint ckpt(dir);
+  check_sizes_against(config, ckpt);
   WeightSource source;
   source.checkpoint = &ckpt;
   auto model = build(config, source, device, dtype);
