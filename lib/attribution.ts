@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { writeSafetensors } from './checkpoint';
 import { NeuropruneError } from './errors';
 import { readJsonLines } from './jsonl';
+import { checkLayers, MAX_IG_STEPS, MAX_MEMORY_BUDGET_MB } from './validate';
 
 export type Objective = 'prob' | 'logprob' | 'logit_diff' | 'copy';
 export type Rule = 'riemann_left' | 'riemann_right' | 'riemann_middle' | 'riemann_trapezoid';
@@ -81,10 +82,18 @@ export function attributeDefaults(options: AttributeOptions, nLayers: number) {
   oneOf('rule', resolved.rule, RULES);
   oneOf('positions', resolved.positions, POSITIONS);
   oneOf('method', resolved.method, ['fast', 'reference']);
-  if (!Number.isInteger(resolved.steps) || resolved.steps < 1) throw new NeuropruneError('E_ARG', `steps must be a positive integer, got ${resolved.steps}`);
-  if (!(resolved.memoryBudgetMB > 0)) throw new NeuropruneError('E_ARG', `memoryBudgetMB must be positive, got ${resolved.memoryBudgetMB}`);
-  if (options.prompts.length === 0) throw new NeuropruneError('E_ARG', 'prompts must not be empty');
-  return { ...resolved, layers: [...resolved.layers] };
+  if (!Number.isInteger(resolved.steps) || resolved.steps < 1 || resolved.steps > MAX_IG_STEPS) {
+    throw new NeuropruneError('E_ARG', `steps must be an integer in [1, ${MAX_IG_STEPS}], got ${resolved.steps}`);
+  }
+  if (typeof resolved.memoryBudgetMB !== 'number' || !(resolved.memoryBudgetMB > 0) || resolved.memoryBudgetMB > MAX_MEMORY_BUDGET_MB) {
+    throw new NeuropruneError('E_ARG', `memoryBudgetMB must be a number in (0, ${MAX_MEMORY_BUDGET_MB}], got ${resolved.memoryBudgetMB}`);
+  }
+  if (!Array.isArray(options.prompts) || options.prompts.length === 0) throw new NeuropruneError('E_ARG', 'prompts must be a non-empty array');
+  options.prompts.forEach((p, i) => {
+    if (p === null || typeof p !== 'object') throw new NeuropruneError('E_ARG', `prompts[${i}] must be an object {prompt, target, ...}`);
+  });
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw new NeuropruneError('E_ARG', 'onProgress must be a function');
+  return { ...resolved, layers: [...checkLayers(resolved.layers, nLayers)] };
 }
 
 /** Sum over rows of attributions[l] for each prompt: what completeness compares with F(a) - F(0). */

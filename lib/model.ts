@@ -4,6 +4,7 @@ import path from 'node:path';
 import { attributeDefaults, AttributeOptions, AttributionResult } from './attribution';
 import { nativeCall, NeuropruneError } from './errors';
 import { checkModelFile } from './files';
+import { checkLayers, checkTokenIds } from './validate';
 import { native, NativeModel } from './native';
 import { NeuronRef, NeuronSet } from './neurons';
 import { resolveModel } from './resolve';
@@ -162,7 +163,11 @@ export class Model {
     if (rows.length === 0 || rows.some((r) => r.length === 0)) {
       throw new NeuropruneError('E_ARG', 'input must hold at least one row of at least one token');
     }
+    rows.forEach((row, b) => checkTokenIds(row, this.info.vocabSize, `input row ${b}`));
     const seqLen = Math.max(...rows.map((r) => r.length));
+    if (this.info.maxPositions > 0 && seqLen > this.info.maxPositions) {
+      throw new NeuropruneError('E_RANGE', `input of ${seqLen} tokens is longer than the model's context of ${this.info.maxPositions}`);
+    }
     const ids = new Int32Array(rows.length * seqLen);
     const mask = new Uint8Array(rows.length * seqLen);
     rows.forEach((row, b) => {
@@ -227,7 +232,7 @@ export class Model {
   /** The MLP activations (blocks.{l}.mlp.hook_post) of the input at the given layers (default all). */
   async activations(input: ModelInput, options: { layers?: number[] } = {}): Promise<Activations> {
     const tokens = this.encode(input);
-    const layers = options.layers ?? Array.from({ length: this.info.nLayers }, (_, l) => l);
+    const layers = checkLayers(options.layers ?? Array.from({ length: this.info.nLayers }, (_, l) => l), this.info.nLayers);
     const arrays = await this.run(() => this.handle.activations(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, Int32Array.from(layers)));
     return { layers: new Map(layers.map((l, i) => [l, arrays[i]])), shape: [tokens.batch, tokens.seqLen, this.info.dMlp], tokens };
   }
@@ -240,38 +245,56 @@ export class Model {
    */
   async attribute(options: AttributeOptions): Promise<AttributionResult> {
     const resolved = attributeDefaults(options, this.info.nLayers);
-    const ids = (x: string | number[], special: boolean) => (typeof x === 'string' ? this.tokenizer.encode(x, { addSpecialTokens: special }) : x);
+    const ids = (x: string | number[], special: boolean, where = 'a prompt field') => {
+      if (typeof x === 'string') return this.tokenizer.encode(x, { addSpecialTokens: special });
+      if (!Array.isArray(x)) throw new NeuropruneError('E_ARG', `${where} must be text or an array of token ids, got ${x === null ? 'null' : typeof x}`);
+      checkTokenIds(x, this.info.vocabSize, where);
+      return x;
+    };
     const first = (x: string | number[], what: string, i: number) => {
-      const t = ids(x, false);
+      const t = ids(x, false, `prompts[${i}].${what}`);
       if (t.length === 0) throw new NeuropruneError('E_ARG', `prompts[${i}]: ${what} has no tokens`);
       return t[0];
     };
     const rows: number[][] = [];
     const specs = options.prompts.map((p, i) => {
-      const target = ids(p.target, false);
+      const target = ids(p.target, false, `prompts[${i}].target`);
       if (target.length === 0) throw new NeuropruneError('E_ARG', `prompts[${i}]: target has no tokens`);
-      rows.push([...ids(p.prompt, true), ...target.slice(0, -1)]);
+      rows.push([...ids(p.prompt, true, `prompts[${i}].prompt`), ...target.slice(0, -1)]);
+      if (p.labels !== undefined && !Array.isArray(p.labels)) throw new NeuropruneError('E_ARG', `prompts[${i}].labels must be an array`);
       return {
         target,
         distractor: p.distractor === undefined ? undefined : first(p.distractor, 'distractor', i),
-        labels: p.labels ? [...new Set(p.labels.map((l) => first(l, 'a label', i)))] : undefined,
+        labels: p.labels ? [...new Set(p.labels.map((l) => first(l, 'labels', i)))] : undefined,
       };
     });
     const tokens = this.encode(rows);
     const started = performance.now();
-    const { signal, onProgress } = options;
+    const { onProgress } = options;
+    // An exception in onProgress stops the run and is what attribute rejects with (it was swallowed).
+    const stop = new AbortController();
+    const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+    let progressError: unknown;
     let reported = 0;
-    const raw = await this.run(
-      () =>
-        withAbortFlag(signal, (flag) =>
-          this.handle.attribute(
-            tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, specs, resolved,
-            onProgress && ((done, total) => onProgress((reported = done), total)),
-            flag,
-          ),
-        ),
-      signal,
-    );
+    const progress = onProgress && ((done: number, total: number) => {
+      if (progressError !== undefined) return;
+      try {
+        onProgress((reported = done), total);
+      } catch (error) {
+        progressError = error;
+        stop.abort();
+      }
+    });
+    let raw;
+    try {
+      raw = await this.run(
+        () => withAbortFlag(signal, (flag) => this.handle.attribute(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, specs, resolved, progress, flag)),
+        signal,
+      );
+    } catch (error) {
+      throw progressError ?? error;
+    }
+    if (progressError !== undefined) throw progressError;
     if (onProgress && reported < raw.rows) onProgress(raw.rows, raw.rows);
     const L = resolved.layers.length, N = this.info.dMlp;
     return {
@@ -393,10 +416,21 @@ export class Model {
 
   private toRows(input: ModelInput): number[][] {
     if (typeof input === 'string') return [this.tokenizer.encode(input)];
+    if (!Array.isArray(input)) {
+      throw new NeuropruneError('E_ARG', `input must be text, an array of texts, token ids or rows of token ids; got ${input === null ? 'null' : typeof input}`);
+    }
     if (input.length === 0) return [];
-    if (typeof input[0] === 'string') return (input as string[]).map((t) => this.tokenizer.encode(t));
+    if (typeof input[0] === 'string') {
+      return (input as unknown[]).map((t, i) => {
+        if (typeof t !== 'string') throw new NeuropruneError('E_ARG', `input[${i}] must be text like input[0], got ${t === null ? 'null' : typeof t}`);
+        return this.tokenizer.encode(t);
+      });
+    }
     if (typeof input[0] === 'number') return [input as number[]];
-    return input as number[][];
+    return (input as unknown[]).map((row, i) => {
+      if (!Array.isArray(row)) throw new NeuropruneError('E_ARG', `input[${i}] must be an array of token ids, got ${row === null ? 'null' : typeof row}`);
+      return row as number[];
+    });
   }
 
   /** One native call at a time per model, in call order. */
@@ -429,8 +463,10 @@ async function withAbortFlag<T>(signal: AbortSignal | undefined, call: (flag: In
 }
 
 function neuronArrays(neurons: NeuronRef[] | NeuronSet): [Int32Array, Int32Array, number] {
-  const list = Array.isArray(neurons) ? neurons : neurons.neurons;
+  const list = Array.isArray(neurons) ? neurons : (neurons as NeuronSet | null)?.neurons;
+  if (!Array.isArray(list)) throw new NeuropruneError('E_ARG', 'neurons must be an array of {layer, index} or a neuron set');
   list.forEach((n, i) => {
+    if (n === null || typeof n !== 'object') throw new NeuropruneError('E_ARG', `neurons[${i}] must be {layer, index}`);
     if (!Number.isInteger(n.layer) || !Number.isInteger(n.index) || Math.abs(n.layer) > 2 ** 31 || Math.abs(n.index) > 2 ** 31) {
       throw new NeuropruneError('E_RANGE', `neurons[${i}] = ${JSON.stringify(n)}: layer and index must be integers`);
     }

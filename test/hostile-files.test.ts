@@ -117,3 +117,62 @@ test('an HF cache refs/main that is a path, not a revision, is refused', async (
     else process.env.HF_HOME = before;
   }
 });
+
+// Arguments that reached the core truncated, wrapped or read as 0 (silent wrong answers), and
+// argument shapes that threw plain TypeErrors: each is now a NeuropruneError naming the field.
+test('bad API arguments get a coded error naming the field', async (t) => {
+  const model = await Model.load(dir);
+  const prompt = [1, 2, 3];
+  const cases: Array<[string, () => Promise<unknown>, string, RegExp]> = [
+    ['target NaN', () => model.attribute({ prompts: [{ prompt, target: [NaN] }] }), 'E_ARG', /prompts\[0\]\.target\[0\] = NaN/],
+    ['target 1.5', () => model.attribute({ prompts: [{ prompt, target: [1.5] }] }), 'E_ARG', /target\[0\] = 1\.5/],
+    ['a token id of 2^32 + 1', () => model.logits([2 ** 32 + 1]), 'E_RANGE', /4294967297: token id outside the vocabulary \[0, 257\)/],
+    ['a negative token id in a prompt', () => model.attribute({ prompts: [{ prompt: [1, -1], target: [2] }] }), 'E_RANGE', /prompts\[0\]\.prompt\[1\] = -1/],
+    ['layers [NaN]', () => model.attribute({ prompts: [{ prompt, target: [4] }], layers: [NaN] }), 'E_ARG', /layers\[0\] = NaN: a layer must be an integer/],
+    ["layers ['1']", () => model.attribute({ prompts: [{ prompt, target: [4] }], layers: ['1' as never] }), 'E_ARG', /layers\[0\] = "1"/],
+    ['a layer listed twice', () => model.activations(prompt, { layers: [1, 1] }), 'E_RANGE', /listed twice/],
+    ['memoryBudgetMB Infinity', () => model.attribute({ prompts: [{ prompt, target: [4] }], memoryBudgetMB: Infinity }), 'E_ARG', /memoryBudgetMB must be a number in \(0, 1048576\], got Infinity/],
+    ['steps 1e15', () => model.attribute({ prompts: [{ prompt, target: [4] }], steps: 1e15 }), 'E_ARG', /steps must be an integer in \[1, 10000\]/],
+    ['prompts that are not an array', () => model.attribute({ prompts: 'abc' as never }), 'E_ARG', /prompts must be a non-empty array/],
+    ['a null prompt', () => model.attribute({ prompts: [null as never] }), 'E_ARG', /prompts\[0\] must be an object/],
+    ['logits(null)', () => model.logits(null as never), 'E_ARG', /input must be text/],
+    ['prune(null)', () => model.prune(null as never), 'E_ARG', /neurons must be an array/],
+    ['an input longer than the context', () => model.logits(new Array(1025).fill(1)), 'E_RANGE', /1025 tokens is longer than the model's context of 1024/],
+  ];
+  for (const [what, call, code, message] of cases) {
+    const e: any = await t.throwsAsync(call(), undefined, what);
+    t.is(e?.code, code, what);
+    t.regex(e?.message ?? '', message, what);
+  }
+  t.is((await model.logits(prompt)).shape[1], 3, 'the model still works');
+  model.dispose();
+});
+
+test('an exception thrown in onProgress stops the attribution and is what it rejects with', async (t) => {
+  const model = await Model.load(dir);
+  let calls = 0;
+  const boom = new Error('from onProgress');
+  const e = await t.throwsAsync(
+    model.attribute({
+      prompts: [{ prompt: [1, 2, 3], target: [4] }], steps: 8, memoryBudgetMB: 0.05,
+      onProgress: () => {
+        calls++;
+        throw boom;
+      },
+    }),
+  );
+  t.is(e, boom);
+  t.is(calls, 1, 'not called again after it threw');
+  t.is((await model.logits([1, 2])).shape[1], 2);
+  model.dispose();
+});
+
+test('Llama and NeoX report their context, and generation is bounded by it', async (t) => {
+  for (const preset of ['random:llama-tiny', 'random:pythia-tiny']) {
+    const model = await Model.load(preset);
+    t.true(model.info.maxPositions > 0, `${preset}: maxPositions ${model.info.maxPositions}`);
+    const e: any = await t.throwsAsync(model.generate('ab', { maxNewTokens: 1e9 }));
+    t.is(e.code, 'E_RANGE');
+    model.dispose();
+  }
+});

@@ -125,7 +125,7 @@ std::unique_ptr<CausalLM> make_gpt_neox(const ConfigReader& config, const Weight
   NeoXConfig cfg(config);
   blocks::Rotary rotary(cfg.rope, cfg.rotary_dim, device);
   Weights w = materialize(source, cfg.specs(), {}, device, dtype);
-  ModelInfo info = describe("GPTNeoXForCausalLM", "gpt_neox", cfg.n_layer, cfg.hidden, cfg.n_head, cfg.intermediate, cfg.vocab, 0, w);
+  ModelInfo info = describe("GPTNeoXForCausalLM", "gpt_neox", cfg.n_layer, cfg.hidden, cfg.n_head, cfg.intermediate, cfg.vocab, cfg.max_pos, w);
   return std::make_unique<GPTNeoX>(cfg, std::move(rotary), info, std::move(w), config.json().dump(), device, dtype);
 }
 

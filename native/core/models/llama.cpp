@@ -138,8 +138,8 @@ std::unique_ptr<CausalLM> make(const ConfigReader& config, const WeightSource& s
   LlamaConfig cfg(config, type);
   blocks::Rotary rotary(cfg.rope, cfg.head_dim, device);
   Weights w = materialize(source, cfg.specs(), {}, device, dtype);
-  // Rotary positions: no hard limit on the sequence length.
-  ModelInfo info = describe(architecture, type, cfg.n_layer, cfg.hidden, cfg.n_head, cfg.intermediate, cfg.vocab, 0, w);
+  // Rotary positions have no table, but the model was trained for max_position_embeddings: the context.
+  ModelInfo info = describe(architecture, type, cfg.n_layer, cfg.hidden, cfg.n_head, cfg.intermediate, cfg.vocab, cfg.max_pos, w);
   return std::make_unique<Llama>(cfg, std::move(rotary), info, std::move(w), config.json().dump(), device, dtype);
 }
 
