@@ -2,7 +2,7 @@
 // symlinks out of the folder. Each is refused with a code naming the file, quickly, and the process
 // carries on.
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Model, readSafetensors } from '../lib';
@@ -175,4 +175,25 @@ test('Llama and NeoX report their context, and generation is bounded by it', asy
     t.is(e.code, 'E_RANGE');
     model.dispose();
   }
+});
+
+test('the README documents every error code the library and the CLI can give', (t) => {
+  const root = path.join(__dirname, '..');
+  const union = fs.readFileSync(path.join(root, 'lib', 'errors.ts'), 'utf8');
+  const codes = [...union.matchAll(/\| '(E_[A-Z_]+)'/g)].map((m) => m[1]);
+  t.true(codes.length >= 20);
+  const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+  const table = readme.split('\n').filter((l) => /^\| `E_/.test(l)).join('\n');
+  for (const code of codes) t.true(table.includes(`\`${code}\``), `${code} is in the README's code table`);
+});
+
+test('CLI attribute refuses an --out that is a file before computing', (t) => {
+  const out = path.join(tempDir(), 'taken');
+  fs.writeFileSync(out, 'x');
+  const prompts = path.join(tempDir(), 'p.jsonl');
+  fs.writeFileSync(prompts, JSON.stringify({ prompt: 'abc', target: 'd' }) + '\n');
+  const cli = path.join(__dirname, '..', 'dist', 'lib', 'cli', 'main.js');
+  const r = spawnSync(process.execPath, [cli, 'attribute', dir, '--prompts', prompts, '--out', out], { encoding: 'utf8' });
+  t.is(r.status, 1);
+  t.regex(r.stderr, /^E_ARG: --out .*taken exists and is not a folder/);
 });

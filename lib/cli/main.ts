@@ -128,6 +128,8 @@ export function buildProgram(): Command {
     .addOption(deviceOption())
     .addOption(dtypeOption())
     .action(async (id: string, o) => {
+      // Refuse an unusable --out before the computation, not after it.
+      if (fs.existsSync(o.out) && !fs.statSync(o.out).isDirectory()) throw new NeuropruneError('E_ARG', `--out ${o.out} exists and is not a folder`);
       const prompts = await readPromptsFile(o.prompts, o.objective);
       await withModel(id, { device: o.device, dtype: o.dtype }, async (model, signal) => {
         const bar = progressBar('attribute');
