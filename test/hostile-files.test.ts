@@ -197,3 +197,26 @@ test('CLI attribute refuses an --out that is a file before computing', (t) => {
   t.is(r.status, 1);
   t.regex(r.stderr, /^E_ARG: --out .*taken exists and is not a folder/);
 });
+
+test('an abort settles within one layer of work, even when the whole run is one micro-batch', async (t) => {
+  const model = await Model.load('random:gpt2-small');
+  const ids = (seed: number) => Array.from({ length: 64 }, (_, i) => (i * 7919 + seed) % 256);
+  const options = { prompts: [0, 1, 2].map((s) => ({ prompt: ids(s), target: [5] })), steps: 20 };
+  const started = performance.now();
+  const full = await model.attribute(options);
+  const fullMs = performance.now() - started;
+  t.is(full.microBatches, 1, 'the default budget holds the whole run');
+  for (const delay of [fullMs * 0.15, fullMs * 0.6]) {  // in the forward and in the backward pass
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), delay);
+    const begin = performance.now();
+    const e: any = await t.throwsAsync(model.attribute({ ...options, signal: controller.signal }));
+    const settled = performance.now() - begin - delay;
+    t.is(e.code, 'E_ABORTED');
+    t.log(`full run ${fullMs.toFixed(0)} ms; abort at ${delay.toFixed(0)} ms settled ${settled.toFixed(0)} ms later (${e.message})`);
+    t.true(settled < Math.max(0.25 * fullMs, 300), `settled ${settled.toFixed(0)} ms after the abort`);
+  }
+  const again = await model.attribute(options);
+  t.deepEqual(Array.from(again.prompts[0].scores.subarray(0, 50)), Array.from(full.prompts[0].scores.subarray(0, 50)), 'the model is as it was');
+  model.dispose();
+});

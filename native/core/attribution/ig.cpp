@@ -157,6 +157,16 @@ void poll(const IgRequest& r, int64_t done, int64_t total) {
   if (r.cancelled && r.cancelled()) fail(codes::kAborted, "attribution cancelled after " + std::to_string(done) + " of " + std::to_string(total) + " rows");
 }
 
+// Cancellation inside a micro-batch, at every layer of the forward and of the backward pass, so that an
+// abort settles within one layer's work whatever the memory budget (one micro-batch can be seconds).
+void check_cancelled(const IgRequest& r, const char* where) {
+  if (r.cancelled && r.cancelled()) fail(codes::kAborted, std::string("attribution cancelled ") + where);
+}
+
+void cancel_in_backward(const at::Tensor& x, const IgRequest& r) {
+  if (r.cancelled) x.register_hook([&r](const auto&) { check_cancelled(r, "during the backward pass"); });
+}
+
 }  // namespace
 
 std::vector<std::pair<double, double>> ig_rule_points(IgRule rule, int64_t m) {
@@ -220,7 +230,10 @@ IgResult ig_reference(const CausalLM& model, const IgRequest& r) {
         const at::Tensor a = post[layer].expand({c, Tb, N});
         const at::Tensor leaf = (a * alpha).detach().requires_grad_(true);
         Hooks replace;
-        replace.mlp_post = [&](int64_t l, const at::Tensor& p) { return l == layer ? at::where(scaled, leaf, p) : p; };
+        replace.mlp_post = [&](int64_t l, const at::Tensor& p) {
+          check_cancelled(r, "during the forward pass");
+          return l == layer ? at::where(scaled, leaf, p) : p;
+        };
         const at::Tensor logits = model.forward(ids.expand({c, Tb}), at::ones({c, Tb}, ids.options()), nullptr, &replace);
         const at::Tensor f = objective_values(logits.narrow(1, Tb - gb.n_max, gb.n_max), std::vector<int64_t>(c, b), r, gb);
         f.sum().backward();
@@ -306,7 +319,9 @@ IgResult ig_fast(const CausalLM& model, const IgRequest& r) {
         }
         cache.mask = mask.index_select(0, idx);
         const at::Tensor pos = positions.index_select(0, idx);
+        check_cancelled(r, "during the forward pass");
         x = model.block(j, x, BlockContext{cache, pos, nullptr});
+        cancel_in_backward(x, r);
       }
       const size_t first = next;
       while (next < batch.size() && batch[next].layer == j) ++next;
@@ -327,7 +342,10 @@ IgResult ig_fast(const CausalLM& model, const IgRequest& r) {
       leaves.push_back({leaf, a, first, next - first});
     }
     // (d) The objective at the prediction positions, one backward for every row.
-    const at::Tensor f = objective_values(model.head(x.narrow(1, S - g.n_max, g.n_max)), row_prompt, r, g);
+    check_cancelled(r, "before the LM head");
+    const at::Tensor logits = model.head(x.narrow(1, S - g.n_max, g.n_max));
+    cancel_in_backward(logits, r);  // before the head's backward, the largest single product
+    const at::Tensor f = objective_values(logits, row_prompt, r, g);
     f.sum().backward();
     const at::Tensor f_cpu = f.detach().cpu();
     for (const Leaf& lf : leaves) {
