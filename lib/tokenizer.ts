@@ -2,6 +2,7 @@
 import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import vm from 'node:vm';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { NeuropruneError } from './errors';
 import { checkModelFile } from './files';
@@ -31,7 +32,10 @@ export class TextTokenizer {
       throw new NeuropruneError('E_TOKENIZER', `${source}: cannot build the tokenizer (${(error as Error).message})`);
     }
     const eos = typeof config.eos_token === 'string' ? config.eos_token : (config.eos_token as { content?: string })?.content;
-    return new TextTokenizer(inner, eos === undefined ? undefined : inner.token_to_id(eos), source);
+    const tokenizer = new TextTokenizer(inner, eos === undefined ? undefined : inner.token_to_id(eos), source);
+    // A tokenizer that loads but cannot encode (a post-processor missing its fields, say) fails here, not at every call.
+    tokenizer.encode('Hello, world 123');
+    return tokenizer;
   }
 
   /** The byte-level tokenizer that `neuroprune init` writes and `random:` models use. */
@@ -39,20 +43,51 @@ export class TextTokenizer {
     return TextTokenizer.fromJson(byteLevelTokenizerJson(), byteLevelTokenizerConfig(), 'byte-level tokenizer');
   }
 
-  /** Token ids; `addSpecialTokens` (default true) adds what the tokenizer's post-processor adds, e.g. BOS. */
+  /**
+   * Token ids; `addSpecialTokens` (default true) adds what the tokenizer's post-processor adds, e.g. BOS.
+   * Texts over MAX_TEXT_CHARS are E_RANGE before tokenizing; a tokenizer that takes longer than
+   * 2 s + 10 ms per 1,000 characters (a backtracking pre-tokenizer pattern) is stopped with E_TOKENIZER.
+   */
   encode(text: string, options: { addSpecialTokens?: boolean } = {}): number[] {
-    return this.inner.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
+    if (typeof text !== 'string') throw new NeuropruneError('E_ARG', `text to tokenize must be a string, got ${text === null ? 'null' : typeof text}`);
+    if (text.length > MAX_TEXT_CHARS) {
+      throw new NeuropruneError('E_RANGE', `a text of ${text.length} characters is longer than the ${MAX_TEXT_CHARS} a prompt may have`);
+    }
+    const limit = 2000 + text.length / 100;
+    return this.guarded(`tokenizing a text of ${text.length} characters`, limit, () => this.inner.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids);
   }
 
   decode(ids: ArrayLike<number>, options: { skipSpecialTokens?: boolean } = {}): string {
     if (ids.length === 0) return '';
-    return this.inner.decode(Array.from(ids), { skip_special_tokens: options.skipSpecialTokens ?? false });
+    return this.guarded(`decoding ${ids.length} tokens`, 2000 + ids.length, () => this.inner.decode(Array.from(ids), { skip_special_tokens: options.skipSpecialTokens ?? false }));
+  }
+
+  /** Runs the JS tokenizer under a time limit; its own failures become E_TOKENIZER naming the file. */
+  private guarded<T>(what: string, limitMs: number, run: () => T): T {
+    guard.context.run = run;
+    try {
+      return guard.script.runInContext(guard.context, { timeout: Math.ceil(limitMs) }) as T;
+    } catch (error) {
+      if (error instanceof NeuropruneError) throw error;
+      if ((error as { code?: string }).code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') {
+        throw new NeuropruneError('E_TOKENIZER', `${this.source}: ${what} took more than ${Math.ceil(limitMs)} ms (a pathological pre-tokenizer pattern?)`);
+      }
+      throw new NeuropruneError('E_TOKENIZER', `${this.source}: ${what} failed (${(error as Error)?.message ?? String(error)})`, { cause: error });
+    } finally {
+      guard.context.run = undefined;
+    }
   }
 
   tokenToId(token: string): number | undefined {
     return this.inner.token_to_id(token);
   }
 }
+
+/** The longest text encode accepts: far past any model's context, far below what exhausts the heap. */
+export const MAX_TEXT_CHARS = 4_000_000;
+
+/** vm's timeout interrupts synchronous JS, a runaway regular expression included. */
+const guard = { context: vm.createContext({ run: undefined as unknown }), script: new vm.Script('run()') };
 
 /** Real tokenizer.json files are up to a few tens of MB (large vocabularies). */
 const MAX_TOKENIZER_BYTES = 256 << 20;

@@ -220,3 +220,45 @@ test('an abort settles within one layer of work, even when the whole run is one 
   t.deepEqual(Array.from(again.prompts[0].scores.subarray(0, 50)), Array.from(full.prompts[0].scores.subarray(0, 50)), 'the model is as it was');
   model.dispose();
 });
+
+/** A copy of the model whose tokenizer.json is edited by `edit`. */
+function withTokenizer(edit: (json: any) => void): string {
+  const copy = copyDir(dir);
+  const file = path.join(copy, 'tokenizer.json');
+  const json = JSON.parse(fs.readFileSync(file, 'utf8'));
+  edit(json);
+  fs.writeFileSync(file, JSON.stringify(json));
+  return copy;
+}
+
+test('a 50 MB one-line prompt is E_RANGE before tokenizing (it exhausted the V8 heap)', async (t) => {
+  const model = await Model.load(dir);
+  const e: any = await t.throwsAsync(model.logits('x'.repeat(50 << 20)));
+  t.is(e.code, 'E_RANGE');
+  t.regex(e.message, /52428800 characters is longer than the 4000000 a prompt may have/);
+  t.is((await model.logits('ok')).shape[1], 2);
+  model.dispose();
+});
+
+test('a backtracking pre-tokenizer pattern gives E_TOKENIZER within its time limit instead of hanging', async (t) => {
+  const copy = withTokenizer((j) => {
+    j.pre_tokenizer = { type: 'Sequence', pretokenizers: [{ type: 'Split', pattern: { Regex: '^(a+)+$' }, behavior: 'Isolated', invert: false }, j.pre_tokenizer] };
+  });
+  const model = await Model.load(copy);
+  t.deepEqual(model.tokenizer.encode('aab').length, 3, 'ordinary text still encodes');
+  const started = Date.now();
+  const e: any = t.throws(() => model.tokenizer.encode('a'.repeat(40) + 'b'));
+  t.is(e.code, 'E_TOKENIZER');
+  t.regex(e.message, /tokenizer\.json: tokenizing a text of 41 characters took more than 2001 ms/);
+  t.true(Date.now() - started < 10_000);
+  model.dispose();
+});
+
+test('a post-processor missing its fields is E_TOKENIZER at load, not a TypeError at every call', async (t) => {
+  const copy = withTokenizer((j) => {
+    j.post_processor = { type: 'TemplateProcessing' };
+  });
+  const e: any = await t.throwsAsync(Model.load(copy));
+  t.is(e.code, 'E_TOKENIZER');
+  t.regex(e.message, /tokenizer\.json: (cannot build the tokenizer|tokenizing a text of \d+ characters failed)/);
+});
