@@ -4,6 +4,7 @@ import path from 'node:path';
 import { nativeCall, NeuropruneError } from './errors';
 import { native, RawTensor } from './native';
 import { configFor, SizeOptions } from './presets';
+import { stagingDir, throwIfAborted } from './staging';
 import { byteLevelTokenizerConfig, byteLevelTokenizerJson } from './tokenizer';
 
 export type { RawTensor };
@@ -23,6 +24,8 @@ export interface InitOptions extends SizeOptions {
   dtype?: 'float32' | 'bfloat16' | 'float16';
   /** Replace an existing non-empty folder. */
   force?: boolean;
+  /** Raised while the weights are written: nothing is left, and the call rejects with E_ABORTED. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -30,7 +33,7 @@ export interface InitOptions extends SizeOptions {
  * tokenizer.json (byte level) and tokenizer_config.json. The folder appears whole or not at all.
  */
 export async function initCheckpoint(arch: string, outDir: string, options: InitOptions = {}): Promise<string> {
-  const { seed = 0, dtype = 'float32', force = false, ...size } = options;
+  const { seed = 0, dtype = 'float32', force = false, signal: _signal, ...size } = options;
   const config = configFor(arch, size);
   if (Number(config.vocab_size) < 257) {
     throw new NeuropruneError('E_ARG', `vocab must be at least 257 (256 bytes and <|endoftext|>), got ${config.vocab_size}`);
@@ -41,14 +44,13 @@ export async function initCheckpoint(arch: string, outDir: string, options: Init
   if (existing && existing.length > 0 && !force) {
     throw new NeuropruneError('E_ARG', `${out} exists and is not empty (use --force to replace it)`);
   }
-  await fs.mkdir(path.dirname(out), { recursive: true });
-  const tmp = await fs.mkdtemp(`${out}.tmp-`);
-  await fs.chmod(tmp, 0o755); // mkdtemp makes it private; a checkpoint folder is not
+  const tmp = stagingDir(out);
   try {
     await fs.writeFile(path.join(tmp, 'config.json'), JSON.stringify(config, null, 2) + '\n');
     await fs.writeFile(path.join(tmp, 'tokenizer.json'), JSON.stringify(byteLevelTokenizerJson()));
     await fs.writeFile(path.join(tmp, 'tokenizer_config.json'), JSON.stringify(byteLevelTokenizerConfig(), null, 2) + '\n');
     await nativeCall(() => native().writeRandomCheckpoint(JSON.stringify(config), path.join(tmp, 'model.safetensors'), dtype, seed));
+    throwIfAborted(options.signal, `init ${out}`);
     if (existing) await fs.rm(out, { recursive: true, force: true });
     await fs.rename(tmp, out);
   } catch (error) {

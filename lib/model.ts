@@ -4,6 +4,7 @@ import path from 'node:path';
 import { attributeDefaults, AttributeOptions, AttributionResult } from './attribution';
 import { nativeCall, NeuropruneError } from './errors';
 import { checkModelFile } from './files';
+import { stagingDir, throwIfAborted } from './staging';
 import { checkLayers, checkTokenIds } from './validate';
 import { native, NativeModel } from './native';
 import { NeuronRef, NeuronSet } from './neurons';
@@ -346,14 +347,12 @@ export class Model {
    * as a complete HF folder: config.json, tokenizer files, safetensors, sharded when the source was.
    * The folder appears whole or not at all.
    */
-  async save(dir: string, options: { force?: boolean } = {}): Promise<string> {
+  async save(dir: string, options: { force?: boolean; signal?: AbortSignal } = {}): Promise<string> {
     const out = path.resolve(dir);
     const existing = fs.existsSync(out) ? fs.readdirSync(out) : undefined;
     if (existing?.length && !options.force) throw new NeuropruneError('E_ARG', `${out} exists and is not empty (pass force to replace it)`);
-    fs.mkdirSync(path.dirname(out), { recursive: true });
-    const tmp = fs.mkdtempSync(`${out}.tmp-`);
+    const tmp = stagingDir(out);
     try {
-      fs.chmodSync(tmp, 0o755);
       fs.writeFileSync(path.join(tmp, 'config.json'), JSON.stringify({ ...this.info.config, torch_dtype: this.info.dtype }, null, 2) + '\n');
       if (this.info.dir) {
         for (const f of SIDE_FILES) {
@@ -367,6 +366,7 @@ export class Model {
         fs.writeFileSync(path.join(tmp, 'tokenizer_config.json'), JSON.stringify(byteLevelTokenizerConfig(), null, 2) + '\n');
       }
       await this.run(() => this.handle.save(tmp));
+      throwIfAborted(options.signal, `save ${out}`);  // the weights cannot stop half-written: they are dropped instead
       if (existing) fs.rmSync(out, { recursive: true, force: true });
       fs.renameSync(tmp, out);
     } catch (error) {

@@ -2,7 +2,7 @@
 // symlinks out of the folder. Each is refused with a code naming the file, quickly, and the process
 // carries on.
 import test from 'ava';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Model, readSafetensors } from '../lib';
@@ -261,4 +261,37 @@ test('a post-processor missing its fields is E_TOKENIZER at load, not a TypeErro
   const e: any = await t.throwsAsync(Model.load(copy));
   t.is(e.code, 'E_TOKENIZER');
   t.regex(e.message, /tokenizer\.json: (cannot build the tokenizer|tokenizing a text of \d+ characters failed)/);
+});
+
+test('staging folders of killed runs are removed by the next run into that folder; a live one is kept', async (t) => {
+  const base = tempDir();
+  const out = path.join(base, 'saved');
+  // A PID that no longer runs: a child that has exited.
+  const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout.trim();
+  fs.mkdirSync(path.join(base, `saved.tmp-${dead}-abc123`));
+  fs.writeFileSync(path.join(base, `saved.tmp-${dead}-abc123`, 'model.safetensors'), 'partial');
+  const live = path.join(base, `saved.tmp-${process.ppid}-def456`);  // our parent runs: a writer still at work
+  fs.mkdirSync(live);
+  const model = await Model.load(dir);
+  await model.save(out);
+  model.dispose();
+  t.deepEqual(fs.readdirSync(base).sort(), ['saved', path.basename(live)]);
+  fs.rmSync(live, { recursive: true });
+});
+
+test('Ctrl-C during CLI init ends with E_ABORTED and leaves no folder behind', async (t) => {
+  const base = tempDir();
+  const out = path.join(base, 'big');
+  const cli = path.join(__dirname, '..', 'dist', 'lib', 'cli', 'main.js');
+  const child = spawn(process.execPath, [cli, 'init', 'gpt2-medium', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  // Interrupt once the weights are being written (the staging folder exists).
+  const deadline = Date.now() + 60_000;
+  while (!fs.readdirSync(base).some((n) => n.startsWith('big.tmp-')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  child.kill('SIGINT');
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  t.is(code, 1, stderr);
+  t.regex(stderr, /^E_ABORTED: /m);
+  t.deepEqual(fs.readdirSync(base), [], 'neither the folder nor its staging folder is left');
 });

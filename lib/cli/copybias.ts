@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { writeAttributions, writeJson } from '../attribution';
 import { environment } from '../environment';
+import { stagingDir } from '../staging';
 import { NeuropruneError } from '../errors';
 import { DType, Model } from '../model';
 import { CopyBiasConfig } from '../pipelines/copybias-config';
@@ -61,9 +62,8 @@ async function run(model: Model, signal: AbortSignal, id: string, config: CopyBi
     bar.update(p.done, p.total);
   };
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  const tmp = fs.mkdtempSync(`${out}.tmp-`);
+  const tmp = stagingDir(out);
   try {
-    fs.chmodSync(tmp, 0o755);
     const started = performance.now();
     const r = await copyBias(model, config, { onProgress, signal });
     bar.stop();

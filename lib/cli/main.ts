@@ -7,11 +7,11 @@ import { OBJECTIVES, POSITIONS, readPromptsFile, RULES, topNeurons, writeAttribu
 import { progressBar } from './progress';
 import { initCheckpoint } from '../checkpoint';
 import { NeuropruneError, toNeuropruneError } from '../errors';
-import { DType, Model, ModelInfo } from '../model';
+import { DType, ModelInfo } from '../model';
 import { readNeuronSet } from '../neurons';
 import { evaluate, formatEvalTable } from '../pipelines/evaluate';
 import { runCopyBias } from './copybias';
-import { withModel } from './session';
+import { interruptible, withModel } from './session';
 import { readCorpus } from '../training';
 import { syntheticCorpus } from '../tasks';
 import { familyNames, presetNames } from '../presets';
@@ -66,10 +66,10 @@ export function buildProgram(): Command {
     .addOption(dtypeOption())
     .option('--force', 'replace a non-empty output folder')
     .action(async (arch: string, o) => {
-      const out = await initCheckpoint(arch, o.out, {
+      const out = await interruptible((signal) => initCheckpoint(arch, o.out, {
         layers: o.layers, hidden: o.hidden, heads: o.heads, kvHeads: o.kvHeads, vocab: o.vocab, mlp: o.mlp,
-        seed: o.seed, dtype: o.dtype as DType, force: Boolean(o.force),
-      });
+        seed: o.seed, dtype: o.dtype as DType, force: Boolean(o.force), signal,
+      }));
       process.stdout.write(`wrote ${out}\n`);
     });
 
@@ -81,10 +81,10 @@ export function buildProgram(): Command {
     .addOption(dtypeOption())
     .option('--json', 'print JSON')
     .action(async (id: string, o) => {
-      const model = await Model.load(id, { device: o.device, dtype: o.dtype });
-      const { config, ...info } = model.info;
-      process.stdout.write(o.json ? JSON.stringify({ ...info, config }, null, 2) + '\n' : formatInfo(model.info) + '\n');
-      model.dispose();
+      await withModel(id, { device: o.device, dtype: o.dtype }, async (model) => {
+        const { config, ...info } = model.info;
+        process.stdout.write(o.json ? JSON.stringify({ ...info, config }, null, 2) + '\n' : formatInfo(model.info) + '\n');
+      });
     });
 
   program
@@ -234,12 +234,14 @@ export function buildProgram(): Command {
     .option('--seed <n>', 'seed', int('seed'), 0)
     .option('--max-shots <n>', 'most examples per prompt', int('max-shots'), 6)
     .action(async (o) => {
-      const texts = syntheticCorpus({ samples: o.samples, seed: o.seed, maxShots: o.maxShots });
-      const tmp = `${o.out}.tmp-${process.pid}`;
-      fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
-      fs.writeFileSync(tmp, texts.map((text) => JSON.stringify({ text })).join('\n') + '\n');
-      fs.renameSync(tmp, o.out);
-      process.stdout.write(`wrote ${texts.length} samples to ${o.out}\n`);
+      await interruptible(async () => {
+        const texts = syntheticCorpus({ samples: o.samples, seed: o.seed, maxShots: o.maxShots });
+        const tmp = `${o.out}.tmp-${process.pid}`;
+        fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
+        fs.writeFileSync(tmp, texts.map((text) => JSON.stringify({ text })).join('\n') + '\n');
+        fs.renameSync(tmp, o.out);
+        process.stdout.write(`wrote ${texts.length} samples to ${o.out}\n`);
+      });
     });
 
   program
@@ -287,14 +289,11 @@ export function buildProgram(): Command {
     .option('--force', 'replace a non-empty output folder')
     .action(async (id: string, o) => {
       const neurons = await readNeuronSet(o.neurons);
-      const model = await Model.load(id, { device: o.device, dtype: o.dtype });
-      try {
+      await withModel(id, { device: o.device, dtype: o.dtype }, async (model, signal) => {
         await model.prune(neurons, { full: Boolean(o.full) });
-        const out = await model.save(o.out, { force: Boolean(o.force) });
+        const out = await model.save(o.out, { force: Boolean(o.force), signal });
         process.stdout.write(`pruned ${neurons.neurons.length} neurons; wrote ${out}\n`);
-      } finally {
-        model.dispose();
-      }
+      });
     });
 
   return program;
