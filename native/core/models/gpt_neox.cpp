@@ -123,8 +123,8 @@ class GPTNeoX final : public CausalLM {
 std::unique_ptr<CausalLM> make_gpt_neox(const ConfigReader& config, const WeightSource& source, at::Device device,
                                         at::ScalarType dtype) {
   NeoXConfig cfg(config);
-  blocks::Rotary rotary(cfg.rope, cfg.rotary_dim, device);
   Weights w = materialize(source, cfg.specs(), {}, device, dtype);
+  blocks::Rotary rotary(cfg.rope, cfg.rotary_dim, device);
   ModelInfo info = describe("GPTNeoXForCausalLM", "gpt_neox", cfg.n_layer, cfg.hidden, cfg.n_head, cfg.intermediate, cfg.vocab, cfg.max_pos, w);
   return std::make_unique<GPTNeoX>(cfg, std::move(rotary), info, std::move(w), config.json().dump(), device, dtype);
 }

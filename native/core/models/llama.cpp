@@ -136,8 +136,8 @@ class Llama final : public CausalLM {
 std::unique_ptr<CausalLM> make(const ConfigReader& config, const WeightSource& source, at::Device device,
                                at::ScalarType dtype, const std::string& type, const std::string& architecture) {
   LlamaConfig cfg(config, type);
-  blocks::Rotary rotary(cfg.rope, cfg.head_dim, device);
   Weights w = materialize(source, cfg.specs(), {}, device, dtype);
+  blocks::Rotary rotary(cfg.rope, cfg.head_dim, device);
   // Rotary positions have no table, but the model was trained for max_position_embeddings: the context.
   ModelInfo info = describe(architecture, type, cfg.n_layer, cfg.hidden, cfg.n_head, cfg.intermediate, cfg.vocab, cfg.max_pos, w);
   return std::make_unique<Llama>(cfg, std::move(rotary), info, std::move(w), config.json().dump(), device, dtype);

@@ -144,7 +144,8 @@ std::unique_ptr<CausalLM> random_causal_lm(const std::string& config_json, at::D
 
 Weights Weights::load(const Checkpoint& ckpt, const std::vector<ParamSpec>& specs,
                       const std::vector<std::string>& optional_prefixes, const at::Device& device, at::ScalarType dtype) {
-  Weights w;
+  // Every tensor is found and its shape checked against the header before the first is allocated.
+  std::vector<std::string> stored_names;
   for (const auto& spec : specs) {
     std::string stored = spec.name;
     for (const auto& prefix : optional_prefixes)
@@ -156,8 +157,12 @@ Weights Weights::load(const Checkpoint& ckpt, const std::vector<ParamSpec>& spec
     if (at::IntArrayRef(entry.shape) != at::IntArrayRef(spec.shape))
       fail(codes::kShape, ckpt.file_of(stored) + ": tensor \"" + stored + "\" has shape " + shape_str(entry.shape) +
                               " but the config needs " + shape_str(spec.shape));
-    w.index_[spec.name] = w.named_.size();
-    w.named_.emplace_back(spec.name, ckpt.load(stored, device, dtype));
+    stored_names.push_back(std::move(stored));
+  }
+  Weights w;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    w.index_[specs[i].name] = w.named_.size();
+    w.named_.emplace_back(specs[i].name, ckpt.load(stored_names[i], device, dtype));
   }
   return w;
 }
