@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { writeSafetensors } from './checkpoint';
 import { NeuropruneError } from './errors';
 import { readJsonLines } from './jsonl';
-import { checkLayers, MAX_IG_STEPS, MAX_MEMORY_BUDGET_MB } from './validate';
+import { checkLayers, describeValue, MAX_IG_STEPS, MAX_MEMORY_BUDGET_MB } from './validate';
 
 export type Objective = 'prob' | 'logprob' | 'logit_diff' | 'copy';
 export type Rule = 'riemann_left' | 'riemann_right' | 'riemann_middle' | 'riemann_trapezoid';
@@ -66,6 +66,7 @@ export interface AttributionResult {
 }
 
 export function attributeDefaults(options: AttributeOptions, nLayers: number) {
+  if (options === null || typeof options !== 'object') throw new NeuropruneError('E_ARG', 'attribute takes an options object {prompts, ...}');
   const resolved = {
     objective: options.objective ?? 'prob',
     steps: options.steps ?? 20,
@@ -75,18 +76,18 @@ export function attributeDefaults(options: AttributeOptions, nLayers: number) {
     method: options.method ?? 'fast',
     memoryBudgetMB: options.memoryBudgetMB ?? 2048,
   } as const;
-  const oneOf = (name: string, value: string, allowed: readonly string[]) => {
-    if (!allowed.includes(value)) throw new NeuropruneError('E_ARG', `${name} must be one of ${allowed.join(', ')}; got "${value}"`);
+  const oneOf = (name: string, value: unknown, allowed: readonly string[]) => {
+    if (typeof value !== 'string' || !allowed.includes(value)) throw new NeuropruneError('E_ARG', `${name} must be one of ${allowed.join(', ')}; got ${describeValue(value)}`);
   };
   oneOf('objective', resolved.objective, OBJECTIVES);
   oneOf('rule', resolved.rule, RULES);
   oneOf('positions', resolved.positions, POSITIONS);
   oneOf('method', resolved.method, ['fast', 'reference']);
   if (!Number.isInteger(resolved.steps) || resolved.steps < 1 || resolved.steps > MAX_IG_STEPS) {
-    throw new NeuropruneError('E_ARG', `steps must be an integer in [1, ${MAX_IG_STEPS}], got ${resolved.steps}`);
+    throw new NeuropruneError('E_ARG', `steps must be an integer in [1, ${MAX_IG_STEPS}], got ${describeValue(resolved.steps)}`);
   }
   if (typeof resolved.memoryBudgetMB !== 'number' || !(resolved.memoryBudgetMB > 0) || resolved.memoryBudgetMB > MAX_MEMORY_BUDGET_MB) {
-    throw new NeuropruneError('E_ARG', `memoryBudgetMB must be a number in (0, ${MAX_MEMORY_BUDGET_MB}], got ${resolved.memoryBudgetMB}`);
+    throw new NeuropruneError('E_ARG', `memoryBudgetMB must be a number in (0, ${MAX_MEMORY_BUDGET_MB}], got ${describeValue(resolved.memoryBudgetMB)}`);
   }
   if (!Array.isArray(options.prompts) || options.prompts.length === 0) throw new NeuropruneError('E_ARG', 'prompts must be a non-empty array');
   options.prompts.forEach((p, i) => {

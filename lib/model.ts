@@ -5,7 +5,7 @@ import { attributeDefaults, AttributeOptions, AttributionResult } from './attrib
 import { nativeCall, NeuropruneError } from './errors';
 import { checkModelFile } from './files';
 import { stagingDir, throwIfAborted } from './staging';
-import { checkLayers, checkTokenIds } from './validate';
+import { checkLayers, checkTokenIds, describeValue } from './validate';
 import { native, NativeModel } from './native';
 import { NeuronRef, NeuronSet } from './neurons';
 import { resolveModel } from './resolve';
@@ -189,7 +189,7 @@ export class Model {
   async logits(input: ModelInput, options: { lastOnly?: boolean; chunkSize?: number } = {}): Promise<Logits> {
     const tokens = this.encode(input);
     const { lastOnly = false, chunkSize = 0 } = options;
-    if (!Number.isInteger(chunkSize) || chunkSize < 0) throw new NeuropruneError('E_ARG', `chunkSize must be a non-negative integer, got ${chunkSize}`);
+    if (!Number.isInteger(chunkSize) || chunkSize < 0) throw new NeuropruneError('E_ARG', `chunkSize must be a non-negative integer, got ${describeValue(chunkSize)}`);
     const data = await this.run(() => this.handle.logits(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, lastOnly, chunkSize));
     const positions = lastOnly ? 1 : tokens.seqLen;
     const vocab = this.info.vocabSize;
@@ -207,7 +207,7 @@ export class Model {
   async generate(prompts: string | string[], options: GenerateOptions = {}): Promise<Generation | Generation[]> {
     const { maxNewTokens = 20, stopAtEos = true, signal } = options;
     if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) {
-      throw new NeuropruneError('E_ARG', `maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
+      throw new NeuropruneError('E_ARG', `maxNewTokens must be a non-negative integer, got ${describeValue(maxNewTokens)}`);
     }
     const list = Array.isArray(prompts) ? prompts : [prompts];
     const tokens = this.encode(list);
@@ -326,7 +326,7 @@ export class Model {
 
   /** Multiplies each neuron's activation by `factor` (0 suppresses, 2 enhances) in every later call. */
   async scale(neurons: NeuronRef[] | NeuronSet, factor: number): Promise<Edit> {
-    if (!Number.isFinite(factor)) throw new NeuropruneError('E_ARG', `factor must be a finite number, got ${factor}`);
+    if (!Number.isFinite(factor)) throw new NeuropruneError('E_ARG', `factor must be a finite number, got ${describeValue(factor)}`);
     const [layers, indices, count] = neuronArrays(neurons);
     const id = await this.run(() => this.handle.scale(layers, indices, factor));
     return { id, kind: 'scale', neurons: count };

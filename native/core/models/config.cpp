@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <cmath>
+
 #include "checkpoint/files.h"
 #include "error.h"
 
@@ -38,8 +40,14 @@ int64_t ConfigReader::positive_int(const std::string& field) const {
 double ConfigReader::number(const std::string& field, double fallback) const {
   if (!has(field)) return fallback;
   const auto& v = json_[field];
-  if (!v.is_number()) invalid(field, "must be a number, got " + v.dump());
+  if (!v.is_number() || !std::isfinite(v.get<double>())) invalid(field, "must be a finite number, got " + v.dump());
   return v.get<double>();
+}
+
+double ConfigReader::positive_number(const std::string& field, double fallback) const {
+  const double v = number(field, fallback);
+  if (!(v > 0)) invalid(field, "must be positive, got " + json_[field].dump());  // a norm's epsilon <= 0 gives NaN
+  return v;
 }
 
 bool ConfigReader::boolean(const std::string& field, bool fallback) const {

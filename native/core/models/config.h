@@ -16,7 +16,8 @@ class ConfigReader {
   bool has(const std::string& field) const { return json_.contains(field) && !json_[field].is_null(); }
   int64_t positive_int(const std::string& field, int64_t fallback) const;
   int64_t positive_int(const std::string& field) const;  // required
-  double number(const std::string& field, double fallback) const;
+  double number(const std::string& field, double fallback) const;  // finite
+  double positive_number(const std::string& field, double fallback) const;  // finite and > 0 (epsilons)
   bool boolean(const std::string& field, bool fallback) const;
   std::string string(const std::string& field, const std::string& fallback) const;
   [[noreturn]] void invalid(const std::string& field, const std::string& why) const;

@@ -23,7 +23,7 @@ struct GPT2Config {
         n_inner(c.positive_int("n_inner", 4 * n_embd)),
         vocab_size(c.positive_int("vocab_size", 50257)),
         n_positions(c.positive_int("n_positions", 1024)),
-        eps(c.number("layer_norm_epsilon", 1e-5)),
+        eps(c.positive_number("layer_norm_epsilon", 1e-5)),
         act(c.string("activation_function", "gelu_new")),
         tied(c.boolean("tie_word_embeddings", true)),
         scale_attn_weights(c.boolean("scale_attn_weights", true)),

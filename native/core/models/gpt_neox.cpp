@@ -29,7 +29,7 @@ struct NeoXConfig {
         max_pos(c.positive_int("max_position_embeddings", 2048)),
         rope(read_rope(c, {10000.0, 0.25, {"rotary_emb_base", "rope_theta"}, {"rotary_pct", "partial_rotary_factor"}})),
         rotary_dim(static_cast<int64_t>(head_dim * rope.partial_rotary_factor)),
-        eps(c.number("layer_norm_eps", 1e-5)),
+        eps(c.positive_number("layer_norm_eps", 1e-5)),
         act(c.string("hidden_act", "gelu")),
         parallel(c.boolean("use_parallel_residual", true)),
         tied(c.boolean("tie_word_embeddings", false)),

@@ -29,7 +29,7 @@ struct LlamaConfig {
         intermediate(c.positive_int("intermediate_size")),
         vocab(c.positive_int("vocab_size")),
         max_pos(c.positive_int("max_position_embeddings", 2048)),
-        eps(c.number("rms_norm_eps", 1e-6)),
+        eps(c.positive_number("rms_norm_eps", 1e-6)),
         rope(read_rope(c)),
         act(c.string("hidden_act", "silu")),
         tied(c.boolean("tie_word_embeddings", false)),
