@@ -295,3 +295,21 @@ test('Ctrl-C during CLI init ends with E_ABORTED and leaves no folder behind', a
   t.regex(stderr, /^E_ABORTED: /m);
   t.deepEqual(fs.readdirSync(base), [], 'neither the folder nor its staging folder is left');
 });
+
+test('aborted attributions give their memory back as completed ones do', async (t) => {
+  const model = await Model.load('random:gpt2-small');
+  const ids = Array.from({ length: 64 }, (_, i) => (i * 7919 + 1) % 256);
+  const options = { prompts: [0, 1].map(() => ({ prompt: ids, target: [5] })), steps: 20 };
+  await model.attribute(options);
+  await model.attribute(options);
+  const settled = process.memoryUsage().rss;
+  for (let i = 0; i < 4; i++) {
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 300 + 150 * i);
+    await model.attribute({ ...options, signal: controller.signal }).catch(() => undefined);
+  }
+  const grown = (process.memoryUsage().rss - settled) / 2 ** 20;
+  t.log(`RSS after 4 aborted runs: ${grown.toFixed(0)} MiB above two completed ones`);
+  t.true(grown < 150, `${grown.toFixed(0)} MiB kept`);
+  model.dispose();
+});

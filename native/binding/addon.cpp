@@ -336,6 +336,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto out = std::make_shared<IgResult>();
     auto release = [progress] {
       if (progress) progress->Release();
+      release_free_host_memory();
     };
     return PromiseWorker::Run(
         env,

@@ -5,6 +5,9 @@
 #include <torch/version.h>
 
 #include <dlfcn.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <new>
 
@@ -50,6 +53,12 @@ std::string dtype_name(at::ScalarType type) {
     case at::kHalf: return "float16";
     default: return c10::toString(type);
   }
+}
+
+void release_free_host_memory() {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
 }
 
 LibTorchInfo libtorch_info() {

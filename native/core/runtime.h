@@ -30,6 +30,10 @@ struct LibTorchInfo {
 };
 LibTorchInfo libtorch_info();
 
+// Hands freed host memory back to the system (glibc keeps it in its arenas otherwise): called after
+// each attribution, completed or aborted, so that RSS returns to where it was.
+void release_free_host_memory();
+
 // Runs `fn`, turning c10::Error (out of memory included) and std::bad_alloc into neuroprune::Error.
 template <typename Fn>
 auto with_torch_errors(Fn&& fn) -> decltype(fn());
