@@ -198,7 +198,7 @@ test('CLI attribute refuses an --out that is a file before computing', (t) => {
   t.regex(r.stderr, /^E_ARG: --out .*taken exists and is not a folder/);
 });
 
-test('an abort settles within one layer of work, even when the whole run is one micro-batch', async (t) => {
+test.serial('an abort settles within one layer of work, even when the whole run is one micro-batch', async (t) => {
   const model = await Model.load('random:gpt2-small');
   const ids = (seed: number) => Array.from({ length: 64 }, (_, i) => (i * 7919 + seed) % 256);
   const options = { prompts: [0, 1, 2].map((s) => ({ prompt: ids(s), target: [5] })), steps: 20 };
@@ -206,15 +206,22 @@ test('an abort settles within one layer of work, even when the whole run is one 
   const full = await model.attribute(options);
   const fullMs = performance.now() - started;
   t.is(full.microBatches, 1, 'the default budget holds the whole run');
-  for (const delay of [fullMs * 0.15, fullMs * 0.6]) {  // in the forward and in the backward pass
-    const controller = new AbortController();
-    setTimeout(() => controller.abort(), delay);
-    const begin = performance.now();
-    const e: any = await t.throwsAsync(model.attribute({ ...options, signal: controller.signal }));
-    const settled = performance.now() - begin - delay;
-    t.is(e.code, 'E_ABORTED');
-    t.log(`full run ${fullMs.toFixed(0)} ms; abort at ${delay.toFixed(0)} ms settled ${settled.toFixed(0)} ms later (${e.message})`);
-    t.true(settled < Math.max(0.25 * fullMs, 300), `settled ${settled.toFixed(0)} ms after the abort`);
+  // Early (in the forward pass) and later (in the backward pass); a run that beats its abort (the
+  // machine got faster) is tried again with an earlier abort.
+  for (const start of [0.15, 0.55]) {
+    for (let fraction = start, attempt = 0; ; fraction *= 0.7, attempt++) {
+      const delay = fullMs * fraction;
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(), delay);
+      const begin = performance.now();
+      const outcome: any = await model.attribute({ ...options, signal: controller.signal }).then(() => undefined, (e) => e);
+      const settled = performance.now() - begin - delay;
+      if (outcome === undefined && attempt < 5) continue;
+      t.is(outcome?.code, 'E_ABORTED');
+      t.log(`full run ${fullMs.toFixed(0)} ms; abort at ${delay.toFixed(0)} ms settled ${settled.toFixed(0)} ms later (${outcome?.message})`);
+      t.true(settled < Math.max(0.25 * fullMs, 300), `settled ${settled.toFixed(0)} ms after the abort`);
+      break;
+    }
   }
   const again = await model.attribute(options);
   t.deepEqual(Array.from(again.prompts[0].scores.subarray(0, 50)), Array.from(full.prompts[0].scores.subarray(0, 50)), 'the model is as it was');
@@ -296,7 +303,8 @@ test('Ctrl-C during CLI init ends with E_ABORTED and leaves no folder behind', a
   t.deepEqual(fs.readdirSync(base), [], 'neither the folder nor its staging folder is left');
 });
 
-test('aborted attributions give their memory back as completed ones do', async (t) => {
+// Serial: other tests of this file running at the same time would grow this process's RSS too.
+test.serial('aborted attributions give their memory back as completed ones do', async (t) => {
   const model = await Model.load('random:gpt2-small');
   const ids = Array.from({ length: 64 }, (_, i) => (i * 7919 + 1) % 256);
   const options = { prompts: [0, 1].map(() => ({ prompt: ids, target: [5] })), steps: 20 };
