@@ -87,6 +87,8 @@ export interface NativeAddon {
     metadata?: Record<string, string>,
   ): Promise<void>;
   setThreads(n: number): void;
+  /** Throws `code` unless `path` is a regular file inside the model folder `dir`; returns its size. */
+  checkModelFile(dir: string, path: string, code: string): number;
   runtime(): NativeRuntime;
 }
 

@@ -13,6 +13,7 @@
 #include <mutex>
 
 #include "attribution/ig.h"
+#include "checkpoint/files.h"
 #include "checkpoint/safetensors.h"
 #include "checkpoint/save.h"
 #include "edit/editor.h"
@@ -657,6 +658,14 @@ Napi::Value Runtime(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+// checkModelFile(dir, path, code): the core's rule for a model file (a regular file inside the model
+// folder or its HF cache repo once symlinks are resolved), for the files TypeScript reads; its size.
+Napi::Value CheckModelFile(const Napi::CallbackInfo& info) {
+  const std::string dir = arg_string(info, 0, "dir"), path = arg_string(info, 1, "path"), code = arg_string(info, 2, "code");
+  const size_t size = sync(info.Env(), [&] { return check_model_file(path, model_roots(dir), code.c_str()); });
+  return Napi::Number::New(info.Env(), double(size));
+}
+
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   const int64_t n = arg_int(info, 0, "threads");
   if (n <= 0) throw_coded(info.Env(), codes::kArgument, "threads must be positive");
@@ -670,6 +679,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   if (!std::getenv("OMP_NUM_THREADS")) at::set_num_threads(std::max(1u, std::thread::hardware_concurrency()));
   NativeModel::Register(env, exports);
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  exports.Set("checkModelFile", Napi::Function::New(env, CheckModelFile));
   exports.Set("loadModel", Napi::Function::New(env, LoadModel));
   exports.Set("randomModel", Napi::Function::New(env, RandomModel));
   exports.Set("writeRandomCheckpoint", Napi::Function::New(env, WriteRandomCheckpoint));
