@@ -15,7 +15,18 @@ export const PLANTED = 20; // neurons PLANTED..PLANTED+9 copy digits 0..9
 const E = 32, V = 257, I = 64, POS = 1024;
 const DIGIT = 48; // '0'
 
-export async function plantedCopyModel(dir: string): Promise<string> {
+export const ANTI = PLANTED + 10; // with antiCopy, neurons ANTI..ANTI+9 push digits 0..9 down when present
+
+/**
+ * Options: `prior` (digits) adds a constant pull toward those digits' logits through the final
+ * norm's bias, weaker than the copying neurons, so the model still copies. With one prior digit,
+ * pruning the copying neurons leaves a model that answers that digit to every prompt (pruning that
+ * only shifts the answer prior). With `antiCopy`, neurons ANTI + d push digit d down when it is in
+ * the context; with the prior on every answer digit, pruning the copying neurons then leaves a model
+ * that answers the digit missing from the examples, which in a balanced vowel-count prompt is
+ * usually right (pruning that really helps).
+ */
+export async function plantedCopyModel(dir: string, options: { prior?: number[]; priorBias?: number; antiCopy?: number } = {}): Promise<string> {
   const rng = new Rng(123);
   const normal = (std: number) => std * Math.sqrt(-2 * Math.log(1 - rng.next())) * Math.cos(2 * Math.PI * rng.next());
   const wte = new Float32Array(V * E);
@@ -37,8 +48,17 @@ export async function plantedCopyModel(dir: string): Promise<string> {
     fcBias[n] = -2;
     for (let i = 0; i < E; i++) proj[n * E + i] = 0;
     proj[n * E + d] = 3; // writes toward digit d's logit
+    if (options.antiCopy) {
+      const m = ANTI + d;
+      for (let i = 0; i < E; i++) (fc[i * I + m] = 0), (proj[m * E + i] = 0);
+      fc[(10 + d) * I + m] = 4;
+      fcBias[m] = -2;
+      proj[m * E + d] = -options.antiCopy; // writes away from digit d's logit
+    }
   }
   const ones = new Float32Array(E).fill(1), zeros = (n: number) => new Float32Array(n);
+  const lnfBias = zeros(E);
+  for (const d of options.prior ?? []) lnfBias[d] = options.priorBias ?? 1;
   const f32 = (name: string, shape: number[], a: Float32Array) => ({ name, dtype: 'F32', shape, data: Buffer.from(a.buffer) });
   fs.mkdirSync(dir, { recursive: true });
   await writeSafetensors(path.join(dir, 'model.safetensors'), [
@@ -57,7 +77,7 @@ export async function plantedCopyModel(dir: string): Promise<string> {
     f32('transformer.h.0.mlp.c_proj.weight', [I, E], proj),
     f32('transformer.h.0.mlp.c_proj.bias', [E], zeros(E)),
     f32('transformer.ln_f.weight', [E], ones),
-    f32('transformer.ln_f.bias', [E], zeros(E)),
+    f32('transformer.ln_f.bias', [E], lnfBias),
   ]);
   const config = { model_type: 'gpt2', architectures: ['GPT2LMHeadModel'], n_layer: 1, n_embd: E, n_head: 4, n_inner: I, n_positions: POS, vocab_size: V, eos_token_id: 256, bos_token_id: 256 };
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { evaluate, initCheckpoint, Model, readSafetensors, TextTokenizer, writeSafetensors } from '../lib';
 import { packageRoot } from '../lib/native';
 import { byteLevelTokenizerConfig, byteLevelTokenizerJson } from '../lib/tokenizer';
-import { ALGORITHMIC_TASKS, buildPrompts, classificationTask, countVowels, HENDEL18, hendelTask, loadTask, resolveTaskNames, scorePrediction, singleTokenPairs, vowelCountTask } from '../lib/tasks';
+import { ALGORITHMIC_TASKS, BUILTIN_WORDS, buildPrompts, classificationTask, countVowels, HENDEL18, hendelTask, loadTask, MIN_WORDS_PER_COUNT, resolveTaskNames, scorePrediction, singleTokenPairs, splitProxyPairs, vowelCountTask } from '../lib/tasks';
 import { codeOf, tempDir } from './helpers';
 
 const DATA = path.join(packageRoot(), '..', 'shared', 'data', 'icl_task_vectors');
@@ -44,6 +44,7 @@ test('hand-checked pairs and prompts', (t) => {
   for (const p of loadTask('list_max', { seed: 3 }).pairs) t.is(Number(p.output), Math.max(...p.input.split(',').map(Number)));
   for (const p of loadTask('list_length', { seed: 3 }).pairs) t.is(Number(p.output), p.input.split(',').length);
   t.is(countVowels('New York'), 2);
+  t.is(countVowels('rhythm'), 0, 'y is not a vowel');
   const [prompt] = buildPrompts(loadTask('to_upper'), loadTask('to_upper').pairs, 2, 1, 0);
   const lines = prompt.text.split('\n');
   t.is(lines.length, 3);
@@ -54,10 +55,13 @@ test('hand-checked pairs and prompts', (t) => {
 });
 
 test('proxy prompts never contain their answer among the example labels', (t) => {
-  const words = ['banana', 'apple', 'kiwi', 'strawberry', 'plum', 'fig', 'cherry', 'grape', 'melon', 'lemon', 'mango', 'papaya', 'guava', 'orange', 'peach', 'pear', 'apricot', 'coconut', 'date', 'lime'];
-  const vocabWords = Array.from({ length: 60 }, (_, i) => `${words[i % 20]}${'x'.repeat(Math.floor(i / 20))}`);
+  // 45 words with one vowel and 45 with two: two usable counts, so the vocabulary is used.
+  const consonants = 'bcdfghjklmnpqrstvwxz';
+  const vocabWords = Array.from({ length: 90 }, (_, i) => `ba${consonants[i % 15]}${i >= 45 ? 'e' : ''}${consonants[Math.floor((i % 45) / 15)]}`);
   const fromVocab = vowelCountTask(tokenizerWithWords(vocabWords), 257 + vocabWords.length);
-  t.regex(fromVocab.source, /model vocabulary \(60 words\)/);
+  t.regex(fromVocab.source, /model vocabulary \(90 words\)/);
+  const tooFew = vowelCountTask(tokenizerWithWords(vocabWords.slice(0, 60)), 257 + 60);
+  t.regex(tooFew.source, /built-in word list .*the vocabulary has 60 whole words/, 'one count of 45 and one of 15: not enough');
   const builtin = vowelCountTask(byteLevel, 257);
   t.regex(builtin.source, /built-in word list/);
   for (const task of [fromVocab, builtin]) {
@@ -188,7 +192,9 @@ test('evaluation counts right when the answer is forced', async (t) => {
   }
   t.true(result.records!.every((r) => r.prediction === '1'));
   const mean = result.mean.find((m) => m.shots === 4)!;
-  t.is(mean.tasks, 2);
+  t.is(mean.tasks, 1, 'the proxy task is not in the headline mean');
+  t.deepEqual(result.excludedFromMean, ['vowel_count']);
+  t.is(mean.accuracy, result.scores.find((x) => x.task === 'char_to_int' && x.shots === 4)!.accuracy);
   model.dispose();
 });
 
@@ -200,7 +206,7 @@ test('CLI: eval prints a table and writes results.json; prompts are the same run
   const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
   t.is(r.status, 0, r.stderr);
   t.regex(r.stdout, /vowel_count\s+\d+% \/\s+\d+%/);
-  t.regex(r.stdout, /^mean /m);
+  t.regex(r.stdout, /^mean [^\n]*\nvowel_count /m, 'the proxy task on its own row after the mean');
   const results = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
   t.like(results.options, { shots: [0, 4], n: 20, seed: 1, singleToken: true });
   t.regex(results.environment.libtorch.version, /^\d+\.\d+\.\d+$/);
@@ -210,4 +216,33 @@ test('CLI: eval prints a table and writes results.json; prompts are the same run
   t.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8')).records.map((x: { prompt: string }) => x.prompt), results.records.map((x: { prompt: string }) => x.prompt));
   const bad = spawnSync(process.execPath, [cli, 'eval', dir, '--tasks', 'antonyms'], { encoding: 'utf8' });
   t.regex(bad.stderr, /^E_ARG: task "antonyms" is read from a data folder/);
+});
+
+test('the proxy split: every used vowel count has 40+ words, the same number per count, attribution and dev words disjoint', (t) => {
+  const task = vowelCountTask(byteLevel, 257);
+  const perCount = new Map<string, number>();
+  for (const p of task.pairs) perCount.set(p.output, (perCount.get(p.output) ?? 0) + 1);
+  t.deepEqual([...perCount.keys()].sort(), ['1', '2', '3', '4']);
+  for (const [count, n] of perCount) t.true(n >= MIN_WORDS_PER_COUNT, `${n} words with ${count} vowels`);
+  t.is(new Set(BUILTIN_WORDS).size, BUILTIN_WORDS.length, 'no word twice');
+  t.true(BUILTIN_WORDS.every((w) => /^[a-z]+$/.test(w)));
+
+  const split = splitProxyPairs(task.pairs, 0);
+  t.deepEqual(split.counts, [1, 2, 3, 4]);
+  const words = (ps: typeof split.dev) => new Set(ps.map((p) => p.input));
+  t.is([...words(split.attribution)].filter((w) => words(split.dev).has(w)).length, 0, 'disjoint');
+  for (const part of [split.attribution, split.dev]) {
+    for (const c of split.counts) t.is(part.filter((p) => p.output === String(c)).length, split.wordsPerCount);
+  }
+  t.true(2 * split.wordsPerCount >= MIN_WORDS_PER_COUNT);
+  t.deepEqual(splitProxyPairs(task.pairs, 0), split, 'the same for a seed');
+  t.notDeepEqual(splitProxyPairs(task.pairs, 1).dev, split.dev);
+
+  // A count with too few words is dropped; fewer than two usable counts is an error that says why.
+  const sparse = [...task.pairs.filter((p) => p.output !== '4').slice(0, 200), ...task.pairs.filter((p) => p.output === '4').slice(0, 10)];
+  t.false(splitProxyPairs(sparse, 0).counts.includes(4));
+  t.is(splitProxyPairs(sparse, 0).dropped['4'], 10);
+  const one = task.pairs.filter((p) => p.output === '1');
+  const error = t.throws(() => splitProxyPairs(one, 0));
+  t.regex(error!.message, /at least two vowel counts need 40 words each; words per count: 1: \d+/);
 });

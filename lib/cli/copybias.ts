@@ -27,6 +27,9 @@ export interface CopyBiasFlags {
   shots?: number[];
   n?: number;
   dataDir?: string;
+  allAnswers?: boolean;
+  labelWords?: Record<string, string>;
+  draws?: number;
   saveModel?: boolean;
   force?: boolean;
   device: string;
@@ -39,7 +42,8 @@ export async function runCopyBias(id: string, o: CopyBiasFlags): Promise<void> {
     proxy: { attributionPrompts: o.attributionPrompts, devPrompts: o.devPrompts },
     attribution: { steps: o.steps },
     selection: { fractions: o.fractions },
-    evaluation: { tasks: o.tasks, shots: o.shots, n: o.n, dataDir: o.dataDir },
+    evaluation: { tasks: o.tasks, shots: o.shots, n: o.n, dataDir: o.dataDir, allAnswers: o.allAnswers, labelWords: o.labelWords },
+    control: { draws: o.draws },
   });
   const config = parseCopyBiasConfig(raw, o.config ?? 'config');
   const out = path.resolve(o.out);
@@ -75,22 +79,38 @@ async function run(model: Model, signal: AbortSignal, id: string, config: CopyBi
       path.join(tmp, 'neurons.json'),
       neuronSet(id, r.neurons, { name: 'copybias', objective: 'copy', normalisation: 'per-prompt min-max, mean over prompts', chosen: r.chosen, config }),
     );
+    const evaluation = (e: typeof r.before) => ({ scores: e.scores, mean: e.mean, excludedFromMean: e.excludedFromMean, skipped: e.skipped });
     await writeJson(path.join(tmp, 'results.json'), {
       environment: environment(),
       model: info,
       config,
       proxy: r.proxy,
       attribution: { layers: r.attribution.layers, dMlp: r.attribution.dMlp, rows: r.attribution.rows, ms: Math.round(r.attribution.ms), file: 'attributions.safetensors' },
-      selection: { baseline: r.baselineDev, search: r.devSearch, chosen: r.chosen, neurons: r.neurons.length, file: 'neurons.json' },
-      evaluation: { before: { scores: r.before.scores, mean: r.before.mean, skipped: r.before.skipped, tasks: r.before.tasks }, after: { scores: r.after.scores, mean: r.after.mean, skipped: r.after.skipped } },
+      selection: {
+        baseline: r.baselineDev, constantBaseline: r.constantBaseline, search: r.devSearch, chosen: r.chosen,
+        neurons: r.neurons.length, file: 'neurons.json',
+        note: r.chosen ? undefined : 'no fraction passed the guard rails (dev accuracy above the best constant answer and fewer dev copy errors than the unpruned model): nothing was pruned',
+      },
+      evaluation: { before: { ...evaluation(r.before), tasks: r.before.tasks }, after: evaluation(r.after), changes: r.changes, predictions: 'predictions.jsonl' },
+      control: r.control.map((c) => ({ seed: c.seed, neurons: c.neurons, after: evaluation(c.after), changes: c.changes })),
+      verdicts: r.verdicts,
       timings: { ...r.timings, total: Math.round(performance.now() - started) },
     });
+    const lines = [
+      ...r.before.records!.map((x) => JSON.stringify({ condition: 'before', ...x })),
+      ...(r.chosen ? r.after.records!.map((x) => JSON.stringify({ condition: 'after', ...x })) : []),
+      ...r.control.flatMap((c, d) => c.after.records!.map((x) => JSON.stringify({ condition: `control.${d}`, ...x }))),
+    ];
+    fs.writeFileSync(path.join(tmp, 'predictions.jsonl'), lines.join('\n') + '\n');
     fs.writeFileSync(path.join(tmp, 'report.html'), copyBiasReport(r, id));
     if (o.saveModel) await model.save(path.join(tmp, 'model'));
     if (existing) fs.rmSync(out, { recursive: true, force: true });
     fs.renameSync(tmp, out);
     const fmt = (e: typeof r.before) => formatEvalTable(e);
-    process.stdout.write(`pruned ${r.neurons.length} neurons (top ${(100 * r.chosen.fraction).toPrecision(3)}% by copying score)\n\nbefore:\n${fmt(r.before)}\n\nafter:\n${fmt(r.after)}\n\nreport: ${path.join(out, 'report.html')}\n`);
+    const summary = r.chosen
+      ? `pruned ${r.neurons.length} neurons (top ${(100 * r.chosen.fraction).toPrecision(3)}% by copying score)\n\nbefore:\n${fmt(r.before)}\n\nafter:\n${fmt(r.after)}\n\n${r.verdicts.map((v) => v.text).join('\n')}`
+      : `no fraction passed the guard rails; nothing was pruned\n${r.devSearch.map((p) => `  ${(100 * p.fraction).toPrecision(2)}%: ${p.rejected}`).join('\n')}\n\nICL suite:\n${fmt(r.before)}`;
+    process.stdout.write(`${summary}\n\nreport: ${path.join(out, 'report.html')}\n`);
   } catch (error) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw error;

@@ -42,6 +42,17 @@ function formatInfo(info: ModelInfo): string {
   return rows.map(([k, v]) => `${k.padEnd(22)} ${v}`).join('\n');
 }
 
+/** --label-words 0=negative,1=positive -> { '0': 'negative', '1': 'positive' } */
+function parseLabelWords(value: string | undefined): Record<string, string> {
+  return Object.fromEntries(
+    (value ?? '').split(',').filter(Boolean).map((kv) => {
+      const [k, ...w] = kv.split('=');
+      if (!w.length || !w.join('=')) throw new NeuropruneError('E_ARG', `--label-words: "${kv}" is not label=word`);
+      return [k, w.join('=')];
+    }),
+  );
+}
+
 export function buildProgram(): Command {
   const program = new Command('neuroprune')
     .description('Find, score and switch off the neurons of large language models')
@@ -174,13 +185,7 @@ export function buildProgram(): Command {
     .addOption(dtypeOption())
     .action(async (id: string, o) => {
       if ((o.neurons === undefined) !== (o.scale === undefined)) throw new NeuropruneError('E_ARG', '--neurons and --scale go together');
-      const labelWords = Object.fromEntries(
-        ((o.labelWords as string | undefined) ?? '').split(',').filter(Boolean).map((kv) => {
-          const [k, ...w] = kv.split('=');
-          if (!w.length) throw new NeuropruneError('E_ARG', `--label-words: "${kv}" is not label=word`);
-          return [k, w.join('=')];
-        }),
-      );
+      const labelWords = parseLabelWords(o.labelWords);
       const neurons = o.neurons ? await readNeuronSet(o.neurons) : undefined;
       await withModel(id, { device: o.device, dtype: o.dtype }, async (model, signal) => {
         if (neurons) await model.scale(neurons, o.scale);
@@ -218,12 +223,15 @@ export function buildProgram(): Command {
     .option('--shots <list>', 'shot counts for before/after', (v: string) => v.split(',').map((x) => int('shots')(x.trim())))
     .option('--n <n>', 'prompts per task and shot count', int('n'))
     .option('--data-dir <dir>', 'folder with the Hendel task files')
+    .option('--all-answers', 'score whole multi-token answers (exact match) instead of one-token answers')
+    .option('--label-words <map>', 'for FILE.jsonl tasks: label=word,... (e.g. 0=negative,1=positive)')
+    .option('--draws <n>', 'random-neuron control draws (0 = none)', int('draws'))
     .option('--save-model', 'also write the pruned checkpoint to DIR/model')
     .option('--force', 'replace a non-empty output folder')
     .addOption(deviceOption())
     .addOption(dtypeOption())
     .action(async (id: string, o) => {
-      await runCopyBias(id, o);
+      await runCopyBias(id, { ...o, labelWords: o.labelWords === undefined ? undefined : parseLabelWords(o.labelWords) });
     });
 
   program
@@ -233,9 +241,11 @@ export function buildProgram(): Command {
     .option('--samples <n>', 'number of samples', int('samples'), 50000)
     .option('--seed <n>', 'seed', int('seed'), 0)
     .option('--max-shots <n>', 'most examples per prompt', int('max-shots'), 6)
+    .option('--copy-share <x>', "share of few-shot samples answered with the last example's label (copy-bias label noise)", parseFloat, 0)
     .action(async (o) => {
       await interruptible(async () => {
-        const texts = syntheticCorpus({ samples: o.samples, seed: o.seed, maxShots: o.maxShots });
+        if (!(o.copyShare >= 0 && o.copyShare <= 1)) throw new NeuropruneError('E_ARG', `--copy-share must be in [0, 1], got ${o.copyShare}`);
+        const texts = syntheticCorpus({ samples: o.samples, seed: o.seed, maxShots: o.maxShots, copyShare: o.copyShare });
         const tmp = `${o.out}.tmp-${process.pid}`;
         fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
         fs.writeFileSync(tmp, texts.map((text) => JSON.stringify({ text })).join('\n') + '\n');

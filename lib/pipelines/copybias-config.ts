@@ -45,6 +45,15 @@ export const copyBiasConfigSchema = z
       })
       .strict()
       .default({}),
+    control: z
+      .object({
+        /** Random-neuron draws (same per-layer counts as the chosen set, seeded), each evaluated like the pruned model; 0 = none. */
+        draws: z.number().int().nonnegative().default(5),
+        /** Bootstrap resamples for the paired 95% intervals of every before/after change. */
+        resamples: z.number().int().min(100).default(2000),
+      })
+      .strict()
+      .default({}),
     evaluation: z
       .object({
         /** ICL tasks before and after: names, hendel18 (needs dataDir), vowel_count, or FILE.jsonl. */
@@ -53,6 +62,10 @@ export const copyBiasConfigSchema = z
         n: z.number().int().positive().default(50),
         dataDir: z.string().nullable().default(null),
         batchSize: z.number().int().positive().default(32),
+        /** Whole multi-token answers (exact match of the generated answer) instead of Hendel's one-token filter. */
+        allAnswers: z.boolean().default(false),
+        /** For classification files (FILE.jsonl with {"text", "label"}): label -> answer word. */
+        labelWords: z.record(z.string().min(1)).default({}),
       })
       .strict()
       .default({}),

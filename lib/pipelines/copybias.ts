@@ -1,23 +1,29 @@
 /**
  * Ali, Wolf & Titov (2024), "Mitigating Copy Bias in In-Context Learning through Neuron Pruning":
- * 1. proxy prompts (vowel counting; the right answer is never an example label), split into an
- *    attribution part and a dev part;
+ * 1. proxy prompts (vowel counting; the right answer is never an example label) from a balanced word
+ *    list, split into an attribution part and a dev part with disjoint words;
  * 2. Integrated Gradients, copy objective, MLP neurons of every layer;
  * 3. per-prompt min-max normalisation, mean over prompts: a copying score per neuron;
  * 4. the top fraction (and optionally a layer range) chosen on the dev part by accuracy, copy-error
- *    rate breaking ties;
- * 5. prune, and evaluate the ICL suite before and after on the same prompts.
+ *    rate breaking ties, among the fractions that pass the guard rails: dev accuracy above the best
+ *    constant answer's and a dev copy-error rate below the unpruned model's (a fraction that only
+ *    shifts the answer prior passes neither); none passing means nothing is pruned;
+ * 5. prune, and evaluate the ICL suite before and after on the same prompts, beside a control: the
+ *    same per-layer numbers of random neurons, several seeded draws; every change with a paired
+ *    bootstrap 95% interval.
  */
 import { AttributionResult } from '../attribution';
 import { NeuropruneError } from '../errors';
 import { Edit, Model } from '../model';
 import { NeuronRef } from '../neurons';
-import { buildPrompts, IclPrompt, scorePrediction, singleTokenPairs, vowelCountTask } from '../tasks';
+import { Interval, pairedBootstrap } from '../stats';
+import { buildPrompts, IclPrompt, scorePrediction, singleTokenPairs, splitProxyPairs, vowelCountTask } from '../tasks';
+import { Rng, subSeed } from '../tasks/random';
 import { CopyBiasConfig } from './copybias-config';
-import { evaluate, EvalResult } from './evaluate';
+import { evaluate, EvalRecord, EvalResult } from './evaluate';
 
 export interface StageProgress {
-  stage: 'attribution' | 'dev-search' | 'eval-before' | 'eval-after';
+  stage: 'attribution' | 'dev-search' | 'eval-before' | 'eval-after' | 'control';
   done: number;
   total: number;
 }
@@ -28,20 +34,61 @@ export interface DevPoint {
   neurons: number;
   accuracy: number;
   copyErrorRate: number;
+  /** Greedy answers on the dev prompts: answer -> count. */
+  predictions: Record<string, number>;
+  /** Passed the guard rails (the unpruned baseline is not a candidate). */
+  accepted: boolean;
+  /** Why not, in words. */
+  rejected?: string;
+}
+
+/** One before/after comparison on the same prompts: per task and shot count, and the headline mean. */
+export interface Changes {
+  scores: Array<{ task: string; shots: number; accuracy: Interval; copyErrorRate: Interval }>;
+  /** Mean over the headline tasks (the proxy task excluded), per shot count. */
+  mean: Array<{ shots: number; accuracy: Interval; copyErrorRate: Interval }>;
+}
+
+export interface ControlDraw {
+  seed: number;
+  neurons: NeuronRef[];
+  after: EvalResult;
+  changes: Changes;
+}
+
+/** Whether the pruned model's headline change lies outside the random draws' range. */
+export interface Verdict {
+  shots: number;
+  metric: 'accuracy' | 'copyErrorRate';
+  delta: number;
+  interval: [number, number];
+  controlRange: [number, number] | null;
+  outsideControl: boolean | null;
+  text: string;
 }
 
 export interface CopyBiasResult {
   config: CopyBiasConfig;
-  proxy: { task: string; source: string; pairs: number; attributionPrompts: number; devPrompts: number; shots: number; balanced: boolean; answers: Record<string, number> };
+  proxy: {
+    task: string; source: string; pairs: number; counts: number[]; wordsPerCount: number; dropped: Record<string, number>;
+    attributionWords: number; devWords: number; attributionPrompts: number; devPrompts: number; shots: number; balanced: boolean;
+    answers: { attribution: Record<string, number>; dev: Record<string, number> };
+  };
   attribution: AttributionResult;
   /** [layers, dMlp]: the mean over prompts of per-prompt min-max normalised scores. */
   copyScores: Float32Array;
   baselineDev: DevPoint;
+  /** The dev accuracy of always giving the most frequent dev answer. */
+  constantBaseline: { answer: string; accuracy: number };
   devSearch: DevPoint[];
-  chosen: DevPoint;
+  /** The fraction chosen; null when none passed the guard rails (then nothing is pruned). */
+  chosen: DevPoint | null;
   neurons: NeuronRef[];
   before: EvalResult;
   after: EvalResult;
+  changes: Changes;
+  control: ControlDraw[];
+  verdicts: Verdict[];
   timings: Record<string, number>;
 }
 
@@ -68,9 +115,10 @@ export function selectNeurons(scores: Float32Array, layers: number[], dMlp: numb
   return candidates.slice(0, Math.max(1, Math.round(fraction * layers.length * dMlp)));
 }
 
-/** Accuracy and copy-error rate of greedy one-token answers on prompts. */
-async function proxyScore(model: Model, prompts: IclPrompt[], signal?: AbortSignal): Promise<{ accuracy: number; copyErrorRate: number }> {
+/** Accuracy, copy-error rate and answer histogram of greedy one-token answers on prompts. */
+async function proxyScore(model: Model, prompts: IclPrompt[], signal?: AbortSignal) {
   let correct = 0, copies = 0;
+  const predictions: Record<string, number> = {};
   for (let start = 0; start < prompts.length; start += 32) {
     const batch = prompts.slice(start, start + 32);
     const out = await model.generate(batch.map((p) => p.text), { maxNewTokens: 1, signal });
@@ -78,14 +126,94 @@ async function proxyScore(model: Model, prompts: IclPrompt[], signal?: AbortSign
       const v = scorePrediction(out[i].text, p.expected, p.labels, 'exact');
       correct += Number(v.correct);
       copies += Number(v.copyError);
+      const answer = out[i].text.trim();
+      predictions[answer] = (predictions[answer] ?? 0) + 1;
     });
   }
-  return { accuracy: correct / prompts.length, copyErrorRate: copies / prompts.length };
+  return { accuracy: correct / prompts.length, copyErrorRate: copies / prompts.length, predictions };
+}
+
+/** The guard rails: beat the best constant answer on dev accuracy, and copy less than the unpruned model. */
+export function guardRails(point: { accuracy: number; copyErrorRate: number }, base: { copyErrorRate: number }, constant: { answer: string; accuracy: number }): string | undefined {
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  const reasons: string[] = [];
+  if (!(point.accuracy > constant.accuracy)) reasons.push(`dev accuracy ${pct(point.accuracy)} does not beat always answering "${constant.answer}" (${pct(constant.accuracy)})`);
+  if (!(point.copyErrorRate < base.copyErrorRate)) reasons.push(`dev copy errors ${pct(point.copyErrorRate)} do not fall below the unpruned ${pct(base.copyErrorRate)}`);
+  return reasons.length ? reasons.join('; ') : undefined;
 }
 
 /** Better = higher accuracy, then fewer copy errors, then fewer neurons. */
 const better = (a: DevPoint, b: DevPoint) =>
   a.accuracy !== b.accuracy ? a.accuracy > b.accuracy : a.copyErrorRate !== b.copyErrorRate ? a.copyErrorRate < b.copyErrorRate : a.neurons < b.neurons;
+
+/** Random neurons with the same number per layer as `like`, distinct, from a seeded generator. */
+export function randomNeuronsLike(like: NeuronRef[], dMlp: number, seed: number): NeuronRef[] {
+  const rng = new Rng(seed);
+  const perLayer = new Map<number, number>();
+  for (const n of like) perLayer.set(n.layer, (perLayer.get(n.layer) ?? 0) + 1);
+  return [...perLayer].sort(([a], [b]) => a - b).flatMap(([layer, count]) => {
+    const picked = new Set<number>();
+    while (picked.size < count) picked.add(rng.int(dMlp));
+    return [...picked].sort((a, b) => a - b).map((index) => ({ layer, index }));
+  });
+}
+
+/** Paired bootstrap intervals of every change from `before` to `after` (same prompts, records kept). */
+export function compareEvaluations(before: EvalResult, after: EvalResult, options: { resamples: number; seed: number }): Changes {
+  const records = (e: EvalResult) => {
+    if (!e.records) throw new NeuropruneError('E_ARG', 'compareEvaluations needs evaluations run with keepRecords');
+    return e.records;
+  };
+  const group = (rs: EvalRecord[]) => {
+    const m = new Map<string, EvalRecord[]>();
+    for (const r of rs) m.set(`${r.task}\u0000${r.shots}`, [...(m.get(`${r.task}\u0000${r.shots}`) ?? []), r]);
+    return m;
+  };
+  const b = group(records(before)), a = group(records(after));
+  const sample = (key: string, metric: 'correct' | 'copyError') => ({
+    before: b.get(key)!.map((r) => Number(r[metric])),
+    after: a.get(key)!.map((r) => Number(r[metric])),
+  });
+  const boot = (strata: ReturnType<typeof sample>[], what: string) => pairedBootstrap(strata, { resamples: options.resamples, seed: subSeed(options.seed, what) });
+  const scores = before.scores.map((s) => {
+    const key = `${s.task}\u0000${s.shots}`;
+    return { task: s.task, shots: s.shots, accuracy: boot([sample(key, 'correct')], `${key}acc`), copyErrorRate: boot([sample(key, 'copyError')], `${key}copy`) };
+  });
+  const excluded = before.excludedFromMean ?? [];
+  const mean = before.mean.filter((m) => m.tasks > 0).map((m) => {
+    const keys = before.scores.filter((s) => s.shots === m.shots && !excluded.includes(s.task)).map((s) => `${s.task}\u0000${s.shots}`);
+    return {
+      shots: m.shots,
+      accuracy: boot(keys.map((k) => sample(k, 'correct')), `mean${m.shots}acc`),
+      copyErrorRate: boot(keys.map((k) => sample(k, 'copyError')), `mean${m.shots}copy`),
+    };
+  });
+  return { scores, mean };
+}
+
+/** Per shot count and metric, the pruned model's headline change against the random draws', in words. */
+export function verdicts(changes: Changes, control: ControlDraw[]): Verdict[] {
+  const pts = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}`;
+  return changes.mean.flatMap((m) =>
+    (['accuracy', 'copyErrorRate'] as const).map((metric) => {
+      const iv = m[metric];
+      const draws = control.map((c) => c.changes.mean.find((x) => x.shots === m.shots)![metric].delta);
+      const range: [number, number] | null = draws.length ? [Math.min(...draws), Math.max(...draws)] : null;
+      const outside = range ? iv.delta < range[0] || iv.delta > range[1] : null;
+      const name = metric === 'accuracy' ? 'accuracy' : 'copy-error rate';
+      const good = metric === 'accuracy' ? iv.delta > 0 : iv.delta < 0;
+      const significant = iv.low > 0 || iv.high < 0;
+      const where = !range
+        ? 'no random control was run'
+        : outside
+          ? `outside the range of ${draws.length} random draws of the same size (${pts(range[0])} to ${pts(range[1])} points)`
+          : `within the range of ${draws.length} random draws of the same size (${pts(range[0])} to ${pts(range[1])} points)`;
+      const text = `${m.shots}-shot ${name}: ${pts(iv.delta)} points (95% CI ${pts(iv.low)} to ${pts(iv.high)}${significant ? '' : ', includes 0'}), ` +
+        `${iv.delta === 0 ? 'no change' : good ? 'an improvement' : 'a deterioration'}, ${where}.`;
+      return { shots: m.shots, metric, delta: iv.delta, interval: [iv.low, iv.high] as [number, number], controlRange: range, outsideControl: outside, text };
+    }),
+  );
+}
 
 export async function copyBias(
   model: Model,
@@ -101,13 +229,19 @@ export async function copyBias(
     return out;
   };
 
-  // 1. The proxy set.
+  // 1. The proxy set: balanced vowel counts, attribution and dev words disjoint.
   const task = vowelCountTask(model.tokenizer, model.info.vocabSize);
   const pairs = singleTokenPairs(task.pairs, model.tokenizer);
+  const split = splitProxyPairs(pairs, config.seed);
   const { shots, attributionPrompts, devPrompts, balanced } = config.proxy;
-  const prompts = buildPrompts(task, pairs, shots, attributionPrompts + devPrompts, config.seed, undefined, { balanceAnswers: balanced });
-  const attributionSet = prompts.slice(0, attributionPrompts);
-  const devSet = prompts.slice(attributionPrompts);
+  const part = (name: string, ps: typeof pairs, n: number) =>
+    buildPrompts({ ...task, name: `${task.name}/${name}` }, ps, shots, n, config.seed, undefined, { balanceAnswers: balanced });
+  const attributionSet = part('attribution', split.attribution, attributionPrompts);
+  const devSet = part('dev', split.dev, devPrompts);
+  const histogram = (ps: IclPrompt[]) => ps.reduce<Record<string, number>>((count, p) => ((count[p.expected.trim()] = (count[p.expected.trim()] ?? 0) + 1), count), {});
+  const devAnswers = histogram(devSet);
+  const [constantAnswer, constantCount] = Object.entries(devAnswers).sort(([a, x], [b, y]) => y - x || a.localeCompare(b))[0];
+  const constantBaseline = { answer: constantAnswer, accuracy: constantCount / devSet.length };
 
   // 2. Integrated Gradients with the copy objective.
   const attribution = await time('attribution', () =>
@@ -133,13 +267,15 @@ export async function copyBias(
   const devSearch: DevPoint[] = [];
   let edit: Edit | undefined;
   const baselineDev = await time('dev-search', async () => {
-    const base: DevPoint = { fraction: 0, layerRange: null, neurons: 0, ...(await proxyScore(model, devSet, signal)) };
+    const base: DevPoint = { fraction: 0, layerRange: null, neurons: 0, ...(await proxyScore(model, devSet, signal)), accepted: false, rejected: 'the unpruned model' };
     try {
       for (const range of ranges) {
         for (const fraction of config.selection.fractions) {
           const chosen = selectNeurons(scores, attribution.layers, attribution.dMlp, fraction, range);
           edit = await model.prune(chosen, { full: config.selection.full });
-          devSearch.push({ fraction, layerRange: range, neurons: chosen.length, ...(await proxyScore(model, devSet, signal)) });
+          const score = await proxyScore(model, devSet, signal);
+          const rejected = guardRails(score, base, constantBaseline);
+          devSearch.push({ fraction, layerRange: range, neurons: chosen.length, ...score, accepted: !rejected, ...(rejected ? { rejected } : {}) });
           await model.restore(edit);
           edit = undefined;
           hooks.onProgress?.({ stage: 'dev-search', done: devSearch.length, total });
@@ -150,46 +286,68 @@ export async function copyBias(
     }
     return base;
   });
-  const chosen = devSearch.reduce((best, p) => (better(p, best) ? p : best));
-  const neurons = selectNeurons(scores, attribution.layers, attribution.dMlp, chosen.fraction, chosen.layerRange);
+  const accepted = devSearch.filter((p) => p.accepted);
+  const chosen = accepted.length ? accepted.reduce((best, p) => (better(p, best) ? p : best)) : null;
+  const neurons = chosen ? selectNeurons(scores, attribution.layers, attribution.dMlp, chosen.fraction, chosen.layerRange) : [];
 
-  // 5. The ICL suite before and after pruning, on the same prompts.
+  // 5. The ICL suite before and after pruning, and after pruning random neurons, on the same prompts.
   const evalOptions = {
     shots: config.evaluation.shots,
     n: config.evaluation.n,
     seed: config.seed,
     dataDir: config.evaluation.dataDir ?? undefined,
+    labelWords: config.evaluation.labelWords,
+    singleToken: !config.evaluation.allAnswers,
     batchSize: config.evaluation.batchSize,
+    keepRecords: true,
     signal,
   };
-  const before = await time('eval-before', () =>
-    evaluate(model, config.evaluation.tasks, { ...evalOptions, onProgress: (done, n) => hooks.onProgress?.({ stage: 'eval-before', done, total: n }) }),
-  );
-  const pruned = await model.prune(neurons, { full: config.selection.full });
-  let after: EvalResult;
-  try {
-    after = await time('eval-after', () =>
-      evaluate(model, config.evaluation.tasks, { ...evalOptions, onProgress: (done, n) => hooks.onProgress?.({ stage: 'eval-after', done, total: n }) }),
-    );
-  } catch (error) {
-    await model.restore(pruned);
-    throw error;
+  const evaluateWith = async (stage: StageProgress['stage'], prune: NeuronRef[]) => {
+    const onProgress = (done: number, n: number) => hooks.onProgress?.({ stage, done, total: n });
+    if (prune.length === 0) return evaluate(model, config.evaluation.tasks, { ...evalOptions, onProgress });
+    const pruned = await model.prune(prune, { full: config.selection.full });
+    try {
+      return await evaluate(model, config.evaluation.tasks, { ...evalOptions, onProgress });
+    } finally {
+      await model.restore(pruned);
+    }
+  };
+  const before = await time('eval-before', () => evaluateWith('eval-before', []));
+  const after = chosen ? await time('eval-after', () => evaluateWith('eval-after', neurons)) : before;
+  const stats = { resamples: config.control.resamples, seed: config.seed };
+  const changes = compareEvaluations(before, after, stats);
+  const control: ControlDraw[] = [];
+  if (chosen) {
+    await time('control', async () => {
+      for (let d = 0; d < config.control.draws; d++) {
+        const seed = subSeed(config.seed, 'control', d);
+        const random = randomNeuronsLike(neurons, attribution.dMlp, seed);
+        const afterRandom = await evaluateWith('control', random);
+        control.push({ seed, neurons: random, after: afterRandom, changes: compareEvaluations(before, afterRandom, stats) });
+      }
+    });
   }
   if (signal?.aborted) throw new NeuropruneError('E_ABORTED', 'copybias cancelled');
+  const count = (ps: IclPrompt[]) => histogram(ps);
   return {
     config,
     proxy: {
-      task: task.name, source: task.source, pairs: pairs.length, attributionPrompts, devPrompts, shots, balanced,
-      answers: prompts.reduce<Record<string, number>>((count, p) => ((count[p.expected] = (count[p.expected] ?? 0) + 1), count), {}),
+      task: task.name, source: task.source, pairs: pairs.length, counts: split.counts, wordsPerCount: split.wordsPerCount, dropped: split.dropped,
+      attributionWords: split.attribution.length, devWords: split.dev.length, attributionPrompts, devPrompts, shots, balanced,
+      answers: { attribution: count(attributionSet), dev: devAnswers },
     },
     attribution,
     copyScores: scores,
     baselineDev,
+    constantBaseline,
     devSearch,
     chosen,
     neurons,
     before,
     after,
+    changes,
+    control,
+    verdicts: chosen ? verdicts(changes, control) : [],
     timings,
   };
 }

@@ -1,6 +1,10 @@
 /**
  * Few-shot ICL evaluation: k shots, n prompts per task, greedy prediction of the answer, accuracy
- * and copy-error rate (a wrong answer equal to one of the prompt's example labels) per task and mean.
+ * and copy-error rate (a wrong answer equal to one of the prompt's example labels) per task and the
+ * mean over tasks (the headline; the copy-bias proxy task is left out of it and shown on its own).
+ * With one-token answers (Hendel's filter, the default) knowledge tasks accept a prefix match; with
+ * whole answers (`singleToken: false`) every task is an exact match of the whole generated answer,
+ * and a copy error is a whole-answer copy of an example label.
  */
 import { NeuropruneError } from '../errors';
 import { Model } from '../model';
@@ -46,8 +50,10 @@ export interface EvalRecord {
 
 export interface EvalResult {
   scores: TaskScore[];
-  /** Mean over tasks per shot count. */
+  /** Mean over tasks per shot count; proxy tasks are left out unless nothing else was evaluated. */
   mean: Array<{ shots: number; accuracy: number; copyErrorRate: number; tasks: number }>;
+  /** Tasks evaluated but left out of `mean` (the copy-bias proxy task). */
+  excludedFromMean: string[];
   /** Tasks left out, and why (e.g. no pair has a one-token answer for this tokenizer). */
   skipped: Array<{ task: string; reason: string }>;
   tasks: Array<{ name: string; kind: string; pairs: number; usablePairs: number; source: string }>;
@@ -88,7 +94,7 @@ export async function evaluate(model: Model, tasks: Array<string | Task>, option
     batch.forEach((w, i) => {
       // The answer ends where the next demonstration would begin.
       const prediction = generations[i].text.split(template.separator)[0];
-      const verdict = scorePrediction(prediction, w.prompt.expected, w.prompt.labels, w.task.scoring);
+      const verdict = scorePrediction(prediction, w.prompt.expected, w.prompt.labels, singleToken ? w.task.scoring : 'exact');
       records.push({ task: w.task.name, shots: w.prompt.shots, prompt: w.prompt.text, expected: w.prompt.expected, labels: w.prompt.labels, prediction, ...verdict });
     });
     options.onProgress?.(Math.min(start + batchSize, work.length), work.length);
@@ -103,13 +109,15 @@ export async function evaluate(model: Model, tasks: Array<string | Task>, option
       scores.push({ task: task.name, kind: task.kind, shots: k, n: mine.length, correct, copyErrors, accuracy: correct / mine.length, copyErrorRate: copyErrors / mine.length });
     }
   }
+  const proxies = [...new Set(scores.filter((s) => s.kind === 'proxy').map((s) => s.task))];
+  const excludedFromMean = proxies.length < new Set(scores.map((s) => s.task)).size ? proxies : [];
   const mean = shots.map((k) => {
-    const s = scores.filter((x) => x.shots === k);
+    const s = scores.filter((x) => x.shots === k && !excludedFromMean.includes(x.task));
     const avg = (f: (x: TaskScore) => number) => (s.length ? s.reduce((a, x) => a + f(x), 0) / s.length : 0);
     return { shots: k, accuracy: avg((x) => x.accuracy), copyErrorRate: avg((x) => x.copyErrorRate), tasks: s.length };
   });
   return {
-    scores, mean, skipped, tasks: taskInfo,
+    scores, mean, excludedFromMean, skipped, tasks: taskInfo,
     options: { shots, n, seed, singleToken, batchSize, template },
     records: options.keepRecords ? records : undefined,
     ms: performance.now() - started,
@@ -120,7 +128,9 @@ export async function evaluate(model: Model, tasks: Array<string | Task>, option
 export function formatEvalTable(result: EvalResult): string {
   const shots = result.options.shots;
   const pct = (x: number) => `${(100 * x).toFixed(0)}%`.padStart(4);
-  const names = [...new Set(result.scores.map((s) => s.task)), 'mean'];
+  const excluded = result.excludedFromMean ?? [];
+  const names = [...new Set(result.scores.map((s) => s.task))].filter((t) => !excluded.includes(t));
+  names.push('mean', ...excluded);
   const width = Math.max(...names.map((t) => t.length), 4);
   const header = ['task'.padEnd(width), ...shots.map((k) => `${k}-shot acc/copy`.padStart(16))].join('  ');
   const rows = names.map((task) => {
@@ -130,5 +140,6 @@ export function formatEvalTable(result: EvalResult): string {
     });
     return [task.padEnd(width), ...cells].join('  ');
   });
+  if (excluded.length) rows.push(`(mean without the proxy task ${excluded.join(', ')}, shown on its own row)`);
   return [header, ...rows, ...result.skipped.map((s) => `skipped ${s.task}: ${s.reason}`)].join('\n');
 }

@@ -9,7 +9,8 @@ import { Task } from './types';
 
 export * from './types';
 export { ALGORITHMIC_TASKS } from './algorithmic';
-export { PROXY_TASK, countVowels, vowelCountTask, BUILTIN_WORDS } from './proxy';
+export { PROXY_TASK, countVowels, vowelCountTask, BUILTIN_WORDS, MIN_WORDS_PER_COUNT, splitProxyPairs, usableCounts } from './proxy';
+export type { ProxySplit } from './proxy';
 export { syntheticCorpus } from './synthetic';
 export { buildPrompts, HENDEL_TEMPLATE, renderPrompt, singleTokenPairs } from './prompts';
 export type { IclPrompt, PromptTemplate } from './prompts';

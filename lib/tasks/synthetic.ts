@@ -3,7 +3,8 @@
  * their answers, mixing the generated tasks, vowel counting (of random letter strings, so the proxy
  * task's real words stay unseen), and random mappings (a fresh
  * letter -> symbol map per sample whose query repeats an example's input, so it is solved by looking
- * the answer up in the context, as induction heads do; such training also breeds copy bias).
+ * the answer up in the context, as induction heads do; such training also breeds copy bias), and
+ * optionally label noise toward the last example's label (`copyShare`), which makes the bias strong.
  */
 import { algorithmicTask, ALGORITHMIC_TASKS } from './algorithmic';
 import { renderPrompt, HENDEL_TEMPLATE } from './prompts';
@@ -23,6 +24,12 @@ export interface CorpusOptions {
   words?: string[];
   /** Share of random-mapping samples (default 0.25). */
   randomMapShare?: number;
+  /**
+   * Share of few-shot task samples whose answer is the last example's label instead of the right
+   * one (default 0): label noise that rewards copying, so the trained model has the copy bias
+   * (recency flavour) that Ali, Wolf & Titov's method targets.
+   */
+  copyShare?: number;
 }
 
 export function syntheticCorpus(o: CorpusOptions): string[] {
@@ -45,7 +52,8 @@ export function syntheticCorpus(o: CorpusOptions): string[] {
     const task = rng.pick(tasks);
     const chosen = rng.shuffle(task.pairs).slice(0, shots + 1);
     const query = chosen[shots];
-    out.push(renderPrompt(chosen.slice(0, shots), query, HENDEL_TEMPLATE) + query.output);
+    const answer = shots > 0 && (o.copyShare ?? 0) > 0 && rng.next() < o.copyShare! ? chosen[shots - 1].output : query.output;
+    out.push(renderPrompt(chosen.slice(0, shots), query, HENDEL_TEMPLATE) + answer);
   }
   return out;
 }
