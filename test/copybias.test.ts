@@ -24,12 +24,15 @@ test.before(async () => {
 test('planted copying neurons rank at the top and are chosen; pruning them helps beyond random neurons, with intervals', async (t) => {
   // Pruned of its copying neurons, this model answers the digit missing from the examples.
   const model = await Model.load(helpful);
+  // A classification file with multi-token answer words, scored as whole answers.
+  const sst = path.join(tempDir(), 'sst.jsonl');
+  fs.writeFileSync(sst, Array.from({ length: 20 }, (_, i) => JSON.stringify({ text: `film ${i}`, label: i % 2 })).join('\n'));
   const config = parseCopyBiasConfig({
     proxy: { attributionPrompts: 32, devPrompts: 40 },
     attribution: { steps: 8 },
     selection: { fractions: [0.02, 0.05, 0.1] },
     control: { draws: 3, resamples: 500 },
-    evaluation: { tasks: ['vowel_count', 'next_letter'], shots: [4], n: 40 },
+    evaluation: { tasks: ['vowel_count', 'next_letter', sst], shots: [4], n: 40, allAnswers: true, labelWords: { '0': 'bad', '1': 'good' } },
   });
   const r = await copyBias(model, config);
   const scores = copyScores(r.attribution);
@@ -50,9 +53,11 @@ test('planted copying neurons rank at the top and are chosen; pruning them helps
   const copy = (e: typeof r.before) => e.scores.find((s) => s.task === 'vowel_count')!.copyErrorRate;
   t.true(copy(r.before) > 0.5, `before: ${copy(r.before)}`);
   t.true(copy(r.after) < copy(r.before), `after ${copy(r.after)} vs before ${copy(r.before)}`);
-  // The proxy task is evaluated but not in the headline mean.
+  // The proxy task is evaluated but not in the headline mean; the classification file counts.
   t.deepEqual(r.before.excludedFromMean, ['vowel_count']);
-  t.is(r.before.mean[0].tasks, 1);
+  t.is(r.before.mean[0].tasks, 2);
+  t.like(r.before.scores.find((s) => s.task === 'sst'), { n: 40, shots: 4 });
+  t.false(r.before.options.singleToken);
   const vowel = r.changes.scores.find((s) => s.task === 'vowel_count')!;
   t.true(vowel.accuracy.low > 0, `accuracy gain interval ${JSON.stringify(vowel.accuracy)}`);
   t.true(vowel.copyErrorRate.high < 0, `copy-error interval ${JSON.stringify(vowel.copyErrorRate)}`);

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { evaluate, initCheckpoint, Model, readSafetensors, TextTokenizer, writeSafetensors } from '../lib';
 import { packageRoot } from '../lib/native';
 import { byteLevelTokenizerConfig, byteLevelTokenizerJson } from '../lib/tokenizer';
-import { ALGORITHMIC_TASKS, BUILTIN_WORDS, buildPrompts, classificationTask, countVowels, HENDEL18, hendelTask, loadTask, MIN_WORDS_PER_COUNT, resolveTaskNames, scorePrediction, singleTokenPairs, splitProxyPairs, vowelCountTask } from '../lib/tasks';
+import { ALGORITHMIC_TASKS, BUILTIN_WORDS, Task, buildPrompts, classificationTask, countVowels, HENDEL18, hendelTask, loadTask, MIN_WORDS_PER_COUNT, resolveTaskNames, scorePrediction, singleTokenPairs, splitProxyPairs, vowelCountTask } from '../lib/tasks';
 import { codeOf, tempDir } from './helpers';
 
 const DATA = path.join(packageRoot(), '..', 'shared', 'data', 'icl_task_vectors');
@@ -245,4 +245,31 @@ test('the proxy split: every used vowel count has 40+ words, the same number per
   const one = task.pairs.filter((p) => p.output === '1');
   const error = t.throws(() => splitProxyPairs(one, 0));
   t.regex(error!.message, /at least two vowel counts need 40 words each; words per count: 1: \d+/);
+});
+
+test('whole multi-token answers: exact match of the generated answer, copy errors are whole-answer copies', async (t) => {
+  const model = await Model.load(await forcedModel('1'.charCodeAt(0))); // always answers "1", token after token
+  const dir = tempDir();
+  const file = path.join(dir, 'sst.jsonl');
+  fs.writeFileSync(file, Array.from({ length: 30 }, (_, i) => JSON.stringify({ text: `review ${i}`, label: i % 3 === 0 ? 1 : 0 })).join('\n'));
+  const labelWords = { '0': '11', '1': '12' }; // two tokens each in the byte-level vocabulary
+  const oneToken = await evaluate(model, [file], { shots: [4], n: 30, labelWords });
+  t.deepEqual(oneToken.scores, []);
+  t.regex(oneToken.skipped[0].reason, /0 of 30 pairs usable \(one-token answers\)/);
+
+  const knowledge: Task = { name: 'facts', kind: 'knowledge', scoring: 'prefix', source: 'test', pairs: ['a', 'b', 'c', 'd', 'e', 'f'].map((x, i) => ({ input: x, output: i % 2 ? '11' : '1' })) };
+  const whole = await evaluate(model, [file, knowledge], { shots: [4], n: 30, labelWords, singleToken: false, keepRecords: true });
+  t.deepEqual(whole.skipped, []);
+  const task = classificationTask(file, labelWords);
+  const prompts = buildPrompts(task, task.pairs, 4, 30, 0);
+  const sst = whole.scores.find((s) => s.task === 'sst')!;
+  t.true(whole.records!.filter((r) => r.task === 'sst').every((r) => r.prediction === '11'), 'two tokens generated, the whole answer kept');
+  t.is(sst.correct, prompts.filter((p) => p.expected === '11').length);
+  t.is(sst.copyErrors, prompts.filter((p) => p.expected === '12' && p.labels.includes('11')).length);
+  t.true(sst.copyErrors > 0 && sst.correct > 0);
+  // "11" for "1" is a prefix match, but a whole answer must match exactly.
+  const facts = whole.records!.filter((r) => r.task === 'facts');
+  t.true(facts.every((r) => r.prediction === '11' && r.correct === (r.expected === '11')));
+  t.true(facts.some((r) => r.expected === '1'));
+  model.dispose();
 });
