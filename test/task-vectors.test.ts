@@ -101,6 +101,8 @@ test('hand-built model: the task vector recovers to_upper at layer 0, where zero
   t.is(upper.icl.accuracy, 1);
   t.is(upper.perLayer[0].accuracy, 1, JSON.stringify(upper.perLayer));
   t.is(upper.perLayer[1].accuracy, 0, 'after layer 1 the vector already holds the dummy query\'s answer');
+  t.is(upper.perLayer[1].dummyAnswerRate, 1);
+  t.is(upper.perLayer[0].dummyAnswerRate, 0);
   t.is(upper.bestLayer, 0);
   t.is(upper.bestLayerAccuracy, 1);
   // next_letter leaves no trace in this model: nothing to recover at any layer.

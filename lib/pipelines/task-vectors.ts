@@ -23,6 +23,11 @@ export interface Score {
 
 export interface LayerScore extends Score {
   layer: number;
+  /**
+   * Share of patched predictions equal to the dummy query's answer: the vector carried the dummy
+   * query rather than (only) the task. High in small models, whose last token holds the query early.
+   */
+  dummyAnswerRate: number;
 }
 
 export interface TaskVectorTaskResult {
@@ -53,7 +58,7 @@ export interface TaskVectorsResult {
   mean: {
     zeroShot: number;
     icl: number;
-    perLayer: Array<{ layer: number; accuracy: number; copyErrorRate: number }>;
+    perLayer: Array<{ layer: number; accuracy: number; copyErrorRate: number; dummyAnswerRate: number }>;
     /** Mean of each task's test accuracy at its own dev-chosen layer. */
     bestLayerAccuracy: number;
   };
@@ -79,6 +84,7 @@ export interface TaskVectorHooks {
 interface Item {
   prompt: IclPrompt;
   zeroShot: string;
+  dummy: Pair;
   vectorPrompt: string;
 }
 
@@ -90,11 +96,10 @@ function dummyQuery(prompt: IclPrompt, pairs: Pair[], rng: Rng): Pair {
 }
 
 function items(task: Task, pairs: Pair[], shots: number, n: number, seed: number, split: string): Item[] {
-  return buildPrompts(task, pairs, shots, n, seed, HENDEL_TEMPLATE).map((prompt, i) => ({
-    prompt,
-    zeroShot: renderPrompt([], prompt.query, HENDEL_TEMPLATE),
-    vectorPrompt: renderPrompt(prompt.examples, dummyQuery(prompt, pairs, new Rng(subSeed(seed, task.name, shots, i, split, 'dummy'))), HENDEL_TEMPLATE),
-  }));
+  return buildPrompts(task, pairs, shots, n, seed, HENDEL_TEMPLATE).map((prompt, i) => {
+    const dummy = dummyQuery(prompt, pairs, new Rng(subSeed(seed, task.name, shots, i, split, 'dummy')));
+    return { prompt, zeroShot: renderPrompt([], prompt.query, HENDEL_TEMPLATE), dummy, vectorPrompt: renderPrompt(prompt.examples, dummy, HENDEL_TEMPLATE) };
+  });
 }
 
 function score(verdicts: Array<{ correct: boolean; copyError: boolean }>): Score {
@@ -133,7 +138,7 @@ export async function taskVectors(model: Model, config: TaskVectorsConfig, hooks
 
   /** Task-vector ICL of a split at every layer: verdicts per layer. */
   const patched = async (task: Task, split: Item[], what: string) => {
-    const out = layers.map(() => [] as Array<{ correct: boolean; copyError: boolean }>);
+    const out = layers.map(() => [] as Array<{ correct: boolean; copyError: boolean; dummy: boolean }>);
     for (let start = 0; start < split.length; start += config.batchSize) {
       check(`(${task.name}, ${what} prompt ${start} of ${split.length})`);
       const batch = split.slice(start, start + config.batchSize);
@@ -142,11 +147,15 @@ export async function taskVectors(model: Model, config: TaskVectorsConfig, hooks
       for (const [j, layer] of layers.entries()) {
         check(`(${task.name}, ${what}, layer ${layer})`);
         const gens = await model.generatePatched(batch.map((b) => b.zeroShot), { layer, vectors: res.layers.get(layer)!, maxNewTokens: 1, signal });
-        gens.forEach((g, i) => out[j].push(scorePrediction(answer(g.text), batch[i].prompt.expected, batch[i].prompt.labels, task.scoring)));
+        gens.forEach((g, i) => {
+          const prediction = answer(g.text);
+          const dummy = prediction.trim().length > 0 && prediction.trim() === batch[i].dummy.output.trim();
+          out[j].push({ ...scorePrediction(prediction, batch[i].prompt.expected, batch[i].prompt.labels, task.scoring), dummy });
+        });
         tick(task.name, batch.length);
       }
     }
-    return layers.map((layer, j) => ({ layer, ...score(out[j]) }));
+    return layers.map((layer, j) => ({ layer, ...score(out[j]), dummyAnswerRate: out[j].length ? out[j].filter((v) => v.dummy).length / out[j].length : 0 }));
   };
 
   const results: TaskVectorTaskResult[] = [];
@@ -189,7 +198,12 @@ export async function taskVectors(model: Model, config: TaskVectorsConfig, hooks
     mean: {
       zeroShot: avg((r) => r.zeroShot.accuracy),
       icl: avg((r) => r.icl.accuracy),
-      perLayer: layers.map((layer, j) => ({ layer, accuracy: avg((r) => r.perLayer[j].accuracy), copyErrorRate: avg((r) => r.perLayer[j].copyErrorRate) })),
+      perLayer: layers.map((layer, j) => ({
+        layer,
+        accuracy: avg((r) => r.perLayer[j].accuracy),
+        copyErrorRate: avg((r) => r.perLayer[j].copyErrorRate),
+        dummyAnswerRate: avg((r) => r.perLayer[j].dummyAnswerRate),
+      })),
       bestLayerAccuracy: avg((r) => r.bestLayerAccuracy),
     },
     skipped,
@@ -207,5 +221,6 @@ export function formatTaskVectorTable(r: TaskVectorsResult): string {
     [t.task.padEnd(width), pct(t.zeroShot.accuracy).padStart(5), pct(t.icl.accuracy).padStart(5), ...t.perLayer.map((p) => pct(p.accuracy).padStart(5)), `  L${t.bestLayer} (${pct(t.bestLayerAccuracy)})`].join(' '),
   );
   const mean = ['mean'.padEnd(width), pct(r.mean.zeroShot).padStart(5), pct(r.mean.icl).padStart(5), ...r.mean.perLayer.map((p) => pct(p.accuracy).padStart(5)), `  (${pct(r.mean.bestLayerAccuracy)})`].join(' ');
-  return [header, ...rows, ...(r.tasks.length ? [mean] : []), ...r.skipped.map((s) => `skipped ${s.task}: ${s.reason}`)].join('\n');
+  const dummy = ['(= dummy)'.padEnd(width), ''.padStart(5), ''.padStart(5), ...r.mean.perLayer.map((p) => pct(p.dummyAnswerRate).padStart(5))].join(' ');
+  return [header, ...rows, ...(r.tasks.length ? [mean, dummy] : []), ...r.skipped.map((s) => `skipped ${s.task}: ${s.reason}`)].join('\n');
 }

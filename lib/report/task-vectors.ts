@@ -70,8 +70,13 @@ table{border-collapse:collapse;width:100%;font-size:13px}td,th{border-bottom:1px
 <h1>Task vectors: ${escapeHtml(model)}</h1>
 <p>Hendel, Geva &amp; Globerson (2023): the residual stream <code>blocks.{L}.hook_resid_post</code> at the last token of
 ${c.shots} demonstrations plus a dummy query, patched into the last token of the zero-shot query <code>example:{x}-&gt;</code>
-at layer L. ${c.n} test and ${c.devN} dev prompts per task (seed ${c.seed}; one-token answers); the best layer is chosen on dev.</p>
-${taskVectorCurveSvg([{ name: 'task vector (mean over tasks)', perLayer: r.mean.perLayer }], {
+at layer L. ${c.n} test and ${c.devN} dev prompts per task (seed ${c.seed}; one-token answers); the best layer is chosen on dev.
+"Answer = dummy query's" counts patched predictions equal to the dummy query's answer: there the vector carried the dummy
+query itself, not only the task.</p>
+${taskVectorCurveSvg([
+  { name: 'task vector (mean over tasks)', perLayer: r.mean.perLayer },
+  { name: 'answer = dummy query\'s', perLayer: r.mean.perLayer.map((p) => ({ layer: p.layer, accuracy: p.dummyAnswerRate })) },
+], {
   title: 'Mean over tasks: accuracy per patched layer',
   references: [{ name: 'zero-shot', accuracy: r.mean.zeroShot }, { name: `${c.shots}-shot ICL`, accuracy: r.mean.icl }],
 })}
