@@ -1,5 +1,5 @@
 export { Model } from './model';
-export type { Device, DType, LoadOptions, ModelInfo, ModelInput, TokenBatch, Logits, GenerateOptions, Generation, Edit, Activations } from './model';
+export type { Device, DType, LoadOptions, ModelInfo, ModelInput, TokenBatch, Logits, GenerateOptions, Generation, Edit, Activations, Residuals, PatchedGenerateOptions } from './model';
 export { neuronSet, readNeuronSet, writeNeuronSet, NEURON_SET_FORMAT } from './neurons';
 export type { NeuronRef, NeuronSet } from './neurons';
 export { NeuropruneError } from './errors';
@@ -34,3 +34,9 @@ export type { CopyBiasResult, DevPoint, StageProgress } from './pipelines/copybi
 export { parseCopyBiasConfig, readConfigFile, GENERATED_SUITE } from './pipelines/copybias-config';
 export type { CopyBiasConfig, CopyBiasConfigInput } from './pipelines/copybias-config';
 export { copyBiasReport } from './report/copybias';
+export { taskVectors, formatTaskVectorTable } from './pipelines/task-vectors';
+export type { TaskVectorsResult, TaskVectorTaskResult, TaskVectorProgress, TaskVectorHooks, LayerScore } from './pipelines/task-vectors';
+export { parseTaskVectorsConfig, taskVectorsConfigSchema } from './pipelines/task-vectors-config';
+export type { TaskVectorsConfig, TaskVectorsConfigInput } from './pipelines/task-vectors-config';
+export { taskVectorsReport, taskVectorCurveSvg } from './report/task-vectors';
+export type { TaskVectorCurve } from './report/task-vectors';

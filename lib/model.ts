@@ -95,6 +95,23 @@ export interface Activations {
   tokens: TokenBatch;
 }
 
+export interface Residuals {
+  /** blocks.{layer}.hook_resid_post at each row's last token, per requested layer, row-major [batch, dModel]. */
+  layers: Map<number, Float32Array>;
+  shape: [number, number];
+  tokens: TokenBatch;
+}
+
+export interface PatchedGenerateOptions extends GenerateOptions {
+  /** The layer whose hook_resid_post is patched (0 = after the first block). */
+  layer: number;
+  /**
+   * Per prompt the vector [dModel] that replaces hook_resid_post at the prompt's last token: one
+   * Float32Array of batch * dModel values, or one array per prompt.
+   */
+  vectors: Float32Array | Float32Array[];
+}
+
 /** Tokenizer and generation files `save` copies from the source folder. */
 const SIDE_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.json', 'merges.txt', 'tokenizer.model', 'generation_config.json'];
 
@@ -205,6 +222,62 @@ export class Model {
   generate(prompt: string, options?: GenerateOptions): Promise<Generation>;
   generate(prompts: string[], options?: GenerateOptions): Promise<Generation[]>;
   async generate(prompts: string | string[], options: GenerateOptions = {}): Promise<Generation | Generation[]> {
+    const generations = await this.decode(prompts, options, 'generate', (t, maxNewTokens, eos, flag) =>
+      this.handle.generate(t.ids, t.mask, t.batch, t.seqLen, maxNewTokens, eos, flag));
+    return Array.isArray(prompts) ? generations : generations[0];
+  }
+
+  /**
+   * Greedy decoding with blocks.{layer}.hook_resid_post at each prompt's last token replaced by that
+   * prompt's vector in the prompt's forward pass (later tokens run unpatched, as Hendel et al. 2023 do
+   * for task vectors). With each prompt's own residual (from `residuals`) it equals `generate`.
+   */
+  generatePatched(prompt: string, options: PatchedGenerateOptions): Promise<Generation>;
+  generatePatched(prompts: string[], options: PatchedGenerateOptions): Promise<Generation[]>;
+  async generatePatched(prompts: string | string[], options: PatchedGenerateOptions): Promise<Generation | Generation[]> {
+    if (options === null || typeof options !== 'object') throw new NeuropruneError('E_ARG', 'generatePatched needs options {layer, vectors}');
+    const { layer, vectors } = options;
+    const n = Array.isArray(prompts) ? prompts.length : 1, d = this.info.dModel;
+    if (typeof layer !== 'number' || !Number.isInteger(layer)) throw new NeuropruneError('E_ARG', `layer must be an integer, got ${describeValue(layer)}`);
+    if (layer < 0 || layer >= this.info.nLayers) throw new NeuropruneError('E_RANGE', `layer ${layer} is out of range [0, ${this.info.nLayers})`);
+    let flat: Float32Array;
+    if (vectors instanceof Float32Array) {
+      flat = vectors;
+    } else if (Array.isArray(vectors)) {
+      if (vectors.length !== n) throw new NeuropruneError('E_SHAPE', `${vectors.length} vectors for ${n} prompts`);
+      flat = new Float32Array(n * d);
+      vectors.forEach((v, i) => {
+        if (!(v instanceof Float32Array)) throw new NeuropruneError('E_ARG', `vectors[${i}] must be a Float32Array`);
+        if (v.length !== d) throw new NeuropruneError('E_SHAPE', `vectors[${i}] has ${v.length} values; the model's d_model is ${d}`);
+        flat.set(v, i * d);
+      });
+    } else {
+      throw new NeuropruneError('E_ARG', `vectors must be a Float32Array or an array of them, got ${describeValue(vectors)}`);
+    }
+    if (flat.length !== n * d) throw new NeuropruneError('E_SHAPE', `vectors hold ${flat.length} values; ${n} prompts need ${n} x d_model = ${n * d}`);
+    for (let i = 0; i < flat.length; i++) {
+      if (!Number.isFinite(flat[i])) throw new NeuropruneError('E_ARG', `vectors[${Math.floor(i / d)}][${i % d}] is ${flat[i]}, not a finite number`);
+    }
+    const generations = await this.decode(prompts, options, 'generatePatched', (t, maxNewTokens, eos, flag) =>
+      this.handle.generatePatched(t.ids, t.mask, t.batch, t.seqLen, maxNewTokens, eos, layer, flat, flag));
+    return Array.isArray(prompts) ? generations : generations[0];
+  }
+
+  /** blocks.{l}.hook_resid_post at each row's last token (one forward) at the given layers (default all). */
+  async residuals(input: ModelInput, options: { layers?: number[] } = {}): Promise<Residuals> {
+    const tokens = this.encode(input);
+    const layers = checkLayers(options.layers ?? Array.from({ length: this.info.nLayers }, (_, l) => l), this.info.nLayers);
+    const arrays = await this.run(() => this.handle.residuals(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, Int32Array.from(layers)));
+    return { layers: new Map(layers.map((l, i) => [l, arrays[i]])), shape: [tokens.batch, this.info.dModel], tokens };
+  }
+
+  /** Shared by generate and generatePatched: checks, the native call with an abort flag, decoding. */
+  private async decode(
+    prompts: string | string[],
+    options: GenerateOptions,
+    what: string,
+    call: (tokens: TokenBatch, maxNewTokens: number, eos: number, flag: Int32Array | undefined) => Promise<{ tokens: Int32Array; steps: number }>,
+  ): Promise<Generation[]> {
     const { maxNewTokens = 20, stopAtEos = true, signal } = options;
     if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) {
       throw new NeuropruneError('E_ARG', `maxNewTokens must be a non-negative integer, got ${describeValue(maxNewTokens)}`);
@@ -216,18 +289,14 @@ export class Model {
       throw new NeuropruneError('E_RANGE', `prompt plus maxNewTokens needs ${longest} positions; the model has ${this.info.maxPositions}`);
     }
     const eos = stopAtEos && this.eosId !== undefined ? this.eosId : -1;
-    const result = await this.run(
-      () => withAbortFlag(signal, (flag) => this.handle.generate(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, maxNewTokens, eos, flag)),
-      signal,
-    );
-    if (signal?.aborted) throw new NeuropruneError('E_ABORTED', 'generate was cancelled');
-    const generations = list.map((prompt, b) => {
+    const result = await this.run(() => withAbortFlag(signal, (flag) => call(tokens, maxNewTokens, eos, flag)), signal);
+    if (signal?.aborted) throw new NeuropruneError('E_ABORTED', `${what} was cancelled`);
+    return list.map((prompt, b) => {
       let row = Array.from(result.tokens.subarray(b * result.steps, (b + 1) * result.steps));
       const end = eos >= 0 ? row.indexOf(eos) : -1;
       if (end >= 0) row = row.slice(0, end);
       return { prompt, text: this.tokenizer.decode(row), tokens: row };
     });
-    return Array.isArray(prompts) ? generations : generations[0];
   }
 
   /** The MLP activations (blocks.{l}.mlp.hook_post) of the input at the given layers (default all). */

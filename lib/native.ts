@@ -31,6 +31,20 @@ export interface NativeModel {
     cancel?: Int32Array,
   ): Promise<{ tokens: Int32Array; steps: number; cancelled: boolean }>;
   activations(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, layers: Int32Array): Promise<Float32Array[]>;
+  /** blocks.{l}.hook_resid_post at each row's last position, [batch, dModel] per layer. */
+  residuals(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, layers: Int32Array): Promise<Float32Array[]>;
+  /** generate() with blocks.{layer}.hook_resid_post at the prompt's last position replaced by each row's vector. */
+  generatePatched(
+    ids: Int32Array,
+    mask: Uint8Array,
+    batch: number,
+    seqLen: number,
+    maxNewTokens: number,
+    eos: number,
+    layer: number,
+    vectors: Float32Array,
+    cancel?: Int32Array,
+  ): Promise<{ tokens: Int32Array; steps: number; cancelled: boolean }>;
   attribute(
     ids: Int32Array,
     mask: Uint8Array,

@@ -11,6 +11,7 @@ import { DType, ModelInfo } from '../model';
 import { readNeuronSet } from '../neurons';
 import { evaluate, formatEvalTable } from '../pipelines/evaluate';
 import { runCopyBias } from './copybias';
+import { runTaskVectors } from './task-vectors';
 import { interruptible, withModel } from './session';
 import { readCorpus } from '../training';
 import { syntheticCorpus } from '../tasks';
@@ -232,6 +233,27 @@ export function buildProgram(): Command {
     .addOption(dtypeOption())
     .action(async (id: string, o) => {
       await runCopyBias(id, { ...o, labelWords: o.labelWords === undefined ? undefined : parseLabelWords(o.labelWords) });
+    });
+
+  program
+    .command('task-vectors')
+    .description('task vectors (Hendel et al. 2023): patch the residual stream of k demonstrations into zero-shot queries, per layer')
+    .argument('<model>', 'folder, hub id in the local HF cache, or random:PRESET')
+    .requiredOption('--out <dir>', 'output folder: results.json, report.html')
+    .option('--config <file>', 'JSON or YAML config (flags override it)')
+    .option('--tasks <list>', 'ICL tasks (hendel18 needs --data-dir)', (v: string) => v.split(','))
+    .option('--shots <n>', 'demonstrations per prompt (default 4; Hendel et al. use 5)', int('shots'))
+    .option('--n <n>', 'test prompts per task (default 50)', int('n'))
+    .option('--dev-n <n>', 'dev prompts per task, to choose the layer (default 20)', int('dev-n'))
+    .option('--layers <list>', 'layers to patch (default all)', (v: string) => v.split(',').map((x) => int('layers')(x.trim())))
+    .option('--data-dir <dir>', 'folder with the Hendel task files')
+    .option('--seed <n>', 'seed for prompts', int('seed'))
+    .option('--batch-size <n>', 'prompts per forward pass (default 32)', int('batch-size'))
+    .option('--force', 'replace a non-empty output folder')
+    .addOption(deviceOption())
+    .addOption(dtypeOption())
+    .action(async (id: string, o) => {
+      await runTaskVectors(id, o);
     });
 
   program

@@ -8,6 +8,8 @@ export interface Series {
   name: string;
   color: string;
   values: number[];
+  /** Drawn dashed and without markers (reference lines). */
+  dashed?: boolean;
 }
 
 /** Grouped bars: one group per label, one bar per series. */
@@ -41,8 +43,8 @@ export function lineChart(title: string, labels: string[], series: Series[], opt
   const fmt = (v: number) => (options.percent ? `${(100 * v).toFixed(0)}%` : String(Math.round(v * 100) / 100));
   const lines = series.map(
     (s) =>
-      `<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${s.values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ')}"/>` +
-      s.values.map((v, i) => `<circle cx="${x(i).toFixed(1)}" cy="${y(v).toFixed(1)}" r="3" fill="${s.color}"><title>${escapeHtml(`${labels[i]} ${s.name}: ${fmt(v)}`)}</title></circle>`).join(''),
+      `<polyline fill="none" stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''} points="${s.values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ')}"/>` +
+      (s.dashed ? '' : s.values.map((v, i) => `<circle cx="${x(i).toFixed(1)}" cy="${y(v).toFixed(1)}" r="3" fill="${s.color}"><title>${escapeHtml(`${labels[i]} ${s.name}: ${fmt(v)}`)}</title></circle>`).join('')),
   );
   const ticks = labels.map((l, i) => `<text x="${x(i).toFixed(1)}" y="${H - PAD.bottom + 14}" font-size="10" text-anchor="middle">${escapeHtml(l)}</text>`);
   return frame(title, [...axes(max, fmt), ...lines, ...ticks, ...legend(series)]);

@@ -19,24 +19,14 @@
 #include "edit/editor.h"
 #include "models/generate.h"
 #include "models/model.h"
+#include "common.h"
+#include "patching.h"
 #include "promise_worker.h"
 #include "train/trainer.h"
 #include "runtime.h"
 
 namespace neuroprune::binding {
 namespace {
-
-// A loaded model. Workers hold the shared_ptr, so dispose() while a call runs frees it afterwards.
-struct ModelState {
-  std::unique_ptr<CausalLM> model;
-  std::unique_ptr<Editor> editor;
-  std::unique_ptr<Trainer> trainer;
-  std::mutex mutex;  // one call at a time per model
-  Editor& edits() {
-    if (!editor) editor = std::make_unique<Editor>(*model);
-    return *editor;
-  }
-};
 
 // (layers: Int32Array, indices: Int32Array) at info[first], info[first + 1] -> neurons.
 std::vector<Neuron> neurons_from_js(const Napi::CallbackInfo& info, size_t first) {
@@ -54,16 +44,6 @@ std::vector<Neuron> neurons_from_js(const Napi::CallbackInfo& info, size_t first
   return out;
 }
 
-std::string arg_string(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (info.Length() <= i || !info[i].IsString()) throw_coded(info.Env(), codes::kArgument, std::string(what) + " must be a string");
-  return info[i].As<Napi::String>().Utf8Value();
-}
-
-int64_t arg_int(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (info.Length() <= i || !info[i].IsNumber()) throw_coded(info.Env(), codes::kArgument, std::string(what) + " must be a number");
-  return info[i].As<Napi::Number>().Int64Value();
-}
-
 // Runs `fn` on the JS thread, turning native errors into JS errors with codes.
 template <typename Fn>
 auto sync(Napi::Env env, Fn&& fn) -> decltype(fn()) {
@@ -72,43 +52,6 @@ auto sync(Napi::Env env, Fn&& fn) -> decltype(fn()) {
   } catch (const Error& e) {
     throw_coded(env, e.code(), e.what());
   }
-}
-
-// A cancel flag shared with JS: an Int32Array over a SharedArrayBuffer; non-zero means stop.
-struct CancelFlag {
-  Napi::Reference<Napi::Int32Array> ref;
-  int32_t* cell = nullptr;
-  bool raised() const { return cell && __atomic_load_n(cell, __ATOMIC_RELAXED) != 0; }
-};
-
-// Copies token ids [B, T] (Int32Array) and mask (Uint8Array) into tensors, checking ranges.
-std::pair<at::Tensor, at::Tensor> tokens_from_js(const Napi::CallbackInfo& info, size_t first, int64_t vocab) {
-  Napi::Env env = info.Env();
-  if (info.Length() < first + 4 || !info[first].IsTypedArray() || !info[first + 1].IsTypedArray())
-    throw_coded(env, codes::kArgument, "expected (ids: Int32Array, mask: Uint8Array, batch, seqLen)");
-  auto ids = info[first].As<Napi::TypedArray>();
-  auto mask = info[first + 1].As<Napi::TypedArray>();
-  if (ids.TypedArrayType() != napi_int32_array || mask.TypedArrayType() != napi_uint8_array)
-    throw_coded(env, codes::kArgument, "ids must be an Int32Array and mask a Uint8Array");
-  const int64_t B = arg_int(info, first + 2, "batch"), T = arg_int(info, first + 3, "seqLen");
-  if (B <= 0 || T <= 0) throw_coded(env, codes::kArgument, "batch and sequence length must be positive");
-  if (static_cast<int64_t>(ids.ElementLength()) != B * T || static_cast<int64_t>(mask.ElementLength()) != B * T)
-    throw_coded(env, codes::kArgument, "ids and mask must hold batch*seqLen = " + std::to_string(B * T) + " entries");
-  const int32_t* id = ids.As<Napi::Int32Array>().Data();
-  const uint8_t* m = mask.As<Napi::Uint8Array>().Data();
-  at::Tensor t_ids = at::empty({B, T}, at::kLong), t_mask = at::empty({B, T}, at::kLong);
-  int64_t* pi = t_ids.data_ptr<int64_t>();
-  int64_t* pm = t_mask.data_ptr<int64_t>();
-  for (int64_t i = 0; i < B * T; ++i) {
-    if (m[i] > 1) throw_coded(env, codes::kArgument, "mask entries must be 0 or 1");
-    if (m[i] && (id[i] < 0 || id[i] >= vocab))
-      throw_coded(env, codes::kRange, "token id " + std::to_string(id[i]) + " at row " + std::to_string(i / T) +
-                                          ", position " + std::to_string(i % T) + " is outside the vocabulary [0, " +
-                                          std::to_string(vocab) + ")");
-    pi[i] = m[i] ? id[i] : 0;  // padding ids are never looked at; 0 keeps the embedding lookup in range
-    pm[i] = m[i];
-  }
-  return {t_ids, t_mask};
 }
 
 Napi::Object info_to_js(Napi::Env env, const CausalLM& model) {
@@ -136,6 +79,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                                       {InstanceMethod("info", &NativeModel::Info), InstanceMethod("logits", &NativeModel::Logits),
                                        InstanceMethod("generate", &NativeModel::Generate),
                                        InstanceMethod("activations", &NativeModel::Activations),
+                                       InstanceMethod("residuals", &NativeModel::Residuals),
+                                       InstanceMethod("generatePatched", &NativeModel::GeneratePatched),
                                        InstanceMethod("attribute", &NativeModel::Attribute),
                                        InstanceMethod("prune", &NativeModel::Prune),
                                        InstanceMethod("scale", &NativeModel::Scale),
@@ -272,6 +217,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
           return arr;
         });
   }
+
+  // Residual-stream reads and patches: native/binding/patching.cpp.
+  Napi::Value Residuals(const Napi::CallbackInfo& info) { return residuals(info, live(info.Env())); }
+  Napi::Value GeneratePatched(const Napi::CallbackInfo& info) { return generate_patched(info, live(info.Env())); }
 
   // attribute(ids, mask, batch, seqLen, prompts, options, onProgress?, cancel?) -> Promise<{...}>
   //   prompts: [{target: number[], distractor: number, labels: number[]}]

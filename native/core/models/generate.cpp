@@ -3,10 +3,10 @@
 namespace neuroprune {
 
 at::Tensor generate_greedy(const CausalLM& model, const at::Tensor& ids, const at::Tensor& mask, int64_t max_new_tokens,
-                           int64_t eos, const std::function<bool()>& should_stop) {
+                           int64_t eos, const std::function<bool()>& should_stop, const Hooks* prompt_hooks) {
   const int64_t B = ids.size(0);
   KVCache cache;
-  at::Tensor logits = model.forward(ids, mask, &cache, nullptr, /*last_only=*/true);
+  at::Tensor logits = model.forward(ids, mask, &cache, prompt_hooks, /*last_only=*/true);
   at::Tensor done = at::zeros({B}, ids.options().dtype(at::kBool));
   std::vector<at::Tensor> out;
   for (int64_t i = 0; i < max_new_tokens; ++i) {

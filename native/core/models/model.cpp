@@ -129,7 +129,10 @@ at::Tensor CausalLM::forward(const at::Tensor& ids, const at::Tensor& mask, KVCa
   const at::Tensor pos = blocks::position_ids(cache.mask, T);
   at::Tensor x = embed(ids, pos);
   const BlockContext ctx{cache, pos, hooks};
-  for (int64_t l = 0; l < info_.n_layers; ++l) x = block(l, x, ctx);
+  for (int64_t l = 0; l < info_.n_layers; ++l) {
+    x = block(l, x, ctx);
+    if (hooks && hooks->resid_post) x = hooks->resid_post(l, x);
+  }
   if (last_only) x = x.narrow(1, T - 1, 1);
   return head(x);
 }

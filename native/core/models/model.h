@@ -44,6 +44,9 @@ struct Hooks {
   std::function<at::Tensor(int64_t layer, const at::Tensor& post)> mlp_post;
   // Sees the residual stream the MLP output is added to (x + attention), [B, T, d_model].
   std::function<void(int64_t layer, const at::Tensor& resid)> resid_mid;
+  // Sees blocks.{layer}.hook_resid_post (a block's output, [B, T, d_model]) in CausalLM::forward and
+  // returns what flows on (itself, or a replacement of the same shape).
+  std::function<at::Tensor(int64_t layer, const at::Tensor& x)> resid_post;
 };
 
 // What a block needs besides its input: the cache (its mask covers every position, new ones

@@ -1,0 +1,101 @@
+#include "patching.h"
+
+#include <ATen/core/grad_mode.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "models/generate.h"
+#include "patching/resid.h"
+
+namespace neuroprune::binding {
+namespace {
+
+int64_t layer_arg(const Napi::CallbackInfo& info, int64_t value, const CausalLM& model, const std::string& what) {
+  if (value < 0 || value >= model.info().n_layers)
+    throw_coded(info.Env(), codes::kRange, what + " = " + std::to_string(value) + " is out of range [0, " +
+                                               std::to_string(model.info().n_layers) + ")");
+  return value;
+}
+
+}  // namespace
+
+Napi::Value residuals(const Napi::CallbackInfo& info, std::shared_ptr<ModelState> state) {
+  Napi::Env env = info.Env();
+  const CausalLM& model = *state->model;
+  auto [ids, mask] = tokens_from_js(info, 0, model.info().vocab_size);
+  if (info.Length() < 5 || !info[4].IsTypedArray() || info[4].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    throw_coded(env, codes::kArgument, "layers must be an Int32Array");
+  auto js_layers = info[4].As<Napi::Int32Array>();
+  std::vector<int64_t> layers;
+  for (size_t i = 0; i < js_layers.ElementLength(); ++i)
+    layers.push_back(layer_arg(info, js_layers[i], model, "layers[" + std::to_string(i) + "]"));
+  auto out = std::make_shared<std::vector<at::Tensor>>();
+  return PromiseWorker::Run(
+      env,
+      [state, ids = ids, mask = mask, layers, out] {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        at::NoGradGuard no_grad;
+        const CausalLM& m = *state->model;
+        for (auto& t : last_position_resid(m, ids.to(m.device()), mask.to(m.device()), layers))
+          out->push_back(t.to(at::kCPU, at::kFloat).contiguous());
+      },
+      [out](Napi::Env env) -> Napi::Value {
+        Napi::Array arr = Napi::Array::New(env, out->size());
+        for (size_t i = 0; i < out->size(); ++i) {
+          auto a = Napi::Float32Array::New(env, (*out)[i].numel());
+          std::memcpy(a.Data(), (*out)[i].data_ptr<float>(), (*out)[i].numel() * sizeof(float));
+          arr.Set(i, a);
+        }
+        return arr;
+      });
+}
+
+Napi::Value generate_patched(const Napi::CallbackInfo& info, std::shared_ptr<ModelState> state) {
+  Napi::Env env = info.Env();
+  const CausalLM& model = *state->model;
+  auto [ids, mask] = tokens_from_js(info, 0, model.info().vocab_size);
+  const int64_t B = ids.size(0), d = model.info().d_model;
+  const int64_t max_new = arg_int(info, 4, "maxNewTokens");
+  const int64_t eos = arg_int(info, 5, "eos");
+  if (max_new < 0) throw_coded(env, codes::kArgument, "maxNewTokens must be >= 0");
+  const int64_t layer = layer_arg(info, arg_int(info, 6, "layer"), model, "layer");
+  if (info.Length() < 8 || !info[7].IsTypedArray() || info[7].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw_coded(env, codes::kArgument, "vectors must be a Float32Array");
+  auto js_vectors = info[7].As<Napi::Float32Array>();
+  if (static_cast<int64_t>(js_vectors.ElementLength()) != B * d)
+    throw_coded(env, codes::kShape, "vectors hold " + std::to_string(js_vectors.ElementLength()) +
+                                        " values; a batch of " + std::to_string(B) + " rows needs batch * d_model = " +
+                                        std::to_string(B * d));
+  at::Tensor vectors = at::empty({B, d}, at::kFloat);
+  std::memcpy(vectors.data_ptr<float>(), js_vectors.Data(), B * d * sizeof(float));
+  auto cancel = cancel_from_js(info, 8);
+  auto out = std::make_shared<at::Tensor>();
+  return PromiseWorker::Run(
+      env,
+      [state, ids = ids, mask = mask, max_new, eos, layer, vectors, cancel, out] {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        at::NoGradGuard no_grad;
+        const CausalLM& m = *state->model;
+        if (max_new == 0) {
+          *out = at::empty({ids.size(0), 0}, at::kInt);
+          return;
+        }
+        const Hooks hooks = patch_last_position(m, layer, vectors);
+        at::Tensor tokens = generate_greedy(m, ids.to(m.device()), mask.to(m.device()), max_new, eos,
+                                            [cancel] { return cancel->raised(); }, &hooks);
+        *out = tokens.to(at::kCPU, at::kInt).contiguous();
+      },
+      [out, cancel](Napi::Env env) -> Napi::Value {
+        Napi::Object r = Napi::Object::New(env);
+        auto arr = Napi::Int32Array::New(env, out->numel());
+        if (out->numel()) std::memcpy(arr.Data(), out->data_ptr<int32_t>(), out->numel() * sizeof(int32_t));
+        r.Set("tokens", arr);
+        r.Set("steps", double(out->size(1)));
+        r.Set("cancelled", cancel->raised());
+        return r;
+      });
+}
+
+}  // namespace neuroprune::binding
