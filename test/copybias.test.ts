@@ -145,16 +145,16 @@ test('guard rails, random controls and bootstrap intervals on hand-computed case
 test('CLI: copybias writes complete results from a YAML config with flag overrides; report.html renders cleanly', async (t) => {
   const dir = tempDir();
   const configFile = path.join(dir, 'config.yaml');
-  fs.writeFileSync(configFile, 'proxy:\n  attributionPrompts: 16\n  devPrompts: 16\nattribution:\n  steps: 4\nevaluation:\n  tasks: [vowel_count, to_upper]\n  shots: [1, 4]\n  n: 10\n');
+  fs.writeFileSync(configFile, 'proxy:\n  attributionPrompts: 16\n  devPrompts: 16\nattribution:\n  steps: 4\ntaskVectors:\n  n: 6\n  devN: 4\nevaluation:\n  tasks: [vowel_count, to_upper]\n  shots: [1, 4]\n  n: 10\n');
   const out = path.join(dir, 'out');
-  const r = spawnSync(process.execPath, [cli, 'copybias', helpful, '--out', out, '--config', configFile, '--n', '12', '--fractions', '0.03,0.1', '--draws', '2', '--save-model'], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [cli, 'copybias', helpful, '--out', out, '--config', configFile, '--n', '12', '--fractions', '0.03,0.1', '--draws', '2', '--task-vectors', '--save-model'], { encoding: 'utf8' });
   t.is(r.status, 0, r.stderr);
   t.regex(r.stdout, /before:\n[\s\S]*after:\n[\s\S]*4-shot accuracy: [\s\S]*report: .*report\.html/);
   t.deepEqual(fs.readdirSync(out).sort(), ['attributions.safetensors', 'model', 'neurons.json', 'predictions.jsonl', 'report.html', 'results.json']);
   t.deepEqual(fs.readdirSync(dir).sort(), ['config.yaml', 'out'], 'no temporary folder left');
 
   const results = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
-  t.deepEqual(Object.keys(results).sort(), ['attribution', 'config', 'control', 'environment', 'evaluation', 'model', 'proxy', 'selection', 'timings', 'verdicts']);
+  t.deepEqual(Object.keys(results).sort(), ['attribution', 'config', 'control', 'environment', 'evaluation', 'model', 'proxy', 'selection', 'taskVectors', 'timings', 'verdicts']);
   t.like(results.config, {
     seed: 0,
     proxy: { shots: 4, attributionPrompts: 16, devPrompts: 16 },
@@ -162,7 +162,15 @@ test('CLI: copybias writes complete results from a YAML config with flag overrid
     selection: { fractions: [0.03, 0.1], layerRanges: null, full: false },
     evaluation: { tasks: ['vowel_count', 'to_upper'], shots: [1, 4], n: 12, dataDir: null, batchSize: 32, allAnswers: false, labelWords: {} },
     control: { draws: 2, resamples: 2000 },
+    taskVectors: { enabled: true, shots: 4, n: 6, devN: 4, layers: null },
   });
+  for (const when of ['before', 'after']) {
+    const tv = results.taskVectors[when];
+    t.deepEqual(tv.tasks.map((x: { task: string }) => x.task), ['to_upper'], 'the proxy task is not a task-vector task');
+    t.is(tv.tasks[0].perLayer.length, 1);
+    t.is(tv.tasks[0].icl.n, 6);
+  }
+  t.regex(r.stdout, /task vectors before pruning:\n[\s\S]*task vectors after pruning:/);
   t.is(results.selection.search.length, 2);
   t.is(results.evaluation.before.scores.length, 4);
   t.is(results.evaluation.after.scores.length, 4);
@@ -192,6 +200,7 @@ test('CLI: copybias writes complete results from a YAML config with flag overrid
   t.regex(html, /<svg/);
   t.regex(html, /Dev search/);
   t.regex(html, /random draws of the same size/);
+  t.regex(html, /Task vectors \(Hendel et al\. 2023\)/);
   t.regex(html, /vowel_count <small>\(proxy, not in the mean\)/);
   const chromium = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((c) => fs.existsSync(c));
   if (!chromium) {

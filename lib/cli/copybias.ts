@@ -13,6 +13,7 @@ import { copyBias, StageProgress } from '../pipelines/copybias';
 import { mergeConfig, parseCopyBiasConfig, readConfigFile } from '../pipelines/copybias-config';
 import { formatEvalTable } from '../pipelines/evaluate';
 import { copyBiasReport } from '../report/copybias';
+import { formatTaskVectorTable } from '../pipelines/task-vectors';
 import { progressBar } from './progress';
 
 export interface CopyBiasFlags {
@@ -30,6 +31,7 @@ export interface CopyBiasFlags {
   allAnswers?: boolean;
   labelWords?: Record<string, string>;
   draws?: number;
+  taskVectors?: boolean;
   saveModel?: boolean;
   force?: boolean;
   device: string;
@@ -44,6 +46,7 @@ export async function runCopyBias(id: string, o: CopyBiasFlags): Promise<void> {
     selection: { fractions: o.fractions },
     evaluation: { tasks: o.tasks, shots: o.shots, n: o.n, dataDir: o.dataDir, allAnswers: o.allAnswers, labelWords: o.labelWords },
     control: { draws: o.draws },
+    taskVectors: { enabled: o.taskVectors },
   });
   const config = parseCopyBiasConfig(raw, o.config ?? 'config');
   const out = path.resolve(o.out);
@@ -94,6 +97,7 @@ async function run(model: Model, signal: AbortSignal, id: string, config: CopyBi
       evaluation: { before: { ...evaluation(r.before), tasks: r.before.tasks }, after: evaluation(r.after), changes: r.changes, predictions: 'predictions.jsonl' },
       control: r.control.map((c) => ({ seed: c.seed, neurons: c.neurons, after: evaluation(c.after), changes: c.changes })),
       verdicts: r.verdicts,
+      taskVectors: r.taskVectors,
       timings: { ...r.timings, total: Math.round(performance.now() - started) },
     });
     const lines = [
@@ -107,10 +111,11 @@ async function run(model: Model, signal: AbortSignal, id: string, config: CopyBi
     if (existing) fs.rmSync(out, { recursive: true, force: true });
     fs.renameSync(tmp, out);
     const fmt = (e: typeof r.before) => formatEvalTable(e);
+    const tv = r.taskVectors ? `\n\ntask vectors before pruning:\n${formatTaskVectorTable(r.taskVectors.before)}${r.chosen ? `\n\ntask vectors after pruning:\n${formatTaskVectorTable(r.taskVectors.after)}` : ''}` : '';
     const summary = r.chosen
       ? `pruned ${r.neurons.length} neurons (top ${(100 * r.chosen.fraction).toPrecision(3)}% by copying score)\n\nbefore:\n${fmt(r.before)}\n\nafter:\n${fmt(r.after)}\n\n${r.verdicts.map((v) => v.text).join('\n')}`
       : `no fraction passed the guard rails; nothing was pruned\n${r.devSearch.map((p) => `  ${(100 * p.fraction).toPrecision(2)}%: ${p.rejected}`).join('\n')}\n\nICL suite:\n${fmt(r.before)}`;
-    process.stdout.write(`${summary}\n\nreport: ${path.join(out, 'report.html')}\n`);
+    process.stdout.write(`${summary}${tv}\n\nreport: ${path.join(out, 'report.html')}\n`);
   } catch (error) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw error;

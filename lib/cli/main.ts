@@ -227,6 +227,7 @@ export function buildProgram(): Command {
     .option('--all-answers', 'score whole multi-token answers (exact match) instead of one-token answers')
     .option('--label-words <map>', 'for FILE.jsonl tasks: label=word,... (e.g. 0=negative,1=positive)')
     .option('--draws <n>', 'random-neuron control draws (0 = none)', int('draws'))
+    .option('--task-vectors', 'also measure task-vector ICL per layer before and after pruning')
     .option('--save-model', 'also write the pruned checkpoint to DIR/model')
     .option('--force', 'replace a non-empty output folder')
     .addOption(deviceOption())

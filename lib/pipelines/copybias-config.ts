@@ -54,6 +54,18 @@ export const copyBiasConfigSchema = z
       })
       .strict()
       .default({}),
+    taskVectors: z
+      .object({
+        /** Also measure task-vector ICL (Hendel et al. 2023) per layer before and after pruning, on the evaluation tasks without the proxy. */
+        enabled: z.boolean().default(false),
+        shots: z.number().int().positive().default(4),
+        n: z.number().int().positive().default(50),
+        devN: z.number().int().positive().default(20),
+        /** Layers to patch; null = every layer. */
+        layers: z.array(z.number().int().nonnegative()).min(1).nullable().default(null),
+      })
+      .strict()
+      .default({}),
     evaluation: z
       .object({
         /** ICL tasks before and after: names, hendel18 (needs dataDir), vowel_count, or FILE.jsonl. */

@@ -17,13 +17,15 @@ import { NeuropruneError } from '../errors';
 import { Edit, Model } from '../model';
 import { NeuronRef } from '../neurons';
 import { Interval, pairedBootstrap } from '../stats';
-import { buildPrompts, IclPrompt, scorePrediction, singleTokenPairs, splitProxyPairs, vowelCountTask } from '../tasks';
+import { buildPrompts, IclPrompt, PROXY_TASK, resolveTaskNames, scorePrediction, singleTokenPairs, splitProxyPairs, vowelCountTask } from '../tasks';
 import { Rng, subSeed } from '../tasks/random';
 import { CopyBiasConfig } from './copybias-config';
 import { evaluate, EvalRecord, EvalResult } from './evaluate';
+import { taskVectors, TaskVectorsResult } from './task-vectors';
+import { parseTaskVectorsConfig } from './task-vectors-config';
 
 export interface StageProgress {
-  stage: 'attribution' | 'dev-search' | 'eval-before' | 'eval-after' | 'control';
+  stage: 'attribution' | 'dev-search' | 'eval-before' | 'eval-after' | 'control' | 'task-vectors';
   done: number;
   total: number;
 }
@@ -89,6 +91,8 @@ export interface CopyBiasResult {
   changes: Changes;
   control: ControlDraw[];
   verdicts: Verdict[];
+  /** Task-vector ICL per layer before and after pruning (with `taskVectors.enabled`). */
+  taskVectors?: { before: TaskVectorsResult; after: TaskVectorsResult };
   timings: Record<string, number>;
 }
 
@@ -327,6 +331,25 @@ export async function copyBias(
       }
     });
   }
+  let vectors: CopyBiasResult['taskVectors'];
+  if (config.taskVectors.enabled) {
+    const { enabled, ...tv } = config.taskVectors;
+    void enabled;
+    const tasks = resolveTaskNames(config.evaluation.tasks).filter((t) => t !== PROXY_TASK && !t.endsWith('.jsonl'));
+    if (tasks.length === 0) throw new NeuropruneError('E_CONFIG', 'taskVectors: the evaluation tasks hold no ICL task besides the proxy and classification files');
+    const tvConfig = parseTaskVectorsConfig({ ...tv, tasks, seed: config.seed, dataDir: config.evaluation.dataDir, batchSize: config.evaluation.batchSize }, 'taskVectors');
+    const run = () => taskVectors(model, tvConfig, { signal, onProgress: (p) => hooks.onProgress?.({ stage: 'task-vectors', done: p.done, total: p.total }) });
+    vectors = await time('task-vectors', async () => {
+      const before = await run();
+      if (!chosen) return { before, after: before };
+      const pruned = await model.prune(neurons, { full: config.selection.full });
+      try {
+        return { before, after: await run() };
+      } finally {
+        await model.restore(pruned);
+      }
+    });
+  }
   if (signal?.aborted) throw new NeuropruneError('E_ABORTED', 'copybias cancelled');
   const count = (ps: IclPrompt[]) => histogram(ps);
   return {
@@ -348,6 +371,7 @@ export async function copyBias(
     changes,
     control,
     verdicts: chosen ? verdicts(changes, control) : [],
+    taskVectors: vectors,
     timings,
   };
 }

@@ -1,6 +1,7 @@
 /** report.html for the copy-bias pipeline: one self-contained page, inline SVG, no scripts. */
 import { CopyBiasResult } from '../pipelines/copybias';
 import { Interval } from '../stats';
+import { taskVectorCurveSvg } from './task-vectors';
 import { EvalResult } from '../pipelines/evaluate';
 import { barChart, escapeHtml, lineChart } from './svg';
 
@@ -57,6 +58,22 @@ function devTable(r: CopyBiasResult): string {
   return `<table><thead><tr><th>pruned</th><th>neurons</th><th>dev accuracy</th><th>dev copy errors</th><th>answers given</th><th>guard rails</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }
 
+function taskVectorSection(r: CopyBiasResult): string {
+  const { before, after } = r.taskVectors!;
+  const rows = before.tasks.map((b) => {
+    const a = after.tasks.find((x) => x.task === b.task);
+    return `<tr><td>${escapeHtml(b.task)}</td><td>${pct(b.zeroShot.accuracy)}</td><td>${pct(b.icl.accuracy)}</td><td>L${b.bestLayer}: ${pct(b.bestLayerAccuracy)}</td>` +
+      `<td>${a ? pct(a.icl.accuracy) : '-'}</td><td>${a ? `L${a.bestLayer}: ${pct(a.bestLayerAccuracy)}` : '-'}</td></tr>`;
+  });
+  return `<h2>Task vectors (Hendel et al. 2023)</h2>
+<p>The residual stream at one layer, last position, of a prompt of ${before.config.shots} demonstrations and a dummy query, patched into the zero-shot query's forward; the layer is chosen on ${before.config.devN} dev prompts per task, accuracy on ${before.config.n} test prompts.${r.chosen ? '' : ' Nothing was pruned, so before and after are the same run.'}</p>
+${taskVectorCurveSvg(
+    [{ name: 'before pruning', perLayer: before.mean.perLayer }, ...(r.chosen ? [{ name: 'after pruning', perLayer: after.mean.perLayer }] : [])],
+    { title: 'Task-vector accuracy per patched layer (mean over tasks)', references: [{ name: 'zero-shot (before)', accuracy: before.mean.zeroShot }, { name: 'ICL (before)', accuracy: before.mean.icl }] },
+  )}
+<table><thead><tr><th>task</th><th>zero-shot</th><th>ICL before</th><th>task vector before</th><th>ICL after</th><th>task vector after</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
+}
+
 export function copyBiasReport(r: CopyBiasResult, model: string, extra = ''): string {
   const layers = r.attribution.layers;
   const perLayer = layers.map((l) => r.neurons.filter((n) => n.layer === l).length);
@@ -104,6 +121,7 @@ ${lineChart('Dev search: fraction of neurons pruned', curve.map(label), [
 ${devTable(r)}
 <h2>Per task</h2>
 ${taskTable(r)}
+${r.taskVectors ? taskVectorSection(r) : ''}
 ${extra}
 <p>Timings (ms): ${Object.entries(r.timings).map(([k, v]) => `${escapeHtml(k)} ${v}`).join(', ')}. Every number is in <code>results.json</code>; every prompt and answer in <code>predictions.jsonl</code>.</p>
 </body></html>
