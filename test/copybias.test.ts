@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Model, readNeuronSet, readSafetensors } from '../lib';
 import { packageRoot } from '../lib/native';
-import { copyBias, copyScores, guardRails, randomNeuronsLike } from '../lib/pipelines/copybias';
+import { copyBias, copyScores, guardRails, randomNeuronsLike, verdicts } from '../lib/pipelines/copybias';
 import { pairedBootstrap, quantile } from '../lib/stats';
 import { parseCopyBiasConfig } from '../lib/pipelines/copybias-config';
 import { plantedCopyModel, PLANTED } from './fixtures-copy';
@@ -21,7 +21,7 @@ test.before(async () => {
   priorShift = await plantedCopyModel(path.join(tempDir(), 'prior-shift'), { prior: [2], priorBias: 2 });
 });
 
-test('planted copying neurons rank at the top and are chosen; pruning them helps beyond random neurons, with intervals', async (t) => {
+test('planted copying neurons rank at the top and are chosen; pruning them helps on the proxy task, with intervals and a random control', async (t) => {
   // Pruned of its copying neurons, this model answers the digit missing from the examples.
   const model = await Model.load(helpful);
   // A classification file with multi-token answer words, scored as whole answers.
@@ -74,6 +74,7 @@ test('planted copying neurons rank at the top and are chosen; pruning them helps
   t.deepEqual(randomNeuronsLike(r.neurons, r.attribution.dMlp, r.control[0].seed), r.control[0].neurons, 'reproducible from its seed');
   t.is(r.verdicts.length, 2, 'accuracy and copy errors at 4 shots');
   for (const v of r.verdicts) t.regex(v.text, /^4-shot (accuracy|copy-error rate): [+-]\d+\.\d points \(95% CI .*\), .* (outside|within) the range of 3 random draws/);
+  t.true(r.verdicts.every((v) => typeof v.gain === 'boolean'));
   model.dispose();
 });
 
@@ -139,6 +140,26 @@ test('guard rails, random controls and bootstrap intervals on hand-computed case
   const se = Math.sqrt((0.4 - 0.2 ** 2) / 100); // sd of the per-prompt change (values -1, 0, 1) over sqrt(n)
   t.true(Math.abs(wide.low - (0.2 - 1.96 * se)) < 0.02 && Math.abs(wide.high - (0.2 + 1.96 * se)) < 0.02, JSON.stringify(wide));
   t.is(quantile([1, 2, 3, 4], 0.5), 2.5);
+
+  // Verdicts: a gain needs an interval that excludes 0 and a change beyond every random draw.
+  const interval = (delta: number, low: number, high: number) => ({ delta, low, high, level: 0.95, resamples: 100 });
+  const changes = (acc: [number, number, number], copy: [number, number, number]) => ({
+    scores: [], mean: [{ shots: 4, accuracy: interval(...acc), copyErrorRate: interval(...copy) }],
+  });
+  const draw = (acc: number, copy: number) => ({ seed: 0, neurons: [], after: undefined as never, changes: changes([acc, acc, acc], [copy, copy, copy]) });
+  const [acc, copy] = verdicts(changes([0.2, 0.1, 0.3], [-0.1, -0.15, -0.05]), [draw(0.05, 0.01), draw(-0.05, -0.02)]);
+  t.like(acc, { gain: true, outsideControl: true, controlRange: [-0.05, 0.05] });
+  t.is(acc.text, '4-shot accuracy: +20.0 points (95% CI +10.0 to +30.0), an improvement (the interval excludes 0); outside the range of 2 random draws of the same size (-5.0 to +5.0 points), on the better side.');
+  t.like(copy, { gain: true });
+  const [within] = verdicts(changes([0.04, 0.01, 0.07], [0, 0, 0]), [draw(0.05, 0), draw(-0.05, 0)]);
+  t.like(within, { gain: false, outsideControl: false });
+  t.regex(within.text, /an improvement \(the interval excludes 0\); within the range/);
+  const [noisy] = verdicts(changes([0.2, -0.01, 0.4], [0, 0, 0]), [draw(0, 0)]);
+  t.like(noisy, { gain: false, outsideControl: true });
+  t.regex(noisy.text, /not distinguishable from no change; outside .*on the better side/);
+  const [worse] = verdicts(changes([-0.2, -0.3, -0.1], [0, 0, 0]), [draw(0, 0)]);
+  t.regex(worse.text, /a deterioration .*on the worse side/);
+  t.is(verdicts(changes([0.2, 0.1, 0.3], [0, 0, 0]), [])[0].gain, false, 'no control, no claim');
   t.throws(() => pairedBootstrap([{ before: [1], after: [1, 0] }]), { message: /must pair up/ });
 });
 

@@ -12,7 +12,7 @@ import { neuronSet, writeNeuronSet } from '../neurons';
 import { copyBias, StageProgress } from '../pipelines/copybias';
 import { mergeConfig, parseCopyBiasConfig, readConfigFile } from '../pipelines/copybias-config';
 import { formatEvalTable } from '../pipelines/evaluate';
-import { copyBiasReport } from '../report/copybias';
+import { copyBiasReport, summaryLine } from '../report/copybias';
 import { formatTaskVectorTable } from '../pipelines/task-vectors';
 import { progressBar } from './progress';
 
@@ -113,7 +113,7 @@ async function run(model: Model, signal: AbortSignal, id: string, config: CopyBi
     const fmt = (e: typeof r.before) => formatEvalTable(e);
     const tv = r.taskVectors ? `\n\ntask vectors before pruning:\n${formatTaskVectorTable(r.taskVectors.before)}${r.chosen ? `\n\ntask vectors after pruning:\n${formatTaskVectorTable(r.taskVectors.after)}` : ''}` : '';
     const summary = r.chosen
-      ? `pruned ${r.neurons.length} neurons (top ${(100 * r.chosen.fraction).toPrecision(3)}% by copying score)\n\nbefore:\n${fmt(r.before)}\n\nafter:\n${fmt(r.after)}\n\n${r.verdicts.map((v) => v.text).join('\n')}`
+      ? `pruned ${r.neurons.length} neurons (top ${(100 * r.chosen.fraction).toPrecision(3)}% by copying score)\n\nbefore:\n${fmt(r.before)}\n\nafter:\n${fmt(r.after)}\n\n${r.verdicts.map((v) => v.text).join('\n')}\n${summaryLine(r)}`
       : `no fraction passed the guard rails; nothing was pruned\n${r.devSearch.map((p) => `  ${(100 * p.fraction).toPrecision(2)}%: ${p.rejected}`).join('\n')}\n\nICL suite:\n${fmt(r.before)}`;
     process.stdout.write(`${summary}${tv}\n\nreport: ${path.join(out, 'report.html')}\n`);
   } catch (error) {

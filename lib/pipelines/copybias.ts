@@ -66,6 +66,8 @@ export interface Verdict {
   interval: [number, number];
   controlRange: [number, number] | null;
   outsideControl: boolean | null;
+  /** An improvement whose interval excludes 0 and that lies beyond every random draw on the better side. */
+  gain: boolean;
   text: string;
 }
 
@@ -207,14 +209,15 @@ export function verdicts(changes: Changes, control: ControlDraw[]): Verdict[] {
       const name = metric === 'accuracy' ? 'accuracy' : 'copy-error rate';
       const good = metric === 'accuracy' ? iv.delta > 0 : iv.delta < 0;
       const significant = iv.low > 0 || iv.high < 0;
+      const kind = !significant ? 'not distinguishable from no change' : good ? 'an improvement (the interval excludes 0)' : 'a deterioration (the interval excludes 0)';
+      const beyond = range && (metric === 'accuracy' ? iv.delta > range[1] : iv.delta < range[0]);
       const where = !range
         ? 'no random control was run'
-        : outside
-          ? `outside the range of ${draws.length} random draws of the same size (${pts(range[0])} to ${pts(range[1])} points)`
-          : `within the range of ${draws.length} random draws of the same size (${pts(range[0])} to ${pts(range[1])} points)`;
-      const text = `${m.shots}-shot ${name}: ${pts(iv.delta)} points (95% CI ${pts(iv.low)} to ${pts(iv.high)}${significant ? '' : ', includes 0'}), ` +
-        `${iv.delta === 0 ? 'no change' : good ? 'an improvement' : 'a deterioration'}, ${where}.`;
-      return { shots: m.shots, metric, delta: iv.delta, interval: [iv.low, iv.high] as [number, number], controlRange: range, outsideControl: outside, text };
+        : `${outside ? 'outside' : 'within'} the range of ${draws.length} random draws of the same size (${pts(range[0])} to ${pts(range[1])} points)` +
+          (outside ? (beyond ? ', on the better side' : ', on the worse side') : '');
+      const text = `${m.shots}-shot ${name}: ${pts(iv.delta)} points (95% CI ${pts(iv.low)} to ${pts(iv.high)}), ${kind}; ${where}.`;
+      const gain = significant && good && Boolean(beyond);
+      return { shots: m.shots, metric, delta: iv.delta, interval: [iv.low, iv.high] as [number, number], controlRange: range, outsideControl: outside, gain, text };
     }),
   );
 }

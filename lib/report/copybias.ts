@@ -58,6 +58,16 @@ function devTable(r: CopyBiasResult): string {
   return `<table><thead><tr><th>pruned</th><th>neurons</th><th>dev accuracy</th><th>dev copy errors</th><th>answers given</th><th>guard rails</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }
 
+/** One sentence: does pruning help beyond the random control? */
+export function summaryLine(r: CopyBiasResult): string {
+  if (!r.chosen) return 'Nothing was pruned: no fraction passed the guard rails.';
+  const gains = r.verdicts.filter((v) => v.gain).map((v) => `${v.shots}-shot ${v.metric === 'accuracy' ? 'accuracy' : 'copy errors'}`);
+  if (r.control.length === 0) return 'No random control was run, so no gain can be claimed.';
+  return gains.length
+    ? `Pruning the copying neurons helps beyond the random control on: ${gains.join(', ')}.`
+    : 'Pruning the copying neurons gives no gain beyond the random control on any headline measure.';
+}
+
 function taskVectorSection(r: CopyBiasResult): string {
   const { before, after } = r.taskVectors!;
   const rows = before.tasks.map((b) => {
@@ -99,7 +109,7 @@ table{border-collapse:collapse;width:100%;font-size:13px}td,th{border-bottom:1px
 <p>Integrated Gradients (copy objective, ${r.config.attribution.steps} steps, ${escapeHtml(r.config.attribution.rule)}) on ${px.attributionPrompts} vowel-counting prompts
 (${px.shots} examples each, whose labels never include the right answer; words from ${escapeHtml(px.source)}). Vowel counts ${px.counts.join(', ')} with ${px.wordsPerCount} words each
 per part; the attribution part (${px.attributionWords} words) and the dev part (${px.devWords} words) share no word. ${selection}</p>
-${chosen ? `<div class="verdict"><p><b>Result.</b> Mean over the ICL tasks (the proxy task excluded), change after pruning against ${r.control.length} draws of the same numbers of random neurons per layer:</p><ul>${r.verdicts.map((v) => `<li>${escapeHtml(v.text)}</li>`).join('')}</ul></div>` : ''}
+${chosen ? `<div class="verdict"><p><b>${summaryLine(r)}</b></p><p>Mean over the ICL tasks (the proxy task excluded), change after pruning against ${r.control.length} draws of the same numbers of random neurons per layer:</p><ul>${r.verdicts.map((v) => `<li>${escapeHtml(v.text)}</li>`).join('')}</ul></div>` : ''}
 <h2>ICL suite: the headline</h2>
 ${headline(r)}
 <p><small>Changes are in percentage points, after minus before, on the same prompts; 95% intervals from a paired bootstrap over prompts (${r.config.control.resamples} resamples, stratified by task). "Random draws" is the range of the same change when the same numbers of random neurons per layer are pruned instead.</small></p>

@@ -265,7 +265,10 @@ IgResult ig_fast(const CausalLM& model, const IgRequest& r) {
   {
     at::NoGradGuard no_grad;
     Hooks capture;
-    capture.mlp_post = [&](int64_t l, const at::Tensor& p) { return post[l] = p; };
+    capture.mlp_post = [&](int64_t l, const at::Tensor& p) {
+      check_cancelled(r, "during the clean forward pass");  // layer by layer: this run holds every prompt at once
+      return post[l] = p;
+    };
     capture.resid_mid = [&](int64_t l, const at::Tensor& x) { resid[l] = x.narrow(1, g.p0, S); };
     // The LM head only where F reads it: the last position when every target is one token.
     const at::Tensor logits = model.forward(ids, mask, &clean, &capture, /*last_only=*/g.n_max == 1);
