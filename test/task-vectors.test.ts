@@ -110,6 +110,15 @@ test('hand-built model: the task vector recovers to_upper at layer 0, where zero
   t.true(next.perLayer.every((p) => p.accuracy === 0), JSON.stringify(next.perLayer));
   t.deepEqual(r.mean.perLayer.map((p) => p.accuracy), [0.5, 0]);
   t.is(r.config.shots, 4);
+
+  // Averaging over several dummy queries keeps what the vectors share: the task at layer 0. At layer 1
+  // the mean still answers as one of the dummies did.
+  const averaged = await taskVectors(model, parseTaskVectorsConfig({ tasks: ['to_upper'], n: 30, devN: 10, dummies: 4 }));
+  const up4 = averaged.tasks[0];
+  t.is(up4.perLayer[0].accuracy, 1, JSON.stringify(up4.perLayer));
+  t.is(up4.icl.accuracy, 1);
+  t.like(up4.perLayer[1], { accuracy: 0, dummyAnswerRate: 1 });
+  t.is(averaged.config.dummies, 4);
   model.dispose();
 });
 
@@ -143,7 +152,7 @@ test('a bad layer is E_RANGE and a wrong vector length E_SHAPE, in the API and i
 test('config: defaults are filled in and recorded; unknown fields are E_CONFIG', (t) => {
   t.deepEqual(parseTaskVectorsConfig({}), {
     seed: 0, tasks: ['next_letter', 'prev_letter', 'list_first', 'list_last', 'to_upper', 'to_lower'], dataDir: null,
-    shots: 4, n: 50, devN: 20, layers: null, batchSize: 32,
+    shots: 4, n: 50, devN: 20, dummies: 1, layers: null, batchSize: 32,
   });
   t.throws(() => parseTaskVectorsConfig({ shot: 4 }), { code: 'E_CONFIG' } as never);
   t.throws(() => parseTaskVectorsConfig({ n: 0 }), { code: 'E_CONFIG' } as never);
@@ -184,7 +193,7 @@ test('CLI: task-vectors writes results.json and report.html, every default recor
   t.deepEqual(fs.readdirSync(dir).sort(), ['config.yaml', 'out'], 'no temporary folder left');
   const results = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
   t.deepEqual(Object.keys(results).sort(), ['config', 'environment', 'layers', 'mean', 'method', 'model', 'skipped', 'tasks', 'timings']);
-  t.deepEqual(results.config, { seed: 0, tasks: ['to_upper'], dataDir: null, shots: 4, n: 12, devN: 6, layers: null, batchSize: 32 });
+  t.deepEqual(results.config, { seed: 0, tasks: ['to_upper'], dataDir: null, shots: 4, n: 12, devN: 6, dummies: 1, layers: null, batchSize: 32 });
   t.like(results.tasks[0], { task: 'to_upper', bestLayer: 0, bestLayerAccuracy: 1, zeroShot: { accuracy: 0, n: 12 }, icl: { accuracy: 1 } });
   t.deepEqual(results.tasks[0].perLayer.map((p: { accuracy: number }) => p.accuracy), [1, 0]);
   const html = fs.readFileSync(path.join(out, 'report.html'), 'utf8');

@@ -246,6 +246,7 @@ export function buildProgram(): Command {
     .option('--shots <n>', 'demonstrations per prompt (default 4; Hendel et al. use 5)', int('shots'))
     .option('--n <n>', 'test prompts per task (default 50)', int('n'))
     .option('--dev-n <n>', 'dev prompts per task, to choose the layer (default 20)', int('dev-n'))
+    .option('--dummies <n>', 'dummy queries averaged per task vector (default 1, as Hendel et al.)', int('dummies'))
     .option('--layers <list>', 'layers to patch (default all)', (v: string) => v.split(',').map((x) => int('layers')(x.trim())))
     .option('--data-dir <dir>', 'folder with the Hendel task files')
     .option('--seed <n>', 'seed for prompts', int('seed'))

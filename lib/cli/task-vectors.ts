@@ -20,6 +20,7 @@ export interface TaskVectorsFlags {
   shots?: number;
   n?: number;
   devN?: number;
+  dummies?: number;
   layers?: number[];
   dataDir?: string;
   seed?: number;
@@ -31,7 +32,7 @@ export interface TaskVectorsFlags {
 
 export async function runTaskVectors(id: string, o: TaskVectorsFlags): Promise<void> {
   const raw = mergeConfig(o.config ? readConfigFile(o.config) : {}, {
-    seed: o.seed, tasks: o.tasks, shots: o.shots, n: o.n, devN: o.devN, layers: o.layers, dataDir: o.dataDir, batchSize: o.batchSize,
+    seed: o.seed, tasks: o.tasks, shots: o.shots, n: o.n, devN: o.devN, dummies: o.dummies, layers: o.layers, dataDir: o.dataDir, batchSize: o.batchSize,
   });
   const config = parseTaskVectorsConfig(raw, o.config ?? 'config');
   const out = path.resolve(o.out);

@@ -61,6 +61,8 @@ export const copyBiasConfigSchema = z
         shots: z.number().int().positive().default(4),
         n: z.number().int().positive().default(50),
         devN: z.number().int().positive().default(20),
+        /** Dummy queries averaged per vector (1 = Hendel et al.). */
+        dummies: z.number().int().positive().default(1),
         /** Layers to patch; null = every layer. */
         layers: z.array(z.number().int().nonnegative()).min(1).nullable().default(null),
       })

@@ -12,6 +12,12 @@ export const taskVectorsConfigSchema = z
     dataDir: z.string().nullable().default(null),
     /** Demonstrations per prompt (Hendel et al. use 5; 4 keeps prompts of small models short). */
     shots: z.number().int().positive().default(4),
+    /**
+     * Dummy queries per task vector: 1 is Hendel et al.'s vector; more average the residuals of the
+     * same demonstrations with several dummy queries, which dilutes what the vector says about any
+     * one dummy query (small models write the query into the last token early).
+     */
+    dummies: z.number().int().positive().default(1),
     /** Test prompts per task. */
     n: z.number().int().positive().default(50),
     /** Dev prompts per task (separately seeded) on which the best layer is chosen. */

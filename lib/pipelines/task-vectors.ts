@@ -84,8 +84,9 @@ export interface TaskVectorHooks {
 interface Item {
   prompt: IclPrompt;
   zeroShot: string;
-  dummy: Pair;
-  vectorPrompt: string;
+  /** One dummy query per vector prompt; the task vector is the mean of their residuals. */
+  dummies: Pair[];
+  vectorPrompts: string[];
 }
 
 /** A pair of the task other than the query and, when there are enough, other than the demonstrations. */
@@ -95,10 +96,19 @@ function dummyQuery(prompt: IclPrompt, pairs: Pair[], rng: Rng): Pair {
   return rng.pick(fresh.length > 0 ? fresh : pairs.filter((p) => p.input !== prompt.query.input));
 }
 
-function items(task: Task, pairs: Pair[], shots: number, n: number, seed: number, split: string): Item[] {
+/** `d` distinct dummy queries where the task has them (then repeats), none of them the query. */
+function dummyQueries(prompt: IclPrompt, pairs: Pair[], rng: Rng, d: number): Pair[] {
+  const shown = new Set([prompt.query.input, ...prompt.examples.map((e) => e.input)]);
+  const fresh = pairs.filter((p) => !shown.has(p.input));
+  const pool = rng.shuffle(fresh.length > 0 ? fresh : pairs.filter((p) => p.input !== prompt.query.input));
+  return Array.from({ length: d }, (_, k) => pool[k % pool.length]);
+}
+
+function items(task: Task, pairs: Pair[], shots: number, n: number, seed: number, split: string, dummies: number): Item[] {
   return buildPrompts(task, pairs, shots, n, seed, HENDEL_TEMPLATE).map((prompt, i) => {
-    const dummy = dummyQuery(prompt, pairs, new Rng(subSeed(seed, task.name, shots, i, split, 'dummy')));
-    return { prompt, zeroShot: renderPrompt([], prompt.query, HENDEL_TEMPLATE), dummy, vectorPrompt: renderPrompt(prompt.examples, dummy, HENDEL_TEMPLATE) };
+    const rng = new Rng(subSeed(seed, task.name, shots, i, split, 'dummy'));
+    const chosen = dummies === 1 ? [dummyQuery(prompt, pairs, rng)] : dummyQueries(prompt, pairs, rng, dummies);
+    return { prompt, zeroShot: renderPrompt([], prompt.query, HENDEL_TEMPLATE), dummies: chosen, vectorPrompts: chosen.map((d) => renderPrompt(prompt.examples, d, HENDEL_TEMPLATE)) };
   });
 }
 
@@ -124,7 +134,7 @@ export async function taskVectors(model: Model, config: TaskVectorsConfig, hooks
       skipped.push({ task: task.name, reason: `${pairs.length} of ${task.pairs.length} pairs have a one-token answer, ${needed} needed` });
       continue;
     }
-    plans.push({ task, pairs, test: items(task, pairs, config.shots, config.n, config.seed, 'test'), dev: items(task, pairs, config.shots, config.devN, devSeed, 'dev') });
+    plans.push({ task, pairs, test: items(task, pairs, config.shots, config.n, config.seed, 'test', config.dummies), dev: items(task, pairs, config.shots, config.devN, devSeed, 'dev', config.dummies) });
   }
   const perQuery = 3 + layers.length; // zero-shot (test only), ICL (test only), vector, patched layers
   const total = plans.reduce((a, p) => a + p.test.length * perQuery + p.dev.length * (1 + layers.length), 0);
@@ -142,14 +152,18 @@ export async function taskVectors(model: Model, config: TaskVectorsConfig, hooks
     for (let start = 0; start < split.length; start += config.batchSize) {
       check(`(${task.name}, ${what} prompt ${start} of ${split.length})`);
       const batch = split.slice(start, start + config.batchSize);
-      const res = await model.residuals(batch.map((b) => b.vectorPrompt), { layers });
+      const res = await model.residuals(batch.flatMap((b) => b.vectorPrompts), { layers });
       tick(task.name, batch.length);
+      const d = config.dummies, width = model.info.dModel;
       for (const [j, layer] of layers.entries()) {
         check(`(${task.name}, ${what}, layer ${layer})`);
-        const gens = await model.generatePatched(batch.map((b) => b.zeroShot), { layer, vectors: res.layers.get(layer)!, maxNewTokens: 1, signal });
+        // Each item's vector: the mean over its dummy queries' residuals.
+        const all = res.layers.get(layer)!, vectors = new Float32Array(batch.length * width);
+        for (let i = 0; i < batch.length; i++) for (let k = 0; k < d; k++) for (let c = 0; c < width; c++) vectors[i * width + c] += all[(i * d + k) * width + c] / d;
+        const gens = await model.generatePatched(batch.map((b) => b.zeroShot), { layer, vectors, maxNewTokens: 1, signal });
         gens.forEach((g, i) => {
           const prediction = answer(g.text);
-          const dummy = prediction.trim().length > 0 && prediction.trim() === batch[i].dummy.output.trim();
+          const dummy = prediction.trim().length > 0 && batch[i].dummies.some((x) => prediction.trim() === x.output.trim());
           out[j].push({ ...scorePrediction(prediction, batch[i].prompt.expected, batch[i].prompt.labels, task.scoring), dummy });
         });
         tick(task.name, batch.length);
