@@ -7,7 +7,7 @@ import { checkModelFile } from './files';
 import { stagingDir, throwIfAborted } from './staging';
 import { checkLayers, checkTokenIds, describeValue } from './validate';
 import { native, NativeModel } from './native';
-import { NeuronRef, NeuronSet } from './neurons';
+import { NeuronRef, NeuronSet, NeuronSite } from './neurons';
 import { resolveModel } from './resolve';
 import { batchOrder, trainDefaults, TrainOptions, TrainPoint, TrainResult } from './training';
 import { byteLevelTokenizerConfig, byteLevelTokenizerJson, TextTokenizer } from './tokenizer';
@@ -32,8 +32,11 @@ export interface ModelInfo {
   nLayers: number;
   dModel: number;
   nHeads: number;
-  /** Neurons per layer at `blocks.{l}.mlp.hook_post`. */
+  /** Neurons per layer at `blocks.{l}.<neuronSite>`. */
   dMlp: number;
+  /** Where the neurons sit, without the layer: `mlp.hook_post` (input of the down projection), or
+   * `mixer.hook_post` for Mamba (input of out_proj). */
+  neuronSite: NeuronSite;
   vocabSize: number;
   maxPositions: number;
   nParams: number;
@@ -139,12 +142,13 @@ export class Model {
       dModel: raw.dModel,
       nHeads: raw.nHeads,
       dMlp: raw.dMlp,
+      neuronSite: raw.neuronSite as NeuronSite,
       vocabSize: raw.vocabSize,
       maxPositions: raw.maxPositions,
       nParams: raw.nParams,
       dtype: raw.dtype as DType,
       device: raw.device,
-      sites: Array.from({ length: raw.nLayers }, (_, l) => `blocks.${l}.mlp.hook_post`),
+      sites: Array.from({ length: raw.nLayers }, (_, l) => `blocks.${l}.${raw.neuronSite}`),
       config,
     };
     const eos = typeof config.eos_token_id === 'number' ? config.eos_token_id : tokenizer?.eosId;
