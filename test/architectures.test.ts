@@ -1,5 +1,6 @@
 // The same invariants for every architecture: numerics against a plain-loop reference written from
-// the HF modeling files, KV cache, batching, left padding, bfloat16, float16.
+// the HF modeling files, KV cache (Mamba: its conv and SSM states), batching, left padding, bfloat16,
+// float16.
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -8,6 +9,7 @@ import { codeOf, float32, maxAbs, maxAbsDiff, tempDir } from './helpers';
 import { neoxLogits } from './reference/gpt_neox';
 import { gpt2Logits } from './reference/gpt2';
 import { llamaLogits } from './reference/llama';
+import { mambaLogits } from './reference/mamba';
 import { Weight } from './reference/ops';
 
 type Reference = (weight: Weight, config: Record<string, any>, ids: number[], has: (name: string) => boolean) => Float32Array;
@@ -17,6 +19,7 @@ const architectures: Array<{ arch: string; reference: Reference; options?: objec
   { arch: 'mistral', reference: llamaLogits },
   { arch: 'qwen2', reference: llamaLogits },
   { arch: 'gpt_neox', reference: (w, c, ids) => neoxLogits(w, c, ids) },
+  { arch: 'mamba', reference: mambaLogits },
 ];
 
 const prompts = ['The cat sat on the mat', 'a', 'Hello, world! How are you?'];
