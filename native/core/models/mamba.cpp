@@ -94,8 +94,9 @@ class Mamba final : public CausalLM {
       cache.ssm_state.resize(cfg_.n_layer);
     }
     const int64_t B = x.size(0), T = x.size(1), Di = cfg_.d_inner, N = cfg_.state, K = cfg_.kernel;
-    // The new tokens' mask: padded positions get a zero input after in_proj and after the conv (as
-    // HF's attention_mask does), so they leave the states at zero and a padded row equals its row alone.
+    // The new tokens' mask: padded positions are zeroed before and after in_proj (an in_proj bias
+    // would leak in) and after the conv, as HF's attention_mask does, so they leave the states at zero
+    // and a left-padded row equals its row alone.
     const at::Tensor keep = cache.mask.narrow(1, cache.mask.size(1) - T, T).unsqueeze(-1).to(dtype_);  // [B, T, 1]
 
     at::Tensor h = blocks::rms_norm(x.to(dtype_), w["backbone.layers." + std::to_string(l) + ".norm.weight"], cfg_.eps) * keep;
