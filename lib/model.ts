@@ -92,7 +92,7 @@ export interface Edit {
 }
 
 export interface Activations {
-  /** blocks.{layer}.mlp.hook_post per requested layer, row-major [batch, seqLen, dMlp]. */
+  /** blocks.{layer}.<info.neuronSite> per requested layer, row-major [batch, seqLen, dMlp]. */
   layers: Map<number, Float32Array>;
   shape: [number, number, number];
   tokens: TokenBatch;
@@ -234,7 +234,7 @@ export class Model {
     return Array.isArray(prompts) ? generations : generations[0];
   }
 
-  /** The MLP activations (blocks.{l}.mlp.hook_post) of the input at the given layers (default all). */
+  /** The neuron activations (blocks.{l}.mlp.hook_post; Mamba: mixer.hook_post) of the input at the given layers (default all). */
   async activations(input: ModelInput, options: { layers?: number[] } = {}): Promise<Activations> {
     const tokens = this.encode(input);
     const layers = checkLayers(options.layers ?? Array.from({ length: this.info.nLayers }, (_, l) => l), this.info.nLayers);
@@ -243,7 +243,7 @@ export class Model {
   }
 
   /**
-   * Integrated Gradients over the MLP neurons (blocks.{l}.mlp.hook_post) of every requested layer:
+   * Integrated Gradients over the neurons (blocks.{l}.mlp.hook_post; Mamba: mixer.hook_post) of every requested layer:
    * per prompt a [layers, dMlp] score, plus F(a) and F(0) per layer so completeness can be checked
    * (the scores of a layer sum to F(a) - F(0) as the steps grow). Cancel with `signal`; the model is
    * left as it was.
