@@ -23,16 +23,23 @@ interface Shape {
   d: number;
   vocab: number;
   layers: number;
+  /** Per position and layer: FLOPs that grow with the keys attended (4 d per key), or of a Mamba scan. */
+  perKey: number;
+  scan: number;
 }
 
 function shapeOf(info: ModelInfo): Shape {
   const c = info.config as Record<string, number | boolean>;
   const embeddings = info.vocabSize * info.dModel * (c.tie_word_embeddings === false ? 2 : 1) + Number(c.n_positions ?? 0) * info.dModel;
-  return { layerParams: (info.nParams - embeddings) / info.nLayers, d: info.dModel, vocab: info.vocabSize, layers: info.nLayers };
+  const recurrent = info.neuronSite === 'mixer.hook_post'; // Mamba: no attention; exp(dt A), dt B x, the update and C h per unit and state
+  return {
+    layerParams: (info.nParams - embeddings) / info.nLayers, d: info.dModel, vocab: info.vocabSize, layers: info.nLayers,
+    perKey: recurrent ? 0 : 4 * info.dModel, scan: recurrent ? 7 * info.dMlp * Number(c.state_size ?? 16) : 0,
+  };
 }
 
 /** Forward FLOPs of `layers` blocks for `queries` positions attending to `keys` positions. */
-const blockFlops = (s: Shape, layers: number, queries: number, keys: number) => layers * queries * (2 * s.layerParams + 4 * s.d * keys);
+const blockFlops = (s: Shape, layers: number, queries: number, keys: number) => layers * queries * (2 * s.layerParams + s.perKey * keys + s.scan);
 const headFlops = (s: Shape, positions: number) => 2 * positions * s.vocab * s.d;
 
 /** Reference: per layer l, rows x (full forward over T, backward from the head down to layer l). */

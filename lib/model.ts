@@ -7,7 +7,7 @@ import { checkModelFile } from './files';
 import { stagingDir, throwIfAborted } from './staging';
 import { checkLayers, checkTokenIds, describeValue } from './validate';
 import { native, NativeModel } from './native';
-import { NeuronRef, NeuronSet } from './neurons';
+import { NeuronRef, NeuronSet, NeuronSite } from './neurons';
 import { resolveModel } from './resolve';
 import { batchOrder, trainDefaults, TrainOptions, TrainPoint, TrainResult } from './training';
 import { byteLevelTokenizerConfig, byteLevelTokenizerJson, TextTokenizer } from './tokenizer';
@@ -32,8 +32,11 @@ export interface ModelInfo {
   nLayers: number;
   dModel: number;
   nHeads: number;
-  /** Neurons per layer at `blocks.{l}.mlp.hook_post`. */
+  /** Neurons per layer at `blocks.{l}.<neuronSite>`. */
   dMlp: number;
+  /** Where the neurons sit, without the layer: `mlp.hook_post` (input of the down projection), or
+   * `mixer.hook_post` for Mamba (input of out_proj). */
+  neuronSite: NeuronSite;
   vocabSize: number;
   maxPositions: number;
   nParams: number;
@@ -89,7 +92,7 @@ export interface Edit {
 }
 
 export interface Activations {
-  /** blocks.{layer}.mlp.hook_post per requested layer, row-major [batch, seqLen, dMlp]. */
+  /** blocks.{layer}.<info.neuronSite> per requested layer, row-major [batch, seqLen, dMlp]. */
   layers: Map<number, Float32Array>;
   shape: [number, number, number];
   tokens: TokenBatch;
@@ -156,12 +159,13 @@ export class Model {
       dModel: raw.dModel,
       nHeads: raw.nHeads,
       dMlp: raw.dMlp,
+      neuronSite: raw.neuronSite as NeuronSite,
       vocabSize: raw.vocabSize,
       maxPositions: raw.maxPositions,
       nParams: raw.nParams,
       dtype: raw.dtype as DType,
       device: raw.device,
-      sites: Array.from({ length: raw.nLayers }, (_, l) => `blocks.${l}.mlp.hook_post`),
+      sites: Array.from({ length: raw.nLayers }, (_, l) => `blocks.${l}.${raw.neuronSite}`),
       config,
     };
     const eos = typeof config.eos_token_id === 'number' ? config.eos_token_id : tokenizer?.eosId;
@@ -299,7 +303,7 @@ export class Model {
     });
   }
 
-  /** The MLP activations (blocks.{l}.mlp.hook_post) of the input at the given layers (default all). */
+  /** The neuron activations (blocks.{l}.mlp.hook_post; Mamba: mixer.hook_post) of the input at the given layers (default all). */
   async activations(input: ModelInput, options: { layers?: number[] } = {}): Promise<Activations> {
     const tokens = this.encode(input);
     const layers = checkLayers(options.layers ?? Array.from({ length: this.info.nLayers }, (_, l) => l), this.info.nLayers);
@@ -308,7 +312,7 @@ export class Model {
   }
 
   /**
-   * Integrated Gradients over the MLP neurons (blocks.{l}.mlp.hook_post) of every requested layer:
+   * Integrated Gradients over the neurons (blocks.{l}.mlp.hook_post; Mamba: mixer.hook_post) of every requested layer:
    * per prompt a [layers, dMlp] score, plus F(a) and F(0) per layer so completeness can be checked
    * (the scores of a layer sum to F(a) - F(0) as the steps grow). Cancel with `signal`; the model is
    * left as it was.

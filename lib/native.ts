@@ -10,6 +10,7 @@ export interface NativeModelInfo {
   dModel: number;
   nHeads: number;
   dMlp: number;
+  neuronSite: string;
   vocabSize: number;
   maxPositions: number;
   nParams: number;

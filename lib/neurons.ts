@@ -4,7 +4,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { NeuropruneError } from './errors';
 
-/** A neuron of blocks.{layer}.mlp.hook_post. */
+/** A neuron of blocks.{layer}.mlp.hook_post (Mamba: blocks.{layer}.mixer.hook_post). */
 export interface NeuronRef {
   layer: number;
   index: number;
@@ -12,6 +12,10 @@ export interface NeuronRef {
 }
 
 export const NEURON_SET_FORMAT = 'neuroprune.neurons/1';
+
+/** Neuron sites: the input of the MLP's down projection, or of a Mamba mixer's out_proj. */
+export const NEURON_SITES = ['mlp.hook_post', 'mixer.hook_post'] as const;
+export type NeuronSite = (typeof NEURON_SITES)[number];
 
 const neuronSchema = z.object({
   layer: z.number().int().nonnegative(),
@@ -24,7 +28,7 @@ const neuronSetSchema = z.object({
   /** The model the neurons were found in (its id or folder). */
   model: z.string(),
   /** The activation site, TransformerLens style without the layer: each neuron is blocks.{layer}.<site>. */
-  site: z.literal('mlp.hook_post'),
+  site: z.enum(NEURON_SITES),
   neurons: z.array(neuronSchema),
   /** How the set was made: method name and its options, free form. */
   method: z.record(z.unknown()).default({}),
@@ -33,8 +37,8 @@ const neuronSetSchema = z.object({
 
 export type NeuronSet = z.infer<typeof neuronSetSchema>;
 
-export function neuronSet(model: string, neurons: NeuronRef[], method: Record<string, unknown> = {}): NeuronSet {
-  return { format: NEURON_SET_FORMAT, model, site: 'mlp.hook_post', neurons, method, created: new Date().toISOString() };
+export function neuronSet(model: string, neurons: NeuronRef[], method: Record<string, unknown> = {}, site: NeuronSite = 'mlp.hook_post'): NeuronSet {
+  return { format: NEURON_SET_FORMAT, model, site, neurons, method, created: new Date().toISOString() };
 }
 
 /** Reads and validates a neuron-set file; E_NEURON_FILE names the file and the bad field. */

@@ -13,6 +13,8 @@ export interface SizeOptions {
   /** MLP neurons per layer. */
   mlp?: number;
   positions?: number;
+  /** SSM state per unit; Mamba only. */
+  state?: number;
 }
 
 /** Our random models use the byte-level tokenizer, whose end-of-text id is 256. */
@@ -93,6 +95,39 @@ function gptNeox(size: SizeOptions): HfConfig {
   };
 }
 
+/**
+ * HF Mamba config.json (MambaForCausalLM): d_inner = expand * hidden units per layer, state 16,
+ * conv kernel 4, time_step_rank auto (ceil(hidden / 16)), tied embeddings. `mlp` sets d_inner.
+ */
+function mamba(size: SizeOptions): HfConfig {
+  const hidden = size.hidden ?? 64;
+  const inner = size.mlp ?? 2 * hidden;
+  if (inner % hidden !== 0) {
+    throw new NeuropruneError('E_ARG', `mamba: mlp (d_inner, ${inner}) must be a multiple of hidden (${hidden}): d_inner = expand * hidden`);
+  }
+  return {
+    architectures: ['MambaForCausalLM'],
+    model_type: 'mamba',
+    num_hidden_layers: size.layers ?? 2,
+    hidden_size: hidden,
+    state_size: size.state ?? 16,
+    expand: inner / hidden,
+    conv_kernel: 4,
+    time_step_rank: 'auto',
+    use_bias: false,
+    use_conv_bias: true,
+    hidden_act: 'silu',
+    layer_norm_epsilon: 1e-5,
+    residual_in_fp32: true,
+    vocab_size: size.vocab ?? 257,
+    tie_word_embeddings: true,
+    bos_token_id: EOS,
+    eos_token_id: EOS,
+    pad_token_id: EOS,
+    initializer_range: 0.1,
+  };
+}
+
 /** Families `init` accepts with free sizes. */
 const FAMILIES: Record<string, (size: SizeOptions) => HfConfig> = {
   gpt2,
@@ -101,6 +136,7 @@ const FAMILIES: Record<string, (size: SizeOptions) => HfConfig> = {
   qwen2: llamaLike('qwen2', 'Qwen2ForCausalLM'),
   gpt_neox: gptNeox,
   pythia: gptNeox,
+  mamba,
 };
 
 interface Preset {
@@ -115,6 +151,9 @@ const pythia = (layers: number, hidden: number, heads: number): Preset => ({
   family: 'gpt_neox',
   size: { layers, hidden, heads, mlp: 4 * hidden, vocab: 50304 },
 });
+
+/** state-spaces/mamba-*-hf: vocab 50280, state 16, expand 2. */
+const mambaPreset = (layers: number, hidden: number): Preset => ({ family: 'mamba', size: { layers, hidden, vocab: 50280 } });
 
 /** Named sizes of real models, for `random:NAME` and `init NAME`. */
 const PRESETS: Record<string, Preset> = {
@@ -154,6 +193,12 @@ const PRESETS: Record<string, Preset> = {
   'pythia-410m': pythia(24, 1024, 16),
   'pythia-1b': pythia(16, 2048, 8),
   'pythia-1.4b': pythia(24, 2048, 16),
+  'mamba-tiny': { family: 'mamba', size: {} },
+  'mamba-130m': mambaPreset(24, 768),
+  'mamba-370m': mambaPreset(48, 1024),
+  'mamba-790m': mambaPreset(48, 1536),
+  'mamba-1.4b': mambaPreset(48, 2048),
+  'mamba-2.8b': mambaPreset(64, 2560),
 };
 
 export function presetNames(): string[] {

@@ -1,5 +1,6 @@
 // The same invariants for every architecture: numerics against a plain-loop reference written from
-// the HF modeling files, KV cache, batching, left padding, bfloat16, float16.
+// the HF modeling files, KV cache (Mamba: its conv and SSM states), batching, left padding, bfloat16,
+// float16.
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -8,6 +9,7 @@ import { codeOf, float32, maxAbs, maxAbsDiff, tempDir } from './helpers';
 import { neoxLogits } from './reference/gpt_neox';
 import { gpt2Logits } from './reference/gpt2';
 import { llamaLogits } from './reference/llama';
+import { mambaLogits } from './reference/mamba';
 import { Weight } from './reference/ops';
 
 type Reference = (weight: Weight, config: Record<string, any>, ids: number[], has: (name: string) => boolean) => Float32Array;
@@ -17,6 +19,7 @@ const architectures: Array<{ arch: string; reference: Reference; options?: objec
   { arch: 'mistral', reference: llamaLogits },
   { arch: 'qwen2', reference: llamaLogits },
   { arch: 'gpt_neox', reference: (w, c, ids) => neoxLogits(w, c, ids) },
+  { arch: 'mamba', reference: mambaLogits },
 ];
 
 const prompts = ['The cat sat on the mat', 'a', 'Hello, world! How are you?'];
@@ -149,3 +152,30 @@ test('llama: key/value heads that do not divide the heads give E_CONFIG', async 
   fs.writeFileSync(configFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), num_key_value_heads: 3 }));
   t.is(await codeOf(Model.load(dir)), 'E_CONFIG');
 });
+
+test('mamba: random:mamba-130m has the real model size and runs', async (t) => {
+  const model = await Model.load('random:mamba-130m', { seed: 1 });
+  t.like(model.info, { modelType: 'mamba', nLayers: 24, dModel: 768, dMlp: 1536, vocabSize: 50280, maxPositions: 0, nParams: 129135360 });
+  t.is(model.info.neuronSite, 'mixer.hook_post');
+  t.is(model.info.sites[23], 'blocks.23.mixer.hook_post');
+  const logits = await model.logits('state space');
+  t.true(logits.data.every(Number.isFinite) && maxAbs(logits.data) < 100, `max |logit| ${maxAbs(logits.data)}`);
+  model.dispose();
+});
+
+for (const [field, value, message] of [
+  ['time_step_rank', 'big', /"time_step_rank" must be "auto" or a positive integer/],
+  ['intermediate_size', 100, /"intermediate_size" \(100\) must be expand \* hidden_size \(128\)/],
+  ['state_size', 0, /"state_size" must be a positive integer/],
+  ['hidden_act', 'swiglu', /"hidden_act" is unknown/],
+] as const) {
+  test(`mamba: a bad ${field} gives E_CONFIG naming it`, async (t) => {
+    const dir = path.join(tempDir(), 'mamba-bad');
+    await initCheckpoint('mamba', dir);
+    const configFile = path.join(dir, 'config.json');
+    fs.writeFileSync(configFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), [field]: value }));
+    const error = await t.throwsAsync(Model.load(dir));
+    t.is((error as { code?: string }).code, 'E_CONFIG');
+    t.regex(error!.message, message);
+  });
+}

@@ -175,7 +175,7 @@ test('a sharded index naming a tensor its shard lacks gives E_MISSING_TENSOR', a
 const configCases: Array<[string, (c: Record<string, unknown>) => Record<string, unknown> | string | null, RegExp]> = [
   ['a missing config.json', () => null, /config\.json is missing/],
   ['a config.json that is not JSON', () => '{"model_type": ', /not JSON/],
-  ['an unknown model_type', (c) => ({ ...c, model_type: 'bert' }), /unknown model_type "bert" \(known: gpt2, gpt_neox, llama, mistral, qwen2\)/],
+  ['an unknown model_type', (c) => ({ ...c, model_type: 'bert' }), /unknown model_type "bert" \(known: gpt2, gpt_neox, llama, mamba, mistral, qwen2\)/],
   ['no model_type', ({ model_type: _, ...c }) => c, /field "model_type" is required/],
   ['a field of the wrong type', (c) => ({ ...c, n_layer: '2' }), /field "n_layer" must be a positive integer/],
   ['heads that do not divide the hidden size', (c) => ({ ...c, n_head: 5 }), /field "n_embd" \(32\) must be divisible by n_head \(5\)/],

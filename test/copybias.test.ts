@@ -4,7 +4,7 @@ import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Model, readNeuronSet, readSafetensors } from '../lib';
+import { initCheckpoint, Model, readNeuronSet, readSafetensors } from '../lib';
 import { packageRoot } from '../lib/native';
 import { copyBias, copyScores, guardRails, randomNeuronsLike, verdicts } from '../lib/pipelines/copybias';
 import { pairedBootstrap, quantile } from '../lib/stats';
@@ -239,6 +239,28 @@ test('CLI: copybias writes complete results from a YAML config with flag overrid
   t.is(page.status, 0, page.stderr.slice(-2000));
   t.regex(page.stdout, /Copy bias: /, 'the page rendered');
   t.deepEqual(page.stderr.split('\n').filter((l) => /:CONSOLE/.test(l)), [], 'no console messages');
+});
+
+test('CLI: copybias runs end to end on a tiny random Mamba, neurons at mixer.hook_post', async (t) => {
+  const dir = tempDir();
+  const model = path.join(dir, 'mamba');
+  await initCheckpoint('mamba', model, { layers: 2, hidden: 32, seed: 5 });
+  const out = path.join(dir, 'out');
+  const r = spawnSync(
+    process.execPath,
+    [cli, 'copybias', model, '--out', out, '--attribution-prompts', '8', '--dev-prompts', '8', '--steps', '2', '--n', '6', '--fractions', '0.05',
+      '--tasks', 'vowel_count', '--shots', '2'],
+    { encoding: 'utf8' },
+  );
+  t.is(r.status, 0, r.stderr);
+  const results = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
+  t.is(results.model.modelType, 'mamba');
+  t.is(results.model.neuronSite, 'mixer.hook_post');
+  const neurons = await readNeuronSet(path.join(out, 'neurons.json'));
+  t.is(neurons.site, 'mixer.hook_post');
+  t.is(neurons.neurons.length, results.selection.neurons);
+  const st = await readSafetensors(path.join(out, 'attributions.safetensors'));
+  t.deepEqual(st.tensors.mean.shape, [2, 64]);
 });
 
 test('bad configs are E_CONFIG naming the field', async (t) => {

@@ -39,7 +39,7 @@ if ('skip' in reference) {
   test('the goldens come from transformers 5 and cover every architecture we load', (t) => {
     t.log(`transformers ${manifest!.transformers}, torch ${manifest!.torch}`);
     t.is(manifest!.transformers.split('.')[0], '5');
-    t.deepEqual([...new Set(cases.map((c) => c.model_type))].sort(), ['gpt2', 'gpt_neox', 'llama', 'mistral', 'qwen2']);
+    t.deepEqual([...new Set(cases.map((c) => c.model_type))].sort(), ['gpt2', 'gpt_neox', 'llama', 'mamba', 'mistral', 'qwen2']);
     const config = (name: string) => JSON.parse(fs.readFileSync(path.join(out, name, 'config.json'), 'utf8'));
     t.is(config('llama3-scaling').rope_parameters.rope_type, 'llama3');
     t.false('rope_theta' in config('llama3-scaling'));

@@ -48,6 +48,16 @@ test('bfloat16 models train (float32 master weights)', async (t) => {
   model.dispose();
 });
 
+test('mamba trains: autograd through the selective scan lowers the loss', async (t) => {
+  const model = await Model.load('random:mamba-tiny', { seed: 3 });
+  const r = await model.train({ samples: corpus, steps: 30, batchSize: 8, lr: 3e-3, warmup: 3 });
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const first = mean(r.curve.slice(0, 5).map((p) => p.loss)), last = mean(r.curve.slice(-5).map((p) => p.loss));
+  t.true(last < 0.8 * first, `loss ${first} -> ${last}`);
+  t.true(r.curve.every((p) => Number.isFinite(p.gradNorm) && p.gradNorm > 0));
+  model.dispose();
+});
+
 test('bad training input is refused with a code and the model survives', async (t) => {
   const model = await Model.load('random:gpt2-tiny');
   t.is(await codeOf(() => model.train({ samples: [], steps: 3 })), 'E_ARG');

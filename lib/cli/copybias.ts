@@ -80,7 +80,7 @@ async function run(model: Model, signal: AbortSignal, id: string, config: CopyBi
     await writeAttributions(path.join(tmp, 'attributions.safetensors'), r.attribution, meta);
     await writeNeuronSet(
       path.join(tmp, 'neurons.json'),
-      neuronSet(id, r.neurons, { name: 'copybias', objective: 'copy', normalisation: 'per-prompt min-max, mean over prompts', chosen: r.chosen, config }),
+      neuronSet(id, r.neurons, { name: 'copybias', objective: 'copy', normalisation: 'per-prompt min-max, mean over prompts', chosen: r.chosen, config }, model.info.neuronSite),
     );
     const evaluation = (e: typeof r.before) => ({ scores: e.scores, mean: e.mean, excludedFromMean: e.excludedFromMean, skipped: e.skipped });
     await writeJson(path.join(tmp, 'results.json'), {

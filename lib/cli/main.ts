@@ -34,7 +34,7 @@ function formatInfo(info: ModelInfo): string {
     ['layers', info.nLayers],
     ['hidden size', info.dModel],
     ['heads', info.nHeads],
-    ['MLP neurons per layer', `${info.dMlp} at blocks.{l}.mlp.hook_post`],
+    [info.neuronSite === 'mlp.hook_post' ? 'MLP neurons per layer' : 'neurons per layer', `${info.dMlp} at blocks.{l}.${info.neuronSite}`],
     ['vocab', info.vocabSize],
     ['parameters', info.nParams.toLocaleString('en-US')],
     ['dtype', info.dtype],

@@ -63,6 +63,7 @@ Napi::Object info_to_js(Napi::Env env, const CausalLM& model) {
   o.Set("dModel", double(i.d_model));
   o.Set("nHeads", double(i.n_heads));
   o.Set("dMlp", double(i.d_mlp));
+  o.Set("neuronSite", i.neuron_site);
   o.Set("vocabSize", double(i.vocab_size));
   o.Set("maxPositions", double(i.max_positions));
   o.Set("nParams", double(i.n_params));

@@ -2,7 +2,8 @@
 
 For tiny random models of every architecture we load, written by transformers' own save_pretrained
 (so config.json has the transformers 5 schema: rope_parameters, layer_types), this writes the logits
-of two prompts and Integrated Gradients of each layer's MLP neurons from a plain autograd loop:
+of two prompts and Integrated Gradients of each layer's MLP neurons (Mamba: the input of each mixer's
+out_proj) from a plain autograd loop:
 IG_i = a_i * (1/m) sum_{k=1..m} dF(k/m * a)/da_i, where a is the input of the down projection at the
 last prompt position and F = log p(target | prompt).
 
@@ -44,6 +45,13 @@ CASES = {
                                                                                 partial_rotary_factor=0.5))),
     "neox-sequential": (transformers.GPTNeoXConfig, dict(TINY, use_parallel_residual=False, rope_parameters=dict(
         rope_type="default", rope_theta=20000.0, partial_rotary_factor=0.25))),
+    # Mamba: the slow path (no CUDA kernels); the neurons are the input of each mixer's out_proj.
+    "mamba": (transformers.MambaConfig, dict(hidden_size=32, state_size=8, num_hidden_layers=2, expand=2, conv_kernel=4,
+                                             vocab_size=VOCAB, bos_token_id=0, eos_token_id=0, pad_token_id=0)),
+    "mamba-bias-untied": (transformers.MambaConfig, dict(hidden_size=32, state_size=4, num_hidden_layers=3, expand=3, conv_kernel=3,
+                                                         time_step_rank=5, use_bias=True, use_conv_bias=False,
+                                                         tie_word_embeddings=False, residual_in_fp32=False, vocab_size=VOCAB,
+                                                         bos_token_id=0, eos_token_id=0, pad_token_id=0)),
 }
 
 
@@ -54,6 +62,8 @@ def down_projection(model, layer):
         return model.transformer.h[layer].mlp.c_proj
     if kind == "gpt_neox":
         return model.gpt_neox.layers[layer].mlp.dense_4h_to_h
+    if kind == "mamba":
+        return model.backbone.layers[layer].mixer.out_proj  # its input is blocks.{layer}.mixer.hook_post
     return model.model.layers[layer].mlp.down_proj
 
 

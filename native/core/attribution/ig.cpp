@@ -8,6 +8,8 @@
 // (prompt, layer, step) share one batch: at layer j, rows that started earlier pass through block j
 // and rows for layer j join; (d) one backward over the summed objective gives each row's gradient
 // (rows never interact). Weights never require grad; rows are micro-batched to a memory budget.
+// Recurrent models (Mamba): the clean run goes in two pieces, the positions before p0 and the suffix,
+// and the "prefix cache" is each layer's conv and SSM state after the prefix.
 #include "attribution/ig.h"
 
 #include <ATen/core/grad_mode.h>  // at::NoGradGuard, at::AutoGradMode (not in ATen.h on 2.x)
@@ -128,7 +130,8 @@ at::Tensor objective_values(const at::Tensor& logits, const std::vector<int64_t>
 // attending to `keys` positions: a coarse upper bound (float32 attention scores, a dozen
 // d_model-sized and three d_mlp-sized activations per position).
 int64_t row_bytes(const ModelInfo& info, int64_t layers, int64_t queries, int64_t keys) {
-  const int64_t per_position = 12 * info.d_model + 3 * info.d_mlp + 3 * info.n_heads * keys;
+  // Recurrent models keep per unit and position the discretised A, dt B x and the state ([d_mlp, N] each).
+  const int64_t per_position = 12 * info.d_model + 3 * info.d_mlp + 3 * info.n_heads * keys + 4 * info.d_mlp * info.state_size;
   return layers * queries * per_position * 4 + queries * info.vocab_size * 8;
 }
 
@@ -259,8 +262,10 @@ IgResult ig_fast(const CausalLM& model, const IgRequest& r) {
   const at::Tensor ids = r.ids.to(device), mask = r.mask.to(device);
 
   // (a) One clean run: activations, the residual each MLP adds to, keys/values, F(a).
+  // post and resid hold the last S positions (or all T of them); both are read as their last S.
   std::vector<at::Tensor> post(info.n_layers), resid(info.n_layers);
   KVCache clean;
+  std::vector<at::Tensor> prefix_conv, prefix_ssm;  // recurrent models: the states after the prefix
   at::Tensor f_clean;
   {
     at::NoGradGuard no_grad;
@@ -269,9 +274,21 @@ IgResult ig_fast(const CausalLM& model, const IgRequest& r) {
       check_cancelled(r, "during the clean forward pass");  // layer by layer: this run holds every prompt at once
       return post[l] = p;
     };
-    capture.resid_mid = [&](int64_t l, const at::Tensor& x) { resid[l] = x.narrow(1, g.p0, S); };
+    capture.resid_mid = [&](int64_t l, const at::Tensor& x) { resid[l] = x.narrow(1, x.size(1) - S, S); };
+    const bool split = info.recurrent && g.p0 > 0;
+    if (split) {
+      Hooks poll_only;
+      poll_only.mlp_post = [&](int64_t, const at::Tensor& p) {
+        check_cancelled(r, "during the clean forward pass");
+        return p;
+      };
+      model.forward(ids.narrow(1, 0, g.p0), mask.narrow(1, 0, g.p0), &clean, &poll_only, /*last_only=*/true);
+      prefix_conv = clean.conv_state;
+      prefix_ssm = clean.ssm_state;
+    }
     // The LM head only where F reads it: the last position when every target is one token.
-    const at::Tensor logits = model.forward(ids, mask, &clean, &capture, /*last_only=*/g.n_max == 1);
+    const at::Tensor logits = split ? model.forward(ids.narrow(1, g.p0, S), mask.narrow(1, g.p0, S), &clean, &capture, g.n_max == 1)
+                                    : model.forward(ids, mask, &clean, &capture, /*last_only=*/g.n_max == 1);
     std::vector<int64_t> each(B);
     for (int64_t b = 0; b < B; ++b) each[b] = b;
     f_clean = objective_values(logits.narrow(1, logits.size(1) - g.n_max, g.n_max), each, r, g).cpu();
@@ -317,8 +334,15 @@ IgResult ig_fast(const CausalLM& model, const IgRequest& r) {
             cache.group_rows.push_back(at::tensor(rows, at::kLong).to(device));
           }
           const at::Tensor pidx = at::tensor(prompts_here, at::kLong).to(device);
-          cache.shared_k[j] = clean.k[j].narrow(2, 0, g.p0).index_select(0, pidx);
-          cache.shared_v[j] = clean.v[j].narrow(2, 0, g.p0).index_select(0, pidx);
+          if (info.recurrent) {
+            cache.shared_conv.resize(info.n_layers);
+            cache.shared_ssm.resize(info.n_layers);
+            cache.shared_conv[j] = prefix_conv[j].index_select(0, pidx);
+            cache.shared_ssm[j] = prefix_ssm[j].index_select(0, pidx);
+          } else {
+            cache.shared_k[j] = clean.k[j].narrow(2, 0, g.p0).index_select(0, pidx);
+            cache.shared_v[j] = clean.v[j].narrow(2, 0, g.p0).index_select(0, pidx);
+          }
         }
         cache.mask = mask.index_select(0, idx);
         const at::Tensor pos = positions.index_select(0, idx);
@@ -335,7 +359,7 @@ IgResult ig_fast(const CausalLM& model, const IgRequest& r) {
       for (size_t i = first; i < next; ++i) prompts.push_back(batch[i].prompt), alphas.push_back(batch[i].alpha);
       const at::Tensor bidx = at::tensor(prompts, at::kLong).to(device);
       const int64_t n = static_cast<int64_t>(prompts.size());
-      const at::Tensor a = post[j].narrow(1, g.p0, S).index_select(0, bidx);
+      const at::Tensor a = post[j].narrow(1, post[j].size(1) - S, S).index_select(0, bidx);
       const at::Tensor alpha = at::tensor(alphas, at::kDouble).to(device, a.scalar_type()).view({n, 1, 1});
       const at::Tensor leaf = (a * alpha).detach().requires_grad_(true);
       const at::Tensor mixed = at::where(scaled.index_select(0, bidx), leaf, a);

@@ -18,7 +18,7 @@ void Editor::check(const std::vector<Neuron>& neurons) const {
       fail(codes::kRange, entry + ": layer out of range [0, " + std::to_string(info.n_layers) + ")");
     if (index < 0 || index >= info.d_mlp)
       fail(codes::kRange, entry + ": index out of range [0, " + std::to_string(info.d_mlp) + ") of blocks." +
-                              std::to_string(layer) + ".mlp.hook_post");
+                              std::to_string(layer) + "." + info.neuron_site);
     auto [it, fresh] = seen.emplace(std::make_pair(layer, index), i);
     if (!fresh) fail(codes::kRange, entry + ": duplicate of neurons[" + std::to_string(it->second) + "]");
   }
@@ -39,8 +39,9 @@ void Editor::apply(Edit& edit) {
   for (auto& [layer, index] : by_layer(edit.neurons, model_.device())) {
     for (const auto& param : model_.neuron_params(layer, edit.full)) {
       const at::Tensor& w = model_.mutable_weights()[param.name];
-      edit.saved.push_back({param.name, param.dim, index, w.index_select(param.dim, index)});
-      w.index_fill_(param.dim, index, 0);
+      const at::Tensor slices = param.offset ? index + param.offset : index;
+      edit.saved.push_back({param.name, param.dim, slices, w.index_select(param.dim, slices)});
+      w.index_fill_(param.dim, slices, 0);
     }
   }
 }

@@ -28,11 +28,12 @@ std::unique_ptr<CausalLM> make_llama(const ConfigReader&, const WeightSource&, a
 std::unique_ptr<CausalLM> make_mistral(const ConfigReader&, const WeightSource&, at::Device, at::ScalarType);
 std::unique_ptr<CausalLM> make_qwen2(const ConfigReader&, const WeightSource&, at::Device, at::ScalarType);
 std::unique_ptr<CausalLM> make_gpt_neox(const ConfigReader&, const WeightSource&, at::Device, at::ScalarType);
+std::unique_ptr<CausalLM> make_mamba(const ConfigReader&, const WeightSource&, at::Device, at::ScalarType);
 
 static const std::map<std::string, ModelFactory>& registry() {
   static const std::map<std::string, ModelFactory> r = {
       {"gpt2", make_gpt2},   {"llama", make_llama},         {"mistral", make_mistral},
-      {"qwen2", make_qwen2}, {"gpt_neox", make_gpt_neox},
+      {"qwen2", make_qwen2}, {"gpt_neox", make_gpt_neox}, {"mamba", make_mamba},
   };
   return r;
 }
@@ -76,7 +77,7 @@ static void check_sizes_against(const ConfigReader& config, const Checkpoint& ck
   };
   for (const char* f : {"n_layer", "num_hidden_layers"}) bound(f, tensors, "tensors");
   for (const char* f : {"n_embd", "hidden_size", "intermediate_size", "n_inner", "vocab_size", "n_head", "num_attention_heads",
-                        "num_key_value_heads", "head_dim", "n_positions"})
+                        "num_key_value_heads", "head_dim", "n_positions", "state_size", "expand", "conv_kernel"})
     bound(f, elements, "weights in all");
 }
 

@@ -20,21 +20,33 @@ struct ModelInfo {
   int64_t n_layers = 0;
   int64_t d_model = 0;
   int64_t n_heads = 0;
-  int64_t d_mlp = 0;  // neurons per layer at blocks.{l}.mlp.hook_post
+  int64_t d_mlp = 0;  // neurons per layer at blocks.{l}.<neuron_site>
   int64_t vocab_size = 0;
   int64_t max_positions = 0;  // 0: no limit
   int64_t n_params = 0;
+  // Where the neurons sit, without the layer: "mlp.hook_post" (input of the down projection), or
+  // "mixer.hook_post" for Mamba (input of out_proj).
+  std::string neuron_site = "mlp.hook_post";
+  // The cache holds recurrent states (Mamba) rather than keys and values per position.
+  bool recurrent = false;
+  int64_t state_size = 0;  // recurrent models: SSM state per unit
 };
 
 // Key/value cache: per layer [B, H, S, D], and the key mask [B, S] (1 = token, 0 = padding).
 // Optionally a prefix shared by groups of rows (attribution: every row of a prompt reads the same
 // clean prefix): per layer [G, H, P, D], and per group the rows that read it. The mask then covers
 // the P shared positions followed by the rows' own.
+// Recurrent models (Mamba) keep per layer the state after the last cached position instead:
+// conv_state [B, d_inner, kernel-1] (the last inputs of the causal convolution) and ssm_state
+// [B, d_inner, N] (float32). Their shared-prefix variant is shared_conv/shared_ssm [G, ...]: the state
+// after group g's prefix, which every row of the group starts from.
 struct KVCache {
   std::vector<at::Tensor> k, v;
   at::Tensor mask;
   std::vector<at::Tensor> shared_k, shared_v;
   std::vector<at::Tensor> group_rows;  // [rows of group g] int64
+  std::vector<at::Tensor> conv_state, ssm_state;
+  std::vector<at::Tensor> shared_conv, shared_ssm;
   int64_t length() const { return mask.defined() ? mask.size(1) : 0; }
 };
 
@@ -83,10 +95,13 @@ class Weights {
   std::map<std::string, size_t> index_;
 };
 
-// A parameter that holds part of each MLP neuron: slice `index` along `dim` belongs to neuron `index`.
+// A parameter that holds part of each MLP neuron: slice `index + offset` along `dim` belongs to
+// neuron `index` (offset: where a fused projection's block for these neurons starts, e.g. Mamba's
+// gate half of in_proj).
 struct NeuronParam {
   std::string name;
   int64_t dim;
+  int64_t offset = 0;
 };
 
 class CausalLM {
