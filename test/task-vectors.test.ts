@@ -13,17 +13,19 @@ import { codeOf, tempDir, tinyGpt2 } from './helpers';
 const cli = path.join(packageRoot(), 'dist', 'lib', 'cli', 'main.js');
 const PROMPTS = ['example:a->A\nexample:b->', 'hello world', 'x', 'example:dog->cat\nexample:sun->moon\nexample:up->'];
 
-let gpt2: string, llama: string, handBuilt: string;
+let gpt2: string, llama: string, mamba: string, handBuilt: string;
 test.before(async () => {
   gpt2 = await tinyGpt2({ layers: 3 });
   llama = path.join(tempDir(), 'llama');
   await initCheckpoint('llama', llama, { layers: 3, hidden: 32, heads: 4, kvHeads: 2, seed: 2 });
+  mamba = path.join(tempDir(), 'mamba');
+  await initCheckpoint('mamba', mamba, { layers: 3, hidden: 32, seed: 2 });
   handBuilt = await taskVectorModel(path.join(tempDir(), 'taskvec'));
 });
 
-for (const arch of ['gpt2', 'llama'] as const) {
+for (const arch of ['gpt2', 'llama', 'mamba'] as const) {
   test(`${arch}: patching each prompt's own residual at any layer leaves generation exactly as generate()`, async (t) => {
-    const model = await Model.load(arch === 'gpt2' ? gpt2 : llama);
+    const model = await Model.load({ gpt2, llama, mamba }[arch]);
     const plain = await model.generate(PROMPTS, { maxNewTokens: 6, stopAtEos: false });
     const res = await model.residuals(PROMPTS);
     t.deepEqual(res.shape, [PROMPTS.length, model.info.dModel]);
@@ -42,7 +44,7 @@ for (const arch of ['gpt2', 'llama'] as const) {
   test(`${arch}: B patched with A's residual at layer L, where B shares all but A's last token, predicts A's next token`, async (t) => {
     // Positions before the last are the same in A and B, so after the patch every later layer sees
     // exactly A's run at the last position; with a wrong residual (position, layer, row) it would not.
-    const model = await Model.load(arch === 'gpt2' ? gpt2 : llama);
+    const model = await Model.load({ gpt2, llama, mamba }[arch]);
     const a = ['example:a->', 'the cat sat', 'zq', 'lorem ipsum dolor'];
     const b = ['example:a-=', 'the cat saw', 'z!', 'lorem ipsum dolo.'];
     const nextA = (await model.generate(a, { maxNewTokens: 1, stopAtEos: false })).map((g) => g.tokens[0]);
