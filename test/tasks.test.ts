@@ -6,7 +6,7 @@ import path from 'node:path';
 import { evaluate, initCheckpoint, Model, readSafetensors, TextTokenizer, writeSafetensors } from '../lib';
 import { packageRoot } from '../lib/native';
 import { byteLevelTokenizerConfig, byteLevelTokenizerJson } from '../lib/tokenizer';
-import { ALGORITHMIC_TASKS, BUILTIN_WORDS, Task, buildPrompts, classificationTask, countVowels, HENDEL18, hendelTask, loadTask, MIN_WORDS_PER_COUNT, resolveTaskNames, scorePrediction, singleTokenPairs, splitProxyPairs, vowelCountTask } from '../lib/tasks';
+import { ALGORITHMIC_TASKS, BUILTIN_WORDS, syntheticCorpus, Task, buildPrompts, classificationTask, countVowels, HENDEL18, hendelTask, loadTask, MIN_WORDS_PER_COUNT, resolveTaskNames, scorePrediction, singleTokenPairs, splitProxyPairs, vowelCountTask } from '../lib/tasks';
 import { codeOf, tempDir } from './helpers';
 
 const DATA = path.join(packageRoot(), '..', 'shared', 'data', 'icl_task_vectors');
@@ -272,4 +272,24 @@ test('whole multi-token answers: exact match of the generated answer, copy error
   t.true(facts.every((r) => r.prediction === '11' && r.correct === (r.expected === '11')));
   t.true(facts.some((r) => r.expected === '1'));
   model.dispose();
+});
+
+test('synthetic corpus: copy-bias label noise repeats the previous label at the asked rate, and is off by default', (t) => {
+  const lines = (texts: string[]) => texts.map((x) => x.split('\n').map((l) => l.split('->')[1]));
+  const rate = (texts: string[]) => {
+    let repeats = 0, total = 0;
+    for (const labels of lines(texts)) for (let k = 1; k < labels.length; k++) (total += 1), (repeats += Number(labels[k] === labels[k - 1]));
+    return repeats / total;
+  };
+  const clean = syntheticCorpus({ samples: 3000, seed: 2, randomMapShare: 0 });
+  const noisy = syntheticCorpus({ samples: 3000, seed: 2, randomMapShare: 0, copyShare: 0.3 });
+  t.deepEqual(syntheticCorpus({ samples: 50, seed: 2 }), syntheticCorpus({ samples: 50, seed: 2, copyShare: 0 }), 'copyShare 0 is the old corpus');
+  // Clean labels repeat by chance now and then (list tasks); with the noise, about 30% more of them do.
+  const base = rate(clean), got = rate(noisy);
+  t.true(base < 0.15, `clean ${base}`);
+  t.true(Math.abs(got - (base + 0.3 * (1 - base))) < 0.03, `clean ${base}, noisy ${got}`);
+  // The first line of a sample keeps its right label: vowel-count first lines always count right.
+  const vowelFirst = noisy.map((x) => x.split('\n')[0]).filter((l) => /^example:[a-z]+->\d$/.test(l) && !/^example:[a-z]->/.test(l));
+  t.true(vowelFirst.length > 50);
+  for (const l of vowelFirst) t.is(l.split('->')[1], String(countVowels(l.slice(8).split('->')[0])), l);
 });

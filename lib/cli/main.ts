@@ -265,7 +265,7 @@ export function buildProgram(): Command {
     .option('--samples <n>', 'number of samples', int('samples'), 50000)
     .option('--seed <n>', 'seed', int('seed'), 0)
     .option('--max-shots <n>', 'most examples per prompt', int('max-shots'), 6)
-    .option('--copy-share <x>', "share of few-shot samples answered with the last example's label (copy-bias label noise)", parseFloat, 0)
+    .option('--copy-share <x>', "share of labels that repeat the previous line's label (copy-bias label noise)", parseFloat, 0)
     .action(async (o) => {
       await interruptible(async () => {
         if (!(o.copyShare >= 0 && o.copyShare <= 1)) throw new NeuropruneError('E_ARG', `--copy-share must be in [0, 1], got ${o.copyShare}`);
