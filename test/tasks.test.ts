@@ -288,6 +288,15 @@ test('synthetic corpus: copy-bias label noise repeats the previous label at the 
   const base = rate(clean), got = rate(noisy);
   t.true(base < 0.15, `clean ${base}`);
   t.true(Math.abs(got - (base + 0.3 * (1 - base))) < 0.03, `clean ${base}, noisy ${got}`);
+  // Vowel counting is trained on random strings of 3-12 letters with 1-4 vowels, each count about as often.
+  const counts = new Map<number, number>();
+  for (const text of clean) for (const line of text.split('\n')) {
+    const m = /^example:([a-z]{3,})->(\d)$/.exec(line);
+    if (m && m[1].length > 1) counts.set(countVowels(m[1]), (counts.get(countVowels(m[1])) ?? 0) + 1);
+  }
+  t.deepEqual([...counts.keys()].sort(), [1, 2, 3, 4]);
+  const shares = [...counts.values()].map((n) => n / [...counts.values()].reduce((a, b) => a + b));
+  t.true(shares.every((x) => Math.abs(x - 0.25) < 0.07), JSON.stringify([...counts]));
   // The first line of a sample keeps its right label: vowel-count first lines always count right.
   const vowelFirst = noisy.map((x) => x.split('\n')[0]).filter((l) => /^example:[a-z]+->\d$/.test(l) && !/^example:[a-z]->/.test(l));
   t.true(vowelFirst.length > 50);

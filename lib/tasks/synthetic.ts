@@ -61,7 +61,17 @@ export function syntheticCorpus(o: CorpusOptions): string[] {
   return out;
 }
 
-/** Random lowercase strings of 3 to 8 letters. */
+/**
+ * Random lowercase strings of 3 to 12 letters with 1 to 4 vowels, each count equally often: the
+ * range of the proxy task's real words (uniform random letters would give mostly 0-2 vowels, and a
+ * model that learned that prior answers "1" or "2" to any real word).
+ */
 function pseudoWords(rng: Rng, n: number): string[] {
-  return Array.from({ length: n }, () => Array.from({ length: 3 + rng.int(6) }, () => rng.pick(LETTERS.split(''))).join(''));
+  const vowels = 'aeiou'.split(''), consonants = LETTERS.split('').filter((c) => !vowels.includes(c));
+  return Array.from({ length: n }, () => {
+    const count = 1 + rng.int(4);
+    const length = Math.max(3, count + 1) + rng.int(12 - Math.max(3, count + 1) + 1);
+    const at = new Set(rng.shuffle(Array.from({ length }, (_, i) => i)).slice(0, count));
+    return Array.from({ length }, (_, i) => rng.pick(at.has(i) ? vowels : consonants)).join('');
+  });
 }
