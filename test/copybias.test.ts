@@ -6,7 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { initCheckpoint, Model, readNeuronSet, readSafetensors } from '../lib';
 import { packageRoot } from '../lib/native';
-import { copyBias, copyScores, guardRails, randomNeuronsLike, verdicts } from '../lib/pipelines/copybias';
+import { copyBias, copyScores, CopyBiasResult, guardRails, randomNeuronsLike, verdicts } from '../lib/pipelines/copybias';
+import { summaryLine } from '../lib/report/copybias';
 import { pairedBootstrap, quantile } from '../lib/stats';
 import { parseCopyBiasConfig } from '../lib/pipelines/copybias-config';
 import { plantedCopyModel, PLANTED } from './fixtures-copy';
@@ -293,4 +294,15 @@ test('Ctrl-C stops copybias cleanly and leaves no output behind', async (t) => {
   t.is(code, 1, stderr);
   t.regex(stderr, /E_ABORTED/);
   t.deepEqual(fs.readdirSync(dir), [], 'neither the output folder nor a temporary one remains');
+});
+
+test('the summary line names gains and harms beyond the random control', (t) => {
+  const v = (metric: 'accuracy' | 'copyErrorRate', delta: number, interval: [number, number], range: [number, number], gain: boolean) =>
+    ({ shots: 4, metric, delta, interval, controlRange: range, outsideControl: delta < range[0] || delta > range[1], gain, text: '' });
+  const base = { chosen: { fraction: 0.1 }, control: [{}] } as never as CopyBiasResult;
+  const line = (verdicts: ReturnType<typeof v>[]) => summaryLine({ ...base, verdicts } as CopyBiasResult);
+  t.is(line([v('copyErrorRate', -0.14, [-0.17, -0.11], [-0.07, -0.05], true), v('accuracy', -0.08, [-0.1, -0.05], [-0.04, -0.01], false)]),
+    'Pruning the copying neurons helps beyond the random control on: 4-shot copy errors. It hurts beyond the random control on: 4-shot accuracy.');
+  t.is(line([v('accuracy', 0.01, [-0.01, 0.03], [-0.02, 0.02], false)]), 'Pruning the copying neurons gives no gain beyond the random control on any headline measure.');
+  t.is(summaryLine({ ...base, chosen: null } as never), 'Nothing was pruned: no fraction passed the guard rails.');
 });

@@ -1,5 +1,5 @@
 /** report.html for the copy-bias pipeline: one self-contained page, inline SVG, no scripts. */
-import { CopyBiasResult } from '../pipelines/copybias';
+import { CopyBiasResult, Verdict } from '../pipelines/copybias';
 import { Interval } from '../stats';
 import { taskVectorCurveSvg } from './task-vectors';
 import { EvalResult } from '../pipelines/evaluate';
@@ -61,11 +61,15 @@ function devTable(r: CopyBiasResult): string {
 /** One sentence: does pruning help beyond the random control? */
 export function summaryLine(r: CopyBiasResult): string {
   if (!r.chosen) return 'Nothing was pruned: no fraction passed the guard rails.';
-  const gains = r.verdicts.filter((v) => v.gain).map((v) => `${v.shots}-shot ${v.metric === 'accuracy' ? 'accuracy' : 'copy errors'}`);
   if (r.control.length === 0) return 'No random control was run, so no gain can be claimed.';
-  return gains.length
+  const name = (v: Verdict) => `${v.shots}-shot ${v.metric === 'accuracy' ? 'accuracy' : 'copy errors'}`;
+  const gains = r.verdicts.filter((v) => v.gain).map(name);
+  // A harm: a deterioration whose interval excludes 0 and that is worse than every random draw.
+  const harms = r.verdicts.filter((v) => v.outsideControl && (v.metric === 'accuracy' ? v.interval[1] < 0 && v.delta < v.controlRange![0] : v.interval[0] > 0 && v.delta > v.controlRange![1])).map(name);
+  const first = gains.length
     ? `Pruning the copying neurons helps beyond the random control on: ${gains.join(', ')}.`
     : 'Pruning the copying neurons gives no gain beyond the random control on any headline measure.';
+  return harms.length ? `${first} It hurts beyond the random control on: ${harms.join(', ')}.` : first;
 }
 
 function taskVectorSection(r: CopyBiasResult): string {
