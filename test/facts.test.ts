@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from '../lib/native';
+import { initCheckpoint, Model } from '../lib';
 import { TextTokenizer } from '../lib/tokenizer';
 import { buildFacts, FACT_RELATIONS, factsTexts, factsTokenizerConfig, factsTokenizerJson, words } from '../lib/tasks/facts';
 import { referencePython } from './python';
@@ -123,4 +124,24 @@ dataTest('synth-data --kind facts writes the corpus, the tokenizer and the evalu
   const badDirEval = run('eval-facts', 'random:llama-tiny', '--data-dir', path.join(dir, 'nowhere'));
   t.is(badDirEval.status, 1);
   t.regex(badDirEval.stderr, /^E_TASK_FILE: /);
+});
+
+dataTest('init --tokenizer: the checkpoint takes the tokenizer, its vocabulary size and its end-of-text id', async (t) => {
+  const build = buildFacts({ dataDir: DATA, seed: 0, relations: ['country_capital_city'] });
+  const tokDir = tempDir();
+  const json = factsTokenizerJson(factsTexts(build)) as { model: { vocab: Record<string, number> } };
+  fs.writeFileSync(path.join(tokDir, 'tokenizer.json'), JSON.stringify(json));
+  fs.writeFileSync(path.join(tokDir, 'tokenizer_config.json'), JSON.stringify(factsTokenizerConfig()));
+  const out = path.join(tempDir(), 'model');
+  await initCheckpoint('llama', out, { layers: 1, hidden: 32, heads: 4, kvHeads: 2, tokenizer: tokDir });
+  const config = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
+  t.is(config.vocab_size, Object.keys(json.model.vocab).length);
+  t.is(config.eos_token_id, 1);
+  t.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'tokenizer.json'), 'utf8')), json);
+  const model = await Model.load(out);
+  t.is(model.info.vocabSize, config.vocab_size);
+  t.is(model.tokenizer.encode('The capital of France is').length, 5);
+  model.dispose();
+  t.is(await codeOf(initCheckpoint('llama', path.join(tempDir(), 'm'), { vocab: config.vocab_size - 1, tokenizer: tokDir })), 'E_ARG');
+  t.is(await codeOf(initCheckpoint('llama', path.join(tempDir(), 'm'), { tokenizer: path.join(tempDir(), 'none') })), 'E_TOKENIZER');
 });

@@ -8,10 +8,11 @@ import { progressBar } from './progress';
 import { initCheckpoint } from '../checkpoint';
 import { NeuropruneError, toNeuropruneError } from '../errors';
 import { DType, ModelInfo } from '../model';
-import { readNeuronSet } from '../neurons';
+import { neuronSet, readNeuronSet } from '../neurons';
 import { evaluate, formatEvalTable } from '../pipelines/evaluate';
 import { runCopyBias } from './copybias';
 import { evaluateFacts, formatFactsTable } from '../pipelines/facts';
+import { factsPrune, formatFactsPruneTable } from '../pipelines/facts-prune';
 import { runTaskVectors } from './task-vectors';
 import { interruptible, withModel } from './session';
 import { readCorpus } from '../training';
@@ -244,6 +245,37 @@ export function buildProgram(): Command {
           });
           process.stdout.write(`wrote ${path.join(o.out, 'results.json')}\n`);
         }
+      });
+    });
+
+  program
+    .command('facts-prune')
+    .description("one relation's neurons in the facts model: Integrated Gradients (logprob of the object), prune the top neurons, recall of every relation before/after beside random neurons")
+    .argument('<model>', 'folder, hub id in the local HF cache, or random:PRESET')
+    .requiredOption('--relation <name>', 'the relation whose neurons are found and pruned')
+    .requiredOption('--out <dir>', 'output folder: results.json, neurons.json')
+    .option('--data-dir <dir>', 'the shared data folder holding lre/factual', '../shared/data')
+    .option('--relations <list>', 'comma-separated LRE relations (default: those of synth-data --kind facts)', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
+    .option('--seed <n>', 'the seed the corpus was built with (and of the random draws)', int('seed'), 0)
+    .option('--top <n>', 'neurons to prune', int('top'), 20)
+    .option('--prompts <n>', 'attribution prompts', int('prompts'), 48)
+    .option('--steps <n>', 'Integrated Gradients steps', int('steps'), 20)
+    .option('--draws <n>', 'random-neuron control draws', int('draws'), 3)
+    .addOption(deviceOption())
+    .addOption(dtypeOption())
+    .action(async (id: string, o) => {
+      const build = buildFacts({ dataDir: o.dataDir, seed: o.seed, relations: o.relations });
+      if (fs.existsSync(o.out) && !fs.statSync(o.out).isDirectory()) throw new NeuropruneError('E_ARG', `--out ${o.out} exists and is not a folder`);
+      await withModel(id, { device: o.device, dtype: o.dtype }, async (model, signal) => {
+        const result = await factsPrune(model, build, {
+          relation: o.relation, top: o.top, prompts: o.prompts, steps: o.steps, draws: o.draws, seed: o.seed, signal,
+          onStage: (stage) => process.stderr.write(`${stage}\n`),
+        });
+        process.stdout.write(formatFactsPruneTable(result) + '\n');
+        const { config, ...info } = model.info;
+        await writeJson(path.join(o.out, 'neurons.json'), neuronSet(id, result.neurons, { method: 'facts-prune', relation: result.relation, objective: 'logprob', steps: o.steps }));
+        await writeJson(path.join(o.out, 'results.json'), { environment: environment(), model: info, facts: build.options, ...result });
+        process.stdout.write(`wrote ${path.join(o.out, 'results.json')} and ${path.join(o.out, 'neurons.json')}\n`);
       });
     });
 
