@@ -245,8 +245,12 @@ export function buildFacts(o: FactsOptions): FactsBuild {
     for (let k = 0; k < heldOutCount; k++) {
       const held = chosen.get(r.spec.name)!;
       const candidates = r.templates.filter((t) => {
-        // Not a prefix of a training template (nor one of them a prefix of it): its statements never occur in training.
+        // Not a prefix of a training template (nor one of them a prefix of it): its statements never occur
+        // in training. And no template goes on from where it stops ("{} is in" beside "{} is in the country
+        // of"): there "the" would be as right a continuation as the object.
+        const after = (x: string) => x.slice(x.indexOf('{}') + 2);
         if (held.includes(t) || r.templates.some((u) => u !== t && (u.startsWith(t) || t.startsWith(u)))) return false;
+        if (r.templates.some((u) => u !== t && after(u) !== after(t) && after(u).startsWith(after(t)))) return false;
         held.push(t);
         const known = trainWords();
         held.pop();
@@ -292,8 +296,8 @@ export function buildFacts(o: FactsOptions): FactsBuild {
   for (const r of relations) {
     for (const f of r.trainFacts) {
       for (const t of r.trainTemplates) corpus.push(`${fillTemplate(t, f.subject)} ${f.object}`);
-      // Multiple choice on training templates: as many prompts per fact as there are options, so each letter is seen.
-      for (let k = 0; k < 4; k++) {
+      // Multiple choice on training templates, six prompts per fact (options and letters shuffled each time).
+      for (let k = 0; k < 6; k++) {
         const c = choose(r, f, corpusRng.pick(r.trainTemplates), corpusRng);
         corpus.push(`${c.prompt} ${c.answer}`);
       }
