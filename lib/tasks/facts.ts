@@ -177,9 +177,11 @@ export function fillTemplate(template: string, subject: string): string {
   return template.replace('{}', subject);
 }
 
-/** The qrneuron prompt shape: the statement with [Y] for the answer, four options, "Answer:". */
+/** The qrneuron prompt shape: the question (the statement with [Y] for the answer), four options, "Answer:". */
 export function choicePrompt(template: string, subject: string, options: string[]): string {
-  const question = `${fillTemplate(template, subject)} [Y] .`;
+  // "Question:" first: the statement then starts no cloze sentence, so the model does not learn that a
+  // statement goes on with "[Y]" (a trial model answered "[" to plain cloze prompts).
+  const question = `Question: ${fillTemplate(template, subject)} [Y] .`;
   return `${question}\n${options.map((o, i) => ` ${CHOICE_LETTERS[i]}. ${o}`).join('\n')}\nAnswer:`;
 }
 
@@ -232,7 +234,11 @@ export function buildFacts(o: FactsOptions): FactsBuild {
       const rng = new Rng(subSeed(seed, 'facts-pick', spec.name));
       facts = top.flatMap((obj) => rng.shuffle(facts.filter((f) => f.object === obj)).slice(0, spec.perObject ?? Infinity));
     }
-    const templates = [...new Set([...lre, ...spec.templates].map((t) => t.trim()))].filter((t) => t.includes('{}') && ascii(t));
+    const all = [...new Set([...lre, ...spec.templates].map((t) => t.trim()))].filter((t) => t.includes('{}') && ascii(t));
+    // Drop a template that another goes on from ("{} is part of" beside "{} is part of the country of"):
+    // after it, "the" would be as right a next word as the object, in training and in evaluation.
+    const after = (x: string) => x.slice(x.indexOf('{}') + 2);
+    const templates = all.filter((t) => !all.some((u) => after(u) !== after(t) && after(u).startsWith(after(t))));
     return { spec, facts, templates };
   });
 
@@ -245,12 +251,8 @@ export function buildFacts(o: FactsOptions): FactsBuild {
     for (let k = 0; k < heldOutCount; k++) {
       const held = chosen.get(r.spec.name)!;
       const candidates = r.templates.filter((t) => {
-        // Not a prefix of a training template (nor one of them a prefix of it): its statements never occur
-        // in training. And no template goes on from where it stops ("{} is in" beside "{} is in the country
-        // of"): there "the" would be as right a continuation as the object.
-        const after = (x: string) => x.slice(x.indexOf('{}') + 2);
+        // Not a prefix of a training template (nor one of them a prefix of it): its statements never occur in training.
         if (held.includes(t) || r.templates.some((u) => u !== t && (u.startsWith(t) || t.startsWith(u)))) return false;
-        if (r.templates.some((u) => u !== t && after(u) !== after(t) && after(u).startsWith(after(t)))) return false;
         held.push(t);
         const known = trainWords();
         held.pop();
