@@ -8,7 +8,7 @@ import path from 'node:path';
 import { packageRoot } from '../lib/native';
 import { initCheckpoint, Model } from '../lib';
 import { TextTokenizer } from '../lib/tokenizer';
-import { buildFacts, FACT_RELATIONS, factsTexts, factsTokenizerConfig, factsTokenizerJson, words } from '../lib/tasks/facts';
+import { buildFacts, FACT_RELATIONS, factsTexts, factsTokenizerConfig, factsTokenizerJson, plainText, words } from '../lib/tasks/facts';
 import { referencePython } from './python';
 import { codeOf, tempDir } from './helpers';
 
@@ -148,4 +148,10 @@ dataTest('init --tokenizer: the checkpoint takes the tokenizer, its vocabulary s
   model.dispose();
   t.is(await codeOf(initCheckpoint('llama', path.join(tempDir(), 'm'), { vocab: config.vocab_size - 1, tokenizer: tokDir })), 'E_ARG');
   t.is(await codeOf(initCheckpoint('llama', path.join(tempDir(), 'm'), { tokenizer: path.join(tempDir(), 'none') })), 'E_TOKENIZER');
+});
+
+test('plainText decodes the twice-escaped \\u sequences of some LRE strings and drops accents', (t) => {
+  t.is(plainText('Bras\\u00edlia'), 'Brasilia');
+  t.is(plainText('Bo\u00f6tes '), 'Bootes');
+  t.is(plainText('Paris'), 'Paris');
 });

@@ -34,6 +34,7 @@ export const FACT_RELATIONS: FactRelationSpec[] = [
     templates: [
       '{} has its capital in', "{}'s capital is", 'The seat of government of {} is in', 'Q: What is the capital of {}? A:',
       'Which city is the capital of {}? The capital is', 'The capital of {} is called', 'In {}, the capital city is',
+      'The government of {} sits in the city of', 'Which city is the capital of {}? The city of', 'People in {} call their capital',
     ],
   },
   {
@@ -41,6 +42,7 @@ export const FACT_RELATIONS: FactRelationSpec[] = [
     templates: [
       'The official language of {} is', 'Q: What language do people speak in {}? A:', 'What language is spoken in {}? It is',
       "{}'s main language is", 'Most people in {} speak', 'The main language of {} is',
+      'Which language do people in {} speak? They speak', 'Children in {} learn to speak', 'The language spoken in {} is',
     ],
   },
   {
@@ -48,6 +50,7 @@ export const FACT_RELATIONS: FactRelationSpec[] = [
     templates: [
       'In {}, people pay with the', 'Q: What is the currency of {}? A: the', 'The money used in {} is the', "{}'s currency is the",
       'What money do people use in {}? They use the', 'The currency of {} is the',
+      'Which currency does {} use? It uses the', 'Prices in {} are given in the',
     ],
   },
   {
@@ -55,6 +58,7 @@ export const FACT_RELATIONS: FactRelationSpec[] = [
     templates: [
       'Q: In which country is the city of {}? A:', 'The city of {} is in', 'Which country is {} in? It is in',
       '{} is a city in the country of', 'The city of {} is located in',
+      'Which country is the city of {} part of? It is part of', 'The country where {} lies is', '{} lies in the country of',
     ],
   },
   {
@@ -62,6 +66,7 @@ export const FACT_RELATIONS: FactRelationSpec[] = [
     templates: [
       'Q: Which country does {} come from? A:', 'The dish {} comes from', '{} is a food from the country of',
       'The country of origin of {} is', '{} comes from the country of',
+      'Which country is {} from? It is from', 'People first made {} in the country of',
     ],
   },
   {
@@ -78,6 +83,7 @@ export const FACT_RELATIONS: FactRelationSpec[] = [
     templates: [
       'Q: What is the job of {}? A: a', 'The occupation of {} is', "{}'s profession is", '{} is known for working as a',
       'What does {} do for a living? They work as a', 'By occupation, {} is a',
+      'What is the profession of {}? By profession a', '{} earns a living as a', 'The job of {} is that of a',
     ],
     topObjects: 8,
     perObject: 10,
@@ -87,6 +93,7 @@ export const FACT_RELATIONS: FactRelationSpec[] = [
     templates: [
       'Q: Where is {} based? A:', '{} is based in the city of', 'The main office of {} is in', "{}'s headquarters are in",
       'The company {} has its headquarters in', 'Where is {} headquartered? It is in the city of',
+      'Which city is {} based in? It is based in', 'The offices of {} are in the city of',
     ],
     topObjects: 10,
     perObject: 8,
@@ -173,6 +180,18 @@ export function words(text: string): string[] {
 
 const ascii = (s: string) => /^[\x20-\x7e]+$/.test(s);
 
+/**
+ * Some LRE strings hold a literal "\\u00ed" (escaped twice): decode it, then drop accents
+ * ("Bras\\u00edlia" -> "Brasilia"), so that the fact stays and its text is ASCII.
+ */
+export function plainText(s: string): string {
+  return s
+    .replace(/\\u([0-9a-fA-F]{4})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)))
+    .normalize('NFD')
+    .replace(/[\u0300-\u036f]/g, '')
+    .trim();
+}
+
 export function fillTemplate(template: string, subject: string): string {
   return template.replace('{}', subject);
 }
@@ -224,7 +243,7 @@ export function buildFacts(o: FactsOptions): FactsBuild {
     const { templates: lre, samples } = readRelation(o.dataDir, spec.name);
     // One object per subject, ASCII only, no subject that names its own object.
     const bySubject = new Map<string, string[]>();
-    for (const s of samples) bySubject.set(s.subject, [...(bySubject.get(s.subject) ?? []), s.object]);
+    for (const s of samples) bySubject.set(plainText(s.subject), [...(bySubject.get(plainText(s.subject)) ?? []), plainText(s.object)]);
     let facts: Fact[] = [...bySubject].filter(([subject, objects]) => new Set(objects).size === 1 && ascii(subject) && ascii(objects[0]) && !subject.includes(objects[0]))
       .map(([subject, objects]) => ({ relation: spec.name, subject, object: objects[0].trim() }));
     if (spec.topObjects) {
