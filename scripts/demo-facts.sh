@@ -13,7 +13,7 @@ if [ ! -d "$data/lre/factual" ]; then
 fi
 np() { echo "\$ neuroprune $*"; node dist/lib/cli/main.js "$@"; echo; }
 np eval-facts models/demo-facts --data-dir "$data" --out "$out/eval"
-np facts-prune models/demo-facts --relation "$relation" --top 20 --draws 3 --data-dir "$data" --out "$out/prune"
+np facts-prune models/demo-facts --relation "$relation" --top 50 --draws 3 --data-dir "$data" --out "$out/prune"
 echo "reports: $out/eval/results.json (every prompt and prediction), $out/prune/results.json and $out/prune/neurons.json"
 echo
 echo "not there yet on this model (the pipelines do not exist yet):"
