@@ -2,11 +2,13 @@
 // recalls trained facts in templates it never saw, fails on facts it never saw (so recall is knowledge,
 // not a template trick), and answers multiple choice above chance. Then one relation's neurons.
 import test from 'ava';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { buildFacts, evaluateFacts, Model } from '../lib';
 import { packageRoot } from '../lib/native';
 import { factsPrune } from '../lib/pipelines/facts-prune';
+import { referencePython } from './python';
 
 const MODEL = path.join(packageRoot(), 'models', 'demo-facts');
 const DATA = path.join(packageRoot(), '..', 'shared', 'data');
@@ -58,5 +60,32 @@ dataTest("pruning one relation's top Integrated-Gradients neurons hurts that rel
   const others = Object.keys(r.before).filter((n) => n !== 'person_occupation');
   const drop = (n: string) => r.before[n] - r.after[n];
   t.true(Math.max(...others.map(drop)) < drop('person_occupation'), JSON.stringify(r.after));
+  model.dispose();
+});
+
+test("HF transformers loads models/demo-facts with its tokenizer.json and continues prompts as we do", async (t) => {
+  const ref = referencePython(['transformers', 'torch']);
+  if ('skip' in ref) {
+    t.log(`skipped: ${ref.skip}`);
+    t.pass();
+    return;
+  }
+  const prompts = ['The capital of France is the city of', 'Q: Where is Ipsos MORI based? A:', 'Question: Peru, where most people speak [Y] .\n A. Korean\n B. Urdu\n C. Turkish\n D. Spanish\nAnswer:'];
+  const code = [
+    'import json, sys, torch',
+    'from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast',
+    'tok = PreTrainedTokenizerFast(tokenizer_file=sys.argv[1] + "/tokenizer.json")',
+    'm = AutoModelForCausalLM.from_pretrained(sys.argv[1])',
+    'out = []',
+    'for p in json.loads(sys.argv[2]):',
+    '    ids = tok(p, return_tensors="pt").input_ids',
+    '    out.append(m.generate(ids, max_new_tokens=3, do_sample=False)[0][ids.shape[1]:].tolist())',
+    'print(json.dumps(out))',
+  ].join('\n');
+  const r = spawnSync(ref.python, ['-c', code, MODEL, JSON.stringify(prompts)], { encoding: 'utf8', timeout: 300_000, env: { ...process.env, OMP_NUM_THREADS: '1' } });
+  t.is(r.status, 0, r.stderr);
+  const model = await Model.load(MODEL);
+  const ours = await model.generate(prompts, { maxNewTokens: 3 });
+  t.deepEqual(JSON.parse(r.stdout.trim().split('\n').pop()!), ours.map((g) => g.tokens));
   model.dispose();
 });
