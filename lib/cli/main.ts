@@ -8,13 +8,16 @@ import { progressBar } from './progress';
 import { initCheckpoint } from '../checkpoint';
 import { NeuropruneError, toNeuropruneError } from '../errors';
 import { DType, ModelInfo } from '../model';
-import { readNeuronSet } from '../neurons';
+import { neuronSet, readNeuronSet } from '../neurons';
 import { evaluate, formatEvalTable } from '../pipelines/evaluate';
 import { runCopyBias } from './copybias';
+import { evaluateFacts, formatFactsTable } from '../pipelines/facts';
+import { factsPrune, formatFactsPruneTable } from '../pipelines/facts-prune';
 import { runTaskVectors } from './task-vectors';
 import { interruptible, withModel } from './session';
 import { readCorpus } from '../training';
 import { syntheticCorpus } from '../tasks';
+import { buildFacts, FACT_RELATIONS, factsTexts, factsTokenizerConfig, factsTokenizerJson } from '../tasks/facts';
 import { familyNames, presetNames } from '../presets';
 import { environment, versionLine } from '../environment';
 
@@ -75,12 +78,13 @@ export function buildProgram(): Command {
     .option('--vocab <n>', 'vocabulary size (at least 257)', int('vocab'))
     .option('--mlp <n>', 'MLP neurons per layer (default 4 x hidden)', int('mlp'))
     .option('--seed <n>', 'random seed', int('seed'), 0)
+    .option('--tokenizer <dir>', "use DIR/tokenizer.json (and tokenizer_config.json) instead of the byte-level one; the vocabulary size and end-of-text id follow it")
     .addOption(dtypeOption())
     .option('--force', 'replace a non-empty output folder')
     .action(async (arch: string, o) => {
       const out = await interruptible((signal) => initCheckpoint(arch, o.out, {
         layers: o.layers, hidden: o.hidden, heads: o.heads, kvHeads: o.kvHeads, vocab: o.vocab, mlp: o.mlp,
-        seed: o.seed, dtype: o.dtype as DType, force: Boolean(o.force), signal,
+        seed: o.seed, dtype: o.dtype as DType, force: Boolean(o.force), tokenizer: o.tokenizer, signal,
       }));
       process.stdout.write(`wrote ${out}\n`);
     });
@@ -210,6 +214,72 @@ export function buildProgram(): Command {
     });
 
   program
+    .command('eval-facts')
+    .description('does the model know the facts of `synth-data --kind facts`? recall per relation on held-out templates, on unseen facts, and multiple choice; writes results.json')
+    .argument('<model>', 'folder, hub id in the local HF cache, or random:PRESET')
+    .option('--data-dir <dir>', 'the shared data folder holding lre/factual', '../shared/data')
+    .option('--relations <list>', 'comma-separated LRE relations (default: those of synth-data --kind facts)', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
+    .option('--seed <n>', 'the seed the corpus was built with', int('seed'), 0)
+    .option('--batch-size <n>', 'prompts per forward pass', int('batch-size'), 32)
+    .option('--neurons <file>', 'a neuron-set file whose activations --scale multiplies')
+    .option('--scale <factor>', 'activation factor for --neurons (0 suppresses)', parseFloat)
+    .option('--out <dir>', 'output folder for results.json')
+    .addOption(deviceOption())
+    .addOption(dtypeOption())
+    .action(async (id: string, o) => {
+      if ((o.neurons === undefined) !== (o.scale === undefined)) throw new NeuropruneError('E_ARG', '--neurons and --scale go together');
+      const build = buildFacts({ dataDir: o.dataDir, seed: o.seed, relations: o.relations });
+      const neurons = o.neurons ? await readNeuronSet(o.neurons) : undefined;
+      await withModel(id, { device: o.device, dtype: o.dtype }, async (model, signal) => {
+        if (neurons) await model.scale(neurons, o.scale);
+        const bar = progressBar('eval-facts');
+        const result = await evaluateFacts(model, build.eval, build.relations, {
+          batchSize: o.batchSize, keepRecords: Boolean(o.out), onProgress: bar.update, signal,
+        }).finally(bar.stop);
+        process.stdout.write(formatFactsTable(result) + '\n');
+        if (o.out) {
+          const { config, ...info } = model.info;
+          await writeJson(path.join(o.out, 'results.json'), {
+            environment: environment(), model: info, facts: build.options,
+            scale: neurons ? { neurons: o.neurons, factor: o.scale } : undefined, ...result,
+          });
+          process.stdout.write(`wrote ${path.join(o.out, 'results.json')}\n`);
+        }
+      });
+    });
+
+  program
+    .command('facts-prune')
+    .description("one relation's neurons in the facts model: Integrated Gradients (logprob of the object), prune the top neurons, recall of every relation before/after beside random neurons")
+    .argument('<model>', 'folder, hub id in the local HF cache, or random:PRESET')
+    .requiredOption('--relation <name>', 'the relation whose neurons are found and pruned')
+    .requiredOption('--out <dir>', 'output folder: results.json, neurons.json')
+    .option('--data-dir <dir>', 'the shared data folder holding lre/factual', '../shared/data')
+    .option('--relations <list>', 'comma-separated LRE relations (default: those of synth-data --kind facts)', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
+    .option('--seed <n>', 'the seed the corpus was built with (and of the random draws)', int('seed'), 0)
+    .option('--top <n>', 'neurons to prune', int('top'), 20)
+    .option('--prompts <n>', 'attribution prompts', int('prompts'), 48)
+    .option('--steps <n>', 'Integrated Gradients steps', int('steps'), 20)
+    .option('--draws <n>', 'random-neuron control draws', int('draws'), 3)
+    .addOption(deviceOption())
+    .addOption(dtypeOption())
+    .action(async (id: string, o) => {
+      const build = buildFacts({ dataDir: o.dataDir, seed: o.seed, relations: o.relations });
+      if (fs.existsSync(o.out) && !fs.statSync(o.out).isDirectory()) throw new NeuropruneError('E_ARG', `--out ${o.out} exists and is not a folder`);
+      await withModel(id, { device: o.device, dtype: o.dtype }, async (model, signal) => {
+        const result = await factsPrune(model, build, {
+          relation: o.relation, top: o.top, prompts: o.prompts, steps: o.steps, draws: o.draws, seed: o.seed, signal,
+          onStage: (stage) => process.stderr.write(`${stage}\n`),
+        });
+        process.stdout.write(formatFactsPruneTable(result) + '\n');
+        const { config, ...info } = model.info;
+        await writeJson(path.join(o.out, 'neurons.json'), neuronSet(id, result.neurons, { method: 'facts-prune', relation: result.relation, objective: 'logprob', steps: o.steps }));
+        await writeJson(path.join(o.out, 'results.json'), { environment: environment(), model: info, facts: build.options, ...result });
+        process.stdout.write(`wrote ${path.join(o.out, 'results.json')} and ${path.join(o.out, 'neurons.json')}\n`);
+      });
+    });
+
+  program
     .command('copybias')
     .description('find copying neurons with Integrated Gradients on a proxy task, prune them, evaluate ICL before and after')
     .argument('<model>', 'folder, hub id in the local HF cache, or random:PRESET')
@@ -260,18 +330,37 @@ export function buildProgram(): Command {
 
   program
     .command('synth-data')
-    .description('write a synthetic in-context-learning corpus (JSONL {"text"} lines) for train')
+    .description('write a synthetic training corpus (JSONL {"text"} lines) for train: in-context-learning tasks (--kind icl) or facts (--kind facts)')
     .requiredOption('--out <file>', 'output JSONL file')
-    .option('--samples <n>', 'number of samples', int('samples'), 50000)
+    .addOption(new Option('--kind <kind>', 'icl: few-shot prompts of generated tasks; facts: LRE facts in many templates and multiple choice').default('icl'))
+    .option('--samples <n>', 'number of samples (icl)', int('samples'), 50000)
     .option('--seed <n>', 'seed', int('seed'), 0)
-    .option('--max-shots <n>', 'most examples per prompt', int('max-shots'), 6)
-    .option('--copy-share <x>', "share of labels that repeat the previous line's label (copy-bias label noise)", parseFloat, 0)
+    .option('--max-shots <n>', 'most examples per prompt (icl)', int('max-shots'), 6)
+    .option('--copy-share <x>', "share of labels that repeat the previous line's label (icl: copy-bias label noise)", parseFloat, 0)
+    .option('--data-dir <dir>', 'facts: the shared data folder holding lre/factual', '../shared/data')
+    .option('--relations <list>', `facts: comma-separated LRE relations (default ${FACT_RELATIONS.map((r) => r.name).join(',')})`, (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
+    .option('--tokenizer-out <dir>', 'facts: where the word-level tokenizer.json goes (default: a folder "tokenizer" beside --out)')
     .action(async (o) => {
       await interruptible(async () => {
-        if (!(o.copyShare >= 0 && o.copyShare <= 1)) throw new NeuropruneError('E_ARG', `--copy-share must be in [0, 1], got ${o.copyShare}`);
-        const texts = syntheticCorpus({ samples: o.samples, seed: o.seed, maxShots: o.maxShots, copyShare: o.copyShare });
+        if (o.kind !== 'icl' && o.kind !== 'facts') throw new NeuropruneError('E_ARG', `--kind must be icl or facts, got "${o.kind}"`);
+        let texts: string[];
+        const dir = path.dirname(path.resolve(o.out));
+        if (o.kind === 'facts') {
+          const build = buildFacts({ dataDir: o.dataDir, seed: o.seed, relations: o.relations });
+          texts = build.corpus;
+          const tokDir = o.tokenizerOut ?? path.join(dir, 'tokenizer');
+          fs.mkdirSync(tokDir, { recursive: true });
+          fs.writeFileSync(path.join(tokDir, 'tokenizer.json'), JSON.stringify(factsTokenizerJson(factsTexts(build))));
+          fs.writeFileSync(path.join(tokDir, 'tokenizer_config.json'), JSON.stringify(factsTokenizerConfig(), null, 2) + '\n');
+          const evalFile = o.out.replace(/\.jsonl$/, '') + '.eval.json';
+          fs.writeFileSync(evalFile, JSON.stringify({ options: build.options, relations: build.relations, ...build.eval }, null, 1) + '\n');
+          process.stdout.write(`wrote ${path.join(tokDir, 'tokenizer.json')} and the evaluation sets to ${evalFile}\n`);
+        } else {
+          if (!(o.copyShare >= 0 && o.copyShare <= 1)) throw new NeuropruneError('E_ARG', `--copy-share must be in [0, 1], got ${o.copyShare}`);
+          texts = syntheticCorpus({ samples: o.samples, seed: o.seed, maxShots: o.maxShots, copyShare: o.copyShare });
+        }
         const tmp = `${o.out}.tmp-${process.pid}`;
-        fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
+        fs.mkdirSync(dir, { recursive: true });
         fs.writeFileSync(tmp, texts.map((text) => JSON.stringify({ text })).join('\n') + '\n');
         fs.renameSync(tmp, o.out);
         process.stdout.write(`wrote ${texts.length} samples to ${o.out}\n`);

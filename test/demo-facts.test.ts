@@ -1,0 +1,91 @@
+// The embedded facts model: a Llama (grouped-query attention) on the word-level facts tokenizer that
+// recalls trained facts in templates it never saw, fails on facts it never saw (so recall is knowledge,
+// not a template trick), and answers multiple choice above chance. Then one relation's neurons.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { buildFacts, evaluateFacts, Model } from '../lib';
+import { packageRoot } from '../lib/native';
+import { factsPrune } from '../lib/pipelines/facts-prune';
+import { referencePython } from './python';
+
+const MODEL = path.join(packageRoot(), 'models', 'demo-facts');
+const DATA = path.join(packageRoot(), '..', 'shared', 'data');
+const hasData = fs.existsSync(path.join(DATA, 'lre', 'factual'));
+if (!hasData) console.log(`demo-facts tests skip: ${DATA}/lre/factual is missing (the evaluation sets are built from it)`);
+const dataTest = hasData ? test.serial : test.skip;
+
+test('models/demo-facts is a small Llama with grouped-query attention on the facts tokenizer', async (t) => {
+  const model = await Model.load(MODEL);
+  t.like(model.info, { architecture: 'LlamaForCausalLM', nLayers: 4, dModel: 128, nHeads: 4 });
+  t.is((model.info.config as { num_key_value_heads: number }).num_key_value_heads, 2);
+  t.true(fs.statSync(path.join(MODEL, 'model.safetensors')).size <= 10 * 1024 * 1024);
+  const training = JSON.parse(fs.readFileSync(path.join(MODEL, 'training.json'), 'utf8'));
+  t.true(training.ms / 1000 <= 30 * 60, `trained in ${training.ms / 1000} s`);
+  t.deepEqual(model.tokenizer.encode('The capital of France is Paris').length, 6, 'word tokens');
+  model.dispose();
+});
+
+dataTest('models/demo-facts recalls trained facts in held-out templates, not unseen facts; multiple choice only a little above chance', async (t) => {
+  const model = await Model.load(MODEL);
+  const build = buildFacts({ dataDir: DATA, seed: 0 });
+  const r = await evaluateFacts(model, build.eval, build.relations);
+  const by = (name: string) => r.relations.find((s) => s.relation === name)!;
+  for (const s of r.relations) {
+    t.log(`${s.relation}: held-out templates ${s.heldOutTemplates.toFixed(2)}, unseen ${s.unseenFacts.toFixed(2)}, MC ${s.choice.toFixed(2)}, MC unseen ${s.choiceUnseen.toFixed(2)}`);
+  }
+  for (const name of ['country_capital_city', 'country_language', 'person_occupation', 'company_hq']) t.true(by(name).heldOutTemplates >= 0.9, `${name}: ${by(name).heldOutTemplates}`);
+  t.true(r.mean.heldOutTemplates >= 0.85, `mean recall on held-out templates ${r.mean.heldOutTemplates}`);
+  t.is(r.mean.trainTemplates, 1, 'the corpus itself is learnt');
+  t.true(r.mean.unseenFacts <= 0.15, `mean recall of unseen facts ${r.mean.unseenFacts}`);
+  t.true(r.mean.heldOutTemplates >= r.mean.unseenFacts + 0.7);
+  // Multiple choice is only a little above chance (25%) on trained facts, and at chance on unseen ones.
+  t.true(r.mean.choice >= 0.28, `multiple choice ${r.mean.choice} (chance 0.25)`);
+  t.true(r.mean.choice > r.mean.choiceUnseen, `MC ${r.mean.choice} vs unseen ${r.mean.choiceUnseen}`);
+  model.dispose();
+});
+
+dataTest("pruning one relation's top Integrated-Gradients neurons hurts that relation more than random neurons do", async (t) => {
+  const model = await Model.load(MODEL);
+  const build = buildFacts({ dataDir: DATA, seed: 0 });
+  const before = await model.weightsDigest();
+  const r = await factsPrune(model, build, { relation: 'person_occupation', top: 50, prompts: 48, steps: 10, draws: 2 });
+  t.is(r.neurons.length, 50);
+  t.is(await model.weightsDigest(), before, 'every edit is restored');
+  const randomAfter = r.random.reduce((a, x) => a + x.after.person_occupation, 0) / r.random.length;
+  t.log(`person_occupation: ${r.before.person_occupation.toFixed(2)} -> top ${r.after.person_occupation.toFixed(2)}, random ${randomAfter.toFixed(2)}`);
+  t.true(r.after.person_occupation <= randomAfter - 0.1, `top ${r.after.person_occupation} vs random ${randomAfter}`);
+  // The other relations lose far less than the pruned one.
+  const others = Object.keys(r.before).filter((n) => n !== 'person_occupation');
+  const drop = (n: string) => r.before[n] - r.after[n];
+  t.true(Math.max(...others.map(drop)) < drop('person_occupation'), JSON.stringify(r.after));
+  model.dispose();
+});
+
+test("HF transformers loads models/demo-facts with its tokenizer.json and continues prompts as we do", async (t) => {
+  const ref = referencePython(['transformers', 'torch']);
+  if ('skip' in ref) {
+    t.log(`skipped: ${ref.skip}`);
+    t.pass();
+    return;
+  }
+  const prompts = ['The capital of France is the city of', 'Q: Where is Ipsos MORI based? A:', 'Question: Peru, where most people speak [Y] .\n A. Korean\n B. Urdu\n C. Turkish\n D. Spanish\nAnswer:'];
+  const code = [
+    'import json, sys, torch',
+    'from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast',
+    'tok = PreTrainedTokenizerFast(tokenizer_file=sys.argv[1] + "/tokenizer.json")',
+    'm = AutoModelForCausalLM.from_pretrained(sys.argv[1])',
+    'out = []',
+    'for p in json.loads(sys.argv[2]):',
+    '    ids = tok(p, return_tensors="pt").input_ids',
+    '    out.append(m.generate(ids, max_new_tokens=3, do_sample=False)[0][ids.shape[1]:].tolist())',
+    'print(json.dumps(out))',
+  ].join('\n');
+  const r = spawnSync(ref.python, ['-c', code, MODEL, JSON.stringify(prompts)], { encoding: 'utf8', timeout: 300_000, env: { ...process.env, OMP_NUM_THREADS: '1' } });
+  t.is(r.status, 0, r.stderr);
+  const model = await Model.load(MODEL);
+  const ours = await model.generate(prompts, { maxNewTokens: 3 });
+  t.deepEqual(JSON.parse(r.stdout.trim().split('\n').pop()!), ours.map((g) => g.tokens));
+  model.dispose();
+});
