@@ -56,6 +56,10 @@ dataTest("pruning one relation's top Integrated-Gradients neurons hurts that rel
   const randomAfter = r.random.reduce((a, x) => a + x.after.person_occupation, 0) / r.random.length;
   t.log(`person_occupation: ${r.before.person_occupation.toFixed(2)} -> top ${r.after.person_occupation.toFixed(2)}, random ${randomAfter.toFixed(2)}`);
   t.true(r.after.person_occupation <= randomAfter - 0.1, `top ${r.after.person_occupation} vs random ${randomAfter}`);
+  // The drop has a paired-bootstrap interval that excludes 0 and lies beyond every random draw.
+  const change = r.change.person_occupation;
+  t.true(change.high < 0 && Math.abs(change.delta - (r.after.person_occupation - r.before.person_occupation)) < 1e-12, JSON.stringify(change));
+  t.true(change.delta < r.randomRange.person_occupation[0], `${change.delta} vs random ${r.randomRange.person_occupation}`);
   // The other relations lose far less than the pruned one.
   const others = Object.keys(r.before).filter((n) => n !== 'person_occupation');
   const drop = (n: string) => r.before[n] - r.after[n];
