@@ -33,8 +33,10 @@ export { evaluateFacts, formatFactsTable, recallCorrect, choiceCorrect } from '.
 export type { FactScore, FactsEvalResult, FactsEvalOptions, FactRecord } from './pipelines/facts';
 export { readCorpus } from './training';
 export type { TrainOptions, TrainPoint, TrainResult } from './training';
-export { copyBias, copyScores, selectNeurons } from './pipelines/copybias';
-export type { CopyBiasResult, DevPoint, StageProgress } from './pipelines/copybias';
+export { copyBias, copyScores, selectNeurons, guardRails, randomNeuronsLike, compareEvaluations, verdicts } from './pipelines/copybias';
+export type { CopyBiasResult, DevPoint, StageProgress, Changes, ControlDraw, Verdict } from './pipelines/copybias';
+export { pairedBootstrap, quantile } from './stats';
+export type { Interval, PairedSample } from './stats';
 export { parseCopyBiasConfig, readConfigFile, GENERATED_SUITE } from './pipelines/copybias-config';
 export type { CopyBiasConfig, CopyBiasConfigInput } from './pipelines/copybias-config';
 export { copyBiasReport } from './report/copybias';

@@ -216,6 +216,13 @@ test('CLI: copybias writes complete results from a YAML config with flag overrid
   t.truthy(st.tensors['prompt.15']);
   const pruned = await Model.load(path.join(out, 'model'));
   t.is(pruned.info.nLayers, 1);
+  // The saved model is the pruned one: its chosen neurons' down-projection rows (GPT-2 Conv1D) are zero.
+  const saved = await readSafetensors(path.join(out, 'model', 'model.safetensors'));
+  const proj = new Float32Array(saved.tensors['transformer.h.0.mlp.c_proj.weight'].data.buffer.slice(saved.tensors['transformer.h.0.mlp.c_proj.weight'].data.byteOffset));
+  const E = 32;
+  t.true(neurons.neurons.length > 0);
+  for (const n of neurons.neurons) t.true(proj.subarray(n.index * E, (n.index + 1) * E).every((x) => x === 0), `neuron ${n.index}`);
+  t.false(proj.subarray(0, E).every((x) => x === 0) && proj.subarray(E, 2 * E).every((x) => x === 0), 'not everything is zero');
   pruned.dispose();
 
   const html = fs.readFileSync(path.join(out, 'report.html'), 'utf8');

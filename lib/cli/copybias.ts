@@ -107,7 +107,15 @@ async function run(model: Model, signal: AbortSignal, id: string, config: CopyBi
     ];
     fs.writeFileSync(path.join(tmp, 'predictions.jsonl'), lines.join('\n') + '\n');
     fs.writeFileSync(path.join(tmp, 'report.html'), copyBiasReport(r, id));
-    if (o.saveModel) await model.save(path.join(tmp, 'model'));
+    if (o.saveModel) {
+      // The pipeline leaves the model as it found it: prune the chosen set for the saved copy only.
+      const pruned = r.neurons.length ? await model.prune(r.neurons, { full: config.selection.full }) : undefined;
+      try {
+        await model.save(path.join(tmp, 'model'));
+      } finally {
+        if (pruned) await model.restore(pruned);
+      }
+    }
     if (existing) fs.rmSync(out, { recursive: true, force: true });
     fs.renameSync(tmp, out);
     const fmt = (e: typeof r.before) => formatEvalTable(e);

@@ -11,6 +11,7 @@
  * 5. prune, and evaluate the ICL suite before and after on the same prompts, beside a control: the
  *    same per-layer numbers of random neurons, several seeded draws; every change with a paired
  *    bootstrap 95% interval.
+ * The model is left as it was found (every edit is restored); prune `result.neurons` to keep the edit.
  */
 import { AttributionResult } from '../attribution';
 import { NeuropruneError } from '../errors';
