@@ -37,7 +37,8 @@ export { copyBias, copyScores, selectNeurons, guardRails, randomNeuronsLike, com
 export type { CopyBiasResult, DevPoint, StageProgress, Changes, ControlDraw, Verdict } from './pipelines/copybias';
 export { pairedBootstrap, quantile } from './stats';
 export type { Interval, PairedSample } from './stats';
-export { parseCopyBiasConfig, readConfigFile, GENERATED_SUITE } from './pipelines/copybias-config';
+export { parseCopyBiasConfig, GENERATED_SUITE } from './pipelines/copybias-config';
+export { readConfigFile, mergeConfig } from './pipelines/config';
 export type { CopyBiasConfig, CopyBiasConfigInput } from './pipelines/copybias-config';
 export { copyBiasReport } from './report/copybias';
 export { taskVectors, formatTaskVectorTable } from './pipelines/task-vectors';

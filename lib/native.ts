@@ -19,6 +19,9 @@ export interface NativeModelInfo {
   config: string;
 }
 
+/** New tokens per row, flattened [batch, steps]. */
+export type NativeGeneration = { tokens: Int32Array; steps: number; cancelled: boolean };
+
 export interface NativeModel {
   info(): NativeModelInfo;
   logits(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, lastOnly: boolean, chunkSize: number): Promise<Float32Array>;
@@ -30,7 +33,7 @@ export interface NativeModel {
     maxNewTokens: number,
     eos: number,
     cancel?: Int32Array,
-  ): Promise<{ tokens: Int32Array; steps: number; cancelled: boolean }>;
+  ): Promise<NativeGeneration>;
   activations(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, layers: Int32Array): Promise<Float32Array[]>;
   /** blocks.{l}.hook_resid_post at each row's last position, [batch, dModel] per layer. */
   residuals(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, layers: Int32Array): Promise<Float32Array[]>;
@@ -45,7 +48,7 @@ export interface NativeModel {
     layer: number,
     vectors: Float32Array,
     cancel?: Int32Array,
-  ): Promise<{ tokens: Int32Array; steps: number; cancelled: boolean }>;
+  ): Promise<NativeGeneration>;
   attribute(
     ids: Int32Array,
     mask: Uint8Array,

@@ -5,7 +5,7 @@ import { writeJson } from '../attribution';
 import { environment } from '../environment';
 import { NeuropruneError } from '../errors';
 import { DType, Model } from '../model';
-import { mergeConfig, readConfigFile } from '../pipelines/copybias-config';
+import { mergeConfig, readConfigFile } from '../pipelines/config';
 import { formatTaskVectorTable, taskVectors, TaskVectorProgress } from '../pipelines/task-vectors';
 import { parseTaskVectorsConfig, TaskVectorsConfig } from '../pipelines/task-vectors-config';
 import { taskVectorsReport } from '../report/task-vectors';

@@ -355,13 +355,12 @@ export async function copyBias(
     });
   }
   if (signal?.aborted) throw new NeuropruneError('E_ABORTED', 'copybias cancelled');
-  const count = (ps: IclPrompt[]) => histogram(ps);
   return {
     config,
     proxy: {
       task: task.name, source: task.source, pairs: pairs.length, counts: split.counts, wordsPerCount: split.wordsPerCount, dropped: split.dropped,
       attributionWords: split.attribution.length, devWords: split.dev.length, attributionPrompts, devPrompts, shots, balanced,
-      answers: { attribution: count(attributionSet), dev: devAnswers },
+      answers: { attribution: histogram(attributionSet), dev: devAnswers },
     },
     attribution,
     copyScores: scores,

@@ -1,6 +1,6 @@
 /** The task-vector pipeline's configuration: JSON or YAML, validated, every default written out. */
 import { z } from 'zod';
-import { NeuropruneError } from '../errors';
+import { parseConfig } from './config';
 import { GENERATED_SUITE } from './copybias-config';
 
 export const taskVectorsConfigSchema = z
@@ -34,10 +34,5 @@ export type TaskVectorsConfigInput = z.input<typeof taskVectorsConfigSchema>;
 
 /** Validates a config object; E_CONFIG names the field. */
 export function parseTaskVectorsConfig(input: unknown, source = 'config'): TaskVectorsConfig {
-  const parsed = taskVectorsConfigSchema.safeParse(input ?? {});
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new NeuropruneError('E_CONFIG', `${source}: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
-  }
-  return parsed.data;
+  return parseConfig(taskVectorsConfigSchema, input, source);
 }

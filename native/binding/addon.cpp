@@ -145,12 +145,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     const int64_t max_new = arg_int(info, 4, "maxNewTokens");
     const int64_t eos = arg_int(info, 5, "eos");
     if (max_new < 0) throw_coded(env, codes::kArgument, "maxNewTokens must be >= 0");
-    auto cancel = std::make_shared<CancelFlag>();
-    if (info.Length() > 6 && info[6].IsTypedArray() && info[6].As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
-      auto flag = info[6].As<Napi::Int32Array>();
-      cancel->ref = Napi::Persistent(flag);
-      cancel->cell = flag.Data();
-    }
+    auto cancel = cancel_from_js(info, 6);
     auto out = std::make_shared<at::Tensor>();
     return PromiseWorker::Run(
         env,
@@ -166,15 +161,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                                               [cancel] { return cancel->raised(); });
           *out = tokens.to(at::kCPU, at::kInt).contiguous();
         },
-        [out, cancel](Napi::Env env) -> Napi::Value {
-          Napi::Object r = Napi::Object::New(env);
-          auto arr = Napi::Int32Array::New(env, out->numel());
-          if (out->numel()) std::memcpy(arr.Data(), out->data_ptr<int32_t>(), out->numel() * sizeof(int32_t));
-          r.Set("tokens", arr);
-          r.Set("steps", double(out->size(1)));
-          r.Set("cancelled", cancel->raised());
-          return r;
-        });
+        [out, cancel](Napi::Env env) -> Napi::Value { return generation_to_js(env, *out, cancel->raised()); });
   }
 
   // activations(ids, mask, batch, seqLen, layers: Int32Array) -> Promise<Float32Array[]>, one
@@ -183,15 +170,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     Napi::Env env = info.Env();
     auto state = live(env);
     auto [ids, mask] = tokens_from_js(info, 0, state->model->info().vocab_size);
-    if (info.Length() < 5 || !info[4].IsTypedArray()) throw_coded(env, codes::kArgument, "layers must be an Int32Array");
-    auto js_layers = info[4].As<Napi::Int32Array>();
-    std::vector<int64_t> layers;
-    for (size_t i = 0; i < js_layers.ElementLength(); ++i) {
-      if (js_layers[i] < 0 || js_layers[i] >= state->model->info().n_layers)
-        throw_coded(env, codes::kRange, "layers[" + std::to_string(i) + "] = " + std::to_string(js_layers[i]) +
-                                            " is out of range [0, " + std::to_string(state->model->info().n_layers) + ")");
-      layers.push_back(js_layers[i]);
-    }
+    const std::vector<int64_t> layers = layers_from_js(info, 4, *state->model);
     auto out = std::make_shared<std::vector<at::Tensor>>();
     return PromiseWorker::Run(
         env,
@@ -208,15 +187,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
           m.forward(ids.to(m.device()), mask.to(m.device()), nullptr, &hooks, true);
           for (int64_t l : layers) out->push_back(seen.at(l).to(at::kCPU, at::kFloat).contiguous());
         },
-        [out](Napi::Env env) -> Napi::Value {
-          Napi::Array arr = Napi::Array::New(env, out->size());
-          for (size_t i = 0; i < out->size(); ++i) {
-            auto a = Napi::Float32Array::New(env, (*out)[i].numel());
-            std::memcpy(a.Data(), (*out)[i].data_ptr<float>(), (*out)[i].numel() * sizeof(float));
-            arr.Set(i, a);
-          }
-          return arr;
-        });
+        [out](Napi::Env env) -> Napi::Value { return float_arrays_to_js(env, *out); });
   }
 
   // Residual-stream reads and patches: native/binding/patching.cpp.

@@ -2,10 +2,12 @@
 #pragma once
 #include <napi.h>
 
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "edit/editor.h"
 #include "error.h"
@@ -83,6 +85,47 @@ inline std::shared_ptr<CancelFlag> cancel_from_js(const Napi::CallbackInfo& info
     cancel->cell = flag.Data();
   }
   return cancel;
+}
+
+// A layer index from JS, checked against the model: E_RANGE names `what`.
+inline int64_t layer_arg(const Napi::CallbackInfo& info, int64_t value, const CausalLM& model, const std::string& what) {
+  if (value < 0 || value >= model.info().n_layers)
+    throw_coded(info.Env(), codes::kRange, what + " = " + std::to_string(value) + " is out of range [0, " +
+                                               std::to_string(model.info().n_layers) + ")");
+  return value;
+}
+
+// The Int32Array of layer indices at info[i], each checked.
+inline std::vector<int64_t> layers_from_js(const Napi::CallbackInfo& info, size_t i, const CausalLM& model) {
+  if (info.Length() <= i || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    throw_coded(info.Env(), codes::kArgument, "layers must be an Int32Array");
+  auto js_layers = info[i].As<Napi::Int32Array>();
+  std::vector<int64_t> layers;
+  for (size_t k = 0; k < js_layers.ElementLength(); ++k)
+    layers.push_back(layer_arg(info, js_layers[k], model, "layers[" + std::to_string(k) + "]"));
+  return layers;
+}
+
+// float32 CPU tensors -> an array of Float32Arrays.
+inline Napi::Value float_arrays_to_js(Napi::Env env, const std::vector<at::Tensor>& tensors) {
+  Napi::Array arr = Napi::Array::New(env, tensors.size());
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    auto a = Napi::Float32Array::New(env, tensors[i].numel());
+    std::memcpy(a.Data(), tensors[i].data_ptr<float>(), tensors[i].numel() * sizeof(float));
+    arr.Set(i, a);
+  }
+  return arr;
+}
+
+// New tokens [B, steps] (int32, CPU) -> {tokens: Int32Array, steps, cancelled}.
+inline Napi::Value generation_to_js(Napi::Env env, const at::Tensor& tokens, bool cancelled) {
+  Napi::Object r = Napi::Object::New(env);
+  auto arr = Napi::Int32Array::New(env, tokens.numel());
+  if (tokens.numel()) std::memcpy(arr.Data(), tokens.data_ptr<int32_t>(), tokens.numel() * sizeof(int32_t));
+  r.Set("tokens", arr);
+  r.Set("steps", double(tokens.size(1)));
+  r.Set("cancelled", cancelled);
+  return r;
 }
 
 }  // namespace neuroprune::binding

@@ -10,27 +10,12 @@
 #include "patching/resid.h"
 
 namespace neuroprune::binding {
-namespace {
-
-int64_t layer_arg(const Napi::CallbackInfo& info, int64_t value, const CausalLM& model, const std::string& what) {
-  if (value < 0 || value >= model.info().n_layers)
-    throw_coded(info.Env(), codes::kRange, what + " = " + std::to_string(value) + " is out of range [0, " +
-                                               std::to_string(model.info().n_layers) + ")");
-  return value;
-}
-
-}  // namespace
 
 Napi::Value residuals(const Napi::CallbackInfo& info, std::shared_ptr<ModelState> state) {
   Napi::Env env = info.Env();
   const CausalLM& model = *state->model;
   auto [ids, mask] = tokens_from_js(info, 0, model.info().vocab_size);
-  if (info.Length() < 5 || !info[4].IsTypedArray() || info[4].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-    throw_coded(env, codes::kArgument, "layers must be an Int32Array");
-  auto js_layers = info[4].As<Napi::Int32Array>();
-  std::vector<int64_t> layers;
-  for (size_t i = 0; i < js_layers.ElementLength(); ++i)
-    layers.push_back(layer_arg(info, js_layers[i], model, "layers[" + std::to_string(i) + "]"));
+  const std::vector<int64_t> layers = layers_from_js(info, 4, model);
   auto out = std::make_shared<std::vector<at::Tensor>>();
   return PromiseWorker::Run(
       env,
@@ -41,15 +26,7 @@ Napi::Value residuals(const Napi::CallbackInfo& info, std::shared_ptr<ModelState
         for (auto& t : last_position_resid(m, ids.to(m.device()), mask.to(m.device()), layers))
           out->push_back(t.to(at::kCPU, at::kFloat).contiguous());
       },
-      [out](Napi::Env env) -> Napi::Value {
-        Napi::Array arr = Napi::Array::New(env, out->size());
-        for (size_t i = 0; i < out->size(); ++i) {
-          auto a = Napi::Float32Array::New(env, (*out)[i].numel());
-          std::memcpy(a.Data(), (*out)[i].data_ptr<float>(), (*out)[i].numel() * sizeof(float));
-          arr.Set(i, a);
-        }
-        return arr;
-      });
+      [out](Napi::Env env) -> Napi::Value { return float_arrays_to_js(env, *out); });
 }
 
 Napi::Value generate_patched(const Napi::CallbackInfo& info, std::shared_ptr<ModelState> state) {
@@ -87,15 +64,7 @@ Napi::Value generate_patched(const Napi::CallbackInfo& info, std::shared_ptr<Mod
                                             [cancel] { return cancel->raised(); }, &hooks);
         *out = tokens.to(at::kCPU, at::kInt).contiguous();
       },
-      [out, cancel](Napi::Env env) -> Napi::Value {
-        Napi::Object r = Napi::Object::New(env);
-        auto arr = Napi::Int32Array::New(env, out->numel());
-        if (out->numel()) std::memcpy(arr.Data(), out->data_ptr<int32_t>(), out->numel() * sizeof(int32_t));
-        r.Set("tokens", arr);
-        r.Set("steps", double(out->size(1)));
-        r.Set("cancelled", cancel->raised());
-        return r;
-      });
+      [out, cancel](Napi::Env env) -> Napi::Value { return generation_to_js(env, *out, cancel->raised()); });
 }
 
 }  // namespace neuroprune::binding
