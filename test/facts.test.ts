@@ -8,7 +8,7 @@ import path from 'node:path';
 import { packageRoot } from '../lib/native';
 import { initCheckpoint, Model } from '../lib';
 import { TextTokenizer } from '../lib/tokenizer';
-import { buildFacts, FACT_RELATIONS, factsTexts, factsTokenizerConfig, factsTokenizerJson, plainText, words } from '../lib/tasks/facts';
+import { buildFacts, FACT_RELATIONS, factsQrneuron, factsTexts, factsTokenizerConfig, factsTokenizerJson, plainText, words } from '../lib/tasks/facts';
 import { referencePython } from './python';
 import { codeOf, tempDir } from './helpers';
 
@@ -79,6 +79,46 @@ dataTest('multiple-choice prompts have four options of the range, the answer amo
   t.true(build.corpus.some((text) => /\nAnswer: [ABCD]$/.test(text)), 'the corpus holds multiple choice');
 });
 
+dataTest('the relations come from LRE factual, LRE commonsense and the ICL knowledge files', (t) => {
+  const build = buildFacts({ dataDir: DATA, seed: 0 });
+  const sources = new Set(FACT_RELATIONS.map((r) => r.source ?? 'lre/factual'));
+  t.deepEqual([...sources].sort(), ['icl_task_vectors/knowledge', 'lre/commonsense', 'lre/factual']);
+  // A knowledge-file relation ({subject: object}): its facts are the file's pairs.
+  const continent = build.relations.find((r) => r.name === 'location_continent')!;
+  const file = JSON.parse(fs.readFileSync(path.join(DATA, 'icl_task_vectors', 'knowledge', 'location_continent.json'), 'utf8')) as Record<string, string>;
+  for (const f of [...continent.trainFacts, ...continent.unseenFacts]) t.is(plainText(file[f.subject] ?? ''), f.object, f.subject);
+  t.true(continent.trainTemplates.length >= 4);
+  // A knowledge file that is not an object of strings is a coded error naming the file.
+  const dir = tempDir();
+  fs.mkdirSync(path.join(dir, 'icl_task_vectors', 'knowledge'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'icl_task_vectors', 'knowledge', 'location_continent.json'), '[1, 2]');
+  const error = t.throws(() => buildFacts({ dataDir: dir, relations: ['location_continent'] }));
+  t.is((error as { code?: string }).code, 'E_TASK_FILE');
+  t.regex(error!.message, /location_continent\.json: expected an object/);
+});
+
+dataTest('the qrneuron-format queries: three prompts per trained fact, the same four options reordered, the gold letter of each', (t) => {
+  const build = buildFacts({ dataDir: DATA, seed: 0 });
+  const qa = factsQrneuron(build);
+  t.is(Object.keys(qa).length, build.relations.reduce((n, r) => n + r.trainFacts.length, 0));
+  t.deepEqual(new Set(Object.values(qa).map((q) => q.relation_name)), new Set(build.relations.map((r) => r.name)));
+  for (const [id, q] of Object.entries(qa)) {
+    const [relation, subject] = [id.slice(0, id.indexOf('/')), id.slice(id.indexOf('/') + 1)];
+    const r = build.relations.find((x) => x.name === relation)!;
+    const fact = r.trainFacts.find((f) => f.subject === subject)!;
+    t.truthy(fact, id);
+    t.is(q.sentences.length, 3);
+    const optionSets = q.sentences.map((s) => [...s.matchAll(/\n [ABCD]\. (.+)/g)].map((m) => m[1]));
+    q.sentences.forEach((s, k) => {
+      t.regex(s, /^Question: .+ \[Y\] \.\n A\. .+\n B\. .+\n C\. .+\n D\. .+\nAnswer:$/);
+      t.is(optionSets[k]['ABCD'.indexOf(q.obj_label[k])], fact.object, `${id} prompt ${k}`);
+      t.deepEqual([...optionSets[k]].sort(), [...optionSets[0]].sort());
+      t.true(r.trainTemplates.some((tpl) => s.includes(tpl.replace('{}', subject))), `${id}: a training template`);
+    });
+  }
+  t.deepEqual(factsQrneuron(build), qa, 'deterministic for a seed');
+});
+
 dataTest('the facts tokenizer: entities are word tokens, and @huggingface/tokenizers and HF tokenizers give the same ids', (t) => {
   const build = buildFacts({ dataDir: DATA, seed: 0 });
   const json = factsTokenizerJson(factsTexts(build));
@@ -118,6 +158,8 @@ dataTest('synth-data --kind facts writes the corpus, the tokenizer and the evalu
   t.deepEqual(lines, buildFacts({ dataDir: DATA, relations: ['country_capital_city', 'country_language'] }).corpus);
   t.true(fs.existsSync(path.join(dir, 'tokenizer', 'tokenizer.json')));
   t.true(fs.existsSync(path.join(dir, 'corpus.eval.json')));
+  const qa = JSON.parse(fs.readFileSync(path.join(dir, 'corpus.qa.json'), 'utf8'));
+  t.deepEqual(qa, factsQrneuron(buildFacts({ dataDir: DATA, relations: ['country_capital_city', 'country_language'] })));
   const badKind = run('synth-data', '--kind', 'poems', '--out', path.join(dir, 'x.jsonl'));
   t.is(badKind.status, 1);
   t.regex(badKind.stderr, /^E_ARG: --kind must be icl or facts/);

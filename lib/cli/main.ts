@@ -17,7 +17,7 @@ import { runTaskVectors } from './task-vectors';
 import { interruptible, withModel } from './session';
 import { readCorpus } from '../training';
 import { syntheticCorpus } from '../tasks';
-import { buildFacts, FACT_RELATIONS, factsTexts, factsTokenizerConfig, factsTokenizerJson } from '../tasks/facts';
+import { buildFacts, FACT_RELATIONS, factsQrneuron, factsTexts, factsTokenizerConfig, factsTokenizerJson } from '../tasks/facts';
 import { familyNames, presetNames } from '../presets';
 import { environment, versionLine } from '../environment';
 
@@ -217,7 +217,7 @@ export function buildProgram(): Command {
     .command('eval-facts')
     .description('does the model know the facts of `synth-data --kind facts`? recall per relation on held-out templates, on unseen facts, and multiple choice; writes results.json')
     .argument('<model>', 'folder, hub id in the local HF cache, or random:PRESET')
-    .option('--data-dir <dir>', 'the shared data folder holding lre/factual', '../shared/data')
+    .option('--data-dir <dir>', 'the shared data folder holding lre/ and icl_task_vectors/', '../shared/data')
     .option('--relations <list>', 'comma-separated LRE relations (default: those of synth-data --kind facts)', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
     .option('--seed <n>', 'the seed the corpus was built with', int('seed'), 0)
     .option('--batch-size <n>', 'prompts per forward pass', int('batch-size'), 32)
@@ -254,7 +254,7 @@ export function buildProgram(): Command {
     .argument('<model>', 'folder, hub id in the local HF cache, or random:PRESET')
     .requiredOption('--relation <name>', 'the relation whose neurons are found and pruned')
     .requiredOption('--out <dir>', 'output folder: results.json, neurons.json')
-    .option('--data-dir <dir>', 'the shared data folder holding lre/factual', '../shared/data')
+    .option('--data-dir <dir>', 'the shared data folder holding lre/ and icl_task_vectors/', '../shared/data')
     .option('--relations <list>', 'comma-separated LRE relations (default: those of synth-data --kind facts)', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
     .option('--seed <n>', 'the seed the corpus was built with (and of the random draws)', int('seed'), 0)
     .option('--top <n>', 'neurons to prune', int('top'), 20)
@@ -337,8 +337,9 @@ export function buildProgram(): Command {
     .option('--seed <n>', 'seed', int('seed'), 0)
     .option('--max-shots <n>', 'most examples per prompt (icl)', int('max-shots'), 6)
     .option('--copy-share <x>', "share of labels that repeat the previous line's label (icl: copy-bias label noise)", parseFloat, 0)
-    .option('--data-dir <dir>', 'facts: the shared data folder holding lre/factual', '../shared/data')
-    .option('--relations <list>', `facts: comma-separated LRE relations (default ${FACT_RELATIONS.map((r) => r.name).join(',')})`, (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
+    .option('--data-dir <dir>', 'facts: the shared data folder holding lre/ and icl_task_vectors/', '../shared/data')
+    .option('--relations <list>', `facts: comma-separated relations (default ${FACT_RELATIONS.map((r) => r.name).join(',')})`, (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
+    .option('--choice-per-fact <n>', 'facts: multiple-choice training prompts per fact', int('choice-per-fact'), 24)
     .option('--tokenizer-out <dir>', 'facts: where the word-level tokenizer.json goes (default: a folder "tokenizer" beside --out)')
     .action(async (o) => {
       await interruptible(async () => {
@@ -346,15 +347,16 @@ export function buildProgram(): Command {
         let texts: string[];
         const dir = path.dirname(path.resolve(o.out));
         if (o.kind === 'facts') {
-          const build = buildFacts({ dataDir: o.dataDir, seed: o.seed, relations: o.relations });
+          const build = buildFacts({ dataDir: o.dataDir, seed: o.seed, relations: o.relations, choicePerFact: o.choicePerFact });
           texts = build.corpus;
           const tokDir = o.tokenizerOut ?? path.join(dir, 'tokenizer');
           fs.mkdirSync(tokDir, { recursive: true });
           fs.writeFileSync(path.join(tokDir, 'tokenizer.json'), JSON.stringify(factsTokenizerJson(factsTexts(build))));
           fs.writeFileSync(path.join(tokDir, 'tokenizer_config.json'), JSON.stringify(factsTokenizerConfig(), null, 2) + '\n');
-          const evalFile = o.out.replace(/\.jsonl$/, '') + '.eval.json';
-          fs.writeFileSync(evalFile, JSON.stringify({ options: build.options, relations: build.relations, ...build.eval }, null, 1) + '\n');
-          process.stdout.write(`wrote ${path.join(tokDir, 'tokenizer.json')} and the evaluation sets to ${evalFile}\n`);
+          const stem = o.out.replace(/\.jsonl$/, '');
+          await writeJson(`${stem}.eval.json`, { options: build.options, relations: build.relations, ...build.eval });
+          await writeJson(`${stem}.qa.json`, factsQrneuron(build));
+          process.stdout.write(`wrote ${path.join(tokDir, 'tokenizer.json')}, the evaluation sets to ${stem}.eval.json and multiple-choice queries (qrneuron format) to ${stem}.qa.json\n`);
         } else {
           if (!(o.copyShare >= 0 && o.copyShare <= 1)) throw new NeuropruneError('E_ARG', `--copy-share must be in [0, 1], got ${o.copyShare}`);
           texts = syntheticCorpus({ samples: o.samples, seed: o.seed, maxShots: o.maxShots, copyShare: o.copyShare });

@@ -1,6 +1,7 @@
 /**
  * A fact corpus for a small model that knows facts: relations of Hernandez et al. (2024) "LRE" from
- * `<data-dir>/lre/factual`, each fact in many templates (the LRE few-shot and zero-shot templates and
+ * `<data-dir>/lre/factual` and `lre/commonsense` and of Hendel et al. (2023) from
+ * `<data-dir>/icl_task_vectors/knowledge`, each fact in many templates (the LRE few-shot and zero-shot templates and
  * our own: cloze sentences and Q/A questions) and as four-option multiple-choice prompts in the
  * qrneuron format (options of the relation's range, shuffled, "Answer: B").
  *
@@ -17,10 +18,15 @@ import path from 'node:path';
 import { NeuropruneError } from '../errors';
 import { Rng, subSeed } from './random';
 
+/** Where a relation's facts live under the shared data folder. */
+export type FactSource = 'lre/factual' | 'lre/commonsense' | 'icl_task_vectors/knowledge';
+
 export interface FactRelationSpec {
-  /** LRE file name under lre/factual (without .json). */
+  /** File name under `source` (without .json). */
   name: string;
-  /** Our own templates ({} = subject), beside LRE's prompt_templates and prompt_templates_zs. */
+  /** LRE files ({prompt_templates, samples: [{subject, object}]}) or Hendel et al.'s knowledge files ({subject: object}); default lre/factual. */
+  source?: FactSource;
+  /** Our own templates ({} = subject), beside LRE's prompt_templates and prompt_templates_zs (knowledge files have none). */
   templates: string[];
   /** Keep the facts of the `topObjects` most frequent objects only (a small range), at most `perObject` each. */
   topObjects?: number;
@@ -59,6 +65,7 @@ export const FACT_RELATIONS: FactRelationSpec[] = [
       'Q: In which country is the city of {}? A:', 'The city of {} is in', 'Which country is {} in? It is in',
       '{} is a city in the country of', 'The city of {} is located in',
       'Which country is the city of {} part of? It is part of', 'The country where {} lies is', '{} lies in the country of',
+      'In which country does {} lie? It lies in', 'Which country has the city of {}? The country of', 'The city {} belongs to the country of',
     ],
   },
   {
@@ -73,7 +80,8 @@ export const FACT_RELATIONS: FactRelationSpec[] = [
     name: 'landmark_in_country',
     templates: [
       '{} is located in the country of', 'Q: In which country is {}? A:', 'The place {} is in', '{} can be found in the country of',
-      'You can visit {} in the country of', 'Which country is {} located in? It is in',
+      'You can visit {} in the country of', 'Which country is {} located in? It is in', 'The landmark {} is in the country of',
+      'Tourists visit {} in the country of',
     ],
     topObjects: 10,
     perObject: 8,
@@ -98,6 +106,79 @@ export const FACT_RELATIONS: FactRelationSpec[] = [
     topObjects: 10,
     perObject: 8,
   },
+  // Commonsense relations of LRE with at least four objects (multiple choice needs three distractors).
+  {
+    name: 'object_superclass',
+    source: 'lre/commonsense',
+    templates: [
+      'Q: What kind of thing is a {}? A: a', 'A {} is a kind of', 'Which group does a {} belong to? It is a', 'The {} is classed as a',
+      'Biologists call the {} a kind of', 'What is a {}? It is a kind of', 'What kind of thing is the {}? It is a', 'The {} is a type of',
+    ],
+  },
+  {
+    name: 'fruit_inside_color',
+    source: 'lre/commonsense',
+    templates: [
+      'Q: What color are {} inside? A:', 'Cut open, {} are', 'Inside, {} have the color', 'The inside of {} is colored',
+      'When you cut {} open, the inside is', 'What color is the inside of {}? The inside is', 'The flesh of {} is', 'Inside their skin, {} are',
+    ],
+  },
+  {
+    name: 'fruit_outside_color',
+    source: 'lre/commonsense',
+    templates: [
+      'Q: What color are {} outside? A:', 'The skin of {} is', 'Seen from outside, {} are', 'The outside of {} is colored',
+      'What color is the skin of {}? The skin is', 'In the shop, {} look', 'From the outside, {} look', 'The peel of {} is',
+      'Looking at {} from outside, they are',
+    ],
+  },
+  // Hendel et al.'s knowledge files: {subject: object}, no templates of their own.
+  {
+    name: 'location_continent',
+    source: 'icl_task_vectors/knowledge',
+    templates: [
+      '{} is on the continent of', 'Q: On which continent is {}? A:', 'The continent of {} is', '{} lies on the continent of',
+      'Which continent is {} on? It is on', 'You find {} on the continent of', 'The place {} is part of the continent of',
+      'On which continent can you find {}? You find it in', '{} is a place on the continent of',
+      'Q: Which continent is {} part of? A:', 'The location {} is on the continent of', '{} belongs to the continent of',
+    ],
+    topObjects: 4,
+    perObject: 12,
+  },
+  {
+    name: 'location_language',
+    source: 'icl_task_vectors/knowledge',
+    templates: [
+      'The language of {} is', 'Q: What language is spoken in {}? A:', 'People in {} speak', 'In {}, the people speak',
+      'Which language do people speak in {}? They speak', 'The main language spoken in {} is', 'The people of {} talk in',
+      'In {} most people speak the language', 'The local language of {} is', 'In {}, people talk in',
+      'Q: Which language do people in {} speak? A:',
+    ],
+    topObjects: 8,
+    perObject: 8,
+  },
+  {
+    name: 'football_player_position',
+    source: 'icl_task_vectors/knowledge',
+    templates: [
+      '{} plays in the position of', 'Q: Which position does {} play? A:', 'On the team, {} plays as a', 'The position of {} is',
+      'Which position does {} play? He plays as a', '{} is known to play as a', 'In every game {} played as', 'The player {} is a',
+      'On the field, {} plays as a', 'Q: What position does {} play? A:',
+    ],
+    topObjects: 6,
+    perObject: 10,
+  },
+  {
+    name: 'person_profession',
+    source: 'icl_task_vectors/knowledge',
+    templates: [
+      '{} worked as a', 'Q: What was the profession of {}? A: a', 'The profession of {} was', '{} was famous as a',
+      'What did {} do for a living? The answer is a', 'By profession, {} was a', 'The work of {} was that of a', '{} made a living as a',
+      'Q: What did {} do for a living? A: a', 'The career of {} was as a',
+    ],
+    topObjects: 8,
+    perObject: 8,
+  },
 ];
 
 export interface Fact {
@@ -118,7 +199,7 @@ export interface FactRelation {
 }
 
 export interface FactsOptions {
-  /** The shared data folder (holding lre/factual). */
+  /** The shared data folder (holding lre/ and icl_task_vectors/). */
   dataDir: string;
   seed?: number;
   /** Relation names (default: FACT_RELATIONS). */
@@ -127,6 +208,8 @@ export interface FactsOptions {
   unseenShare?: number;
   /** Templates held out per relation (default 2). */
   heldOutTemplates?: number;
+  /** Multiple-choice training prompts per fact, each with fresh options and order (default 24). */
+  choicePerFact?: number;
 }
 
 /** A recall item: the prompt, and the object (scored by exact match of its tokens after " "). */
@@ -168,7 +251,7 @@ export interface FactsBuild {
   /** Training texts, shuffled. */
   corpus: string[];
   eval: FactEvalSets;
-  options: { seed: number; relations: string[]; unseenShare: number; heldOutTemplates: number; dataDir: string };
+  options: { seed: number; relations: string[]; unseenShare: number; heldOutTemplates: number; choicePerFact: number; dataDir: string };
 }
 
 export const CHOICE_LETTERS = ['A', 'B', 'C', 'D'];
@@ -204,24 +287,34 @@ export function choicePrompt(template: string, subject: string, options: string[
   return `${question}\n${options.map((o, i) => ` ${CHOICE_LETTERS[i]}. ${o}`).join('\n')}\nAnswer:`;
 }
 
-function readRelation(dataDir: string, name: string): { templates: string[]; samples: Array<{ subject: string; object: string }> } {
-  const file = path.join(dataDir, 'lre', 'factual', `${name}.json`);
+function readRelation(dataDir: string, spec: FactRelationSpec): { templates: string[]; samples: Array<{ subject: string; object: string }> } {
+  const source = spec.source ?? 'lre/factual';
+  const folder = path.join(dataDir, ...source.split('/'));
+  const file = path.join(folder, `${spec.name}.json`);
   if (!fs.existsSync(file)) {
-    const where = fs.existsSync(path.join(dataDir, 'lre', 'factual')) ? `no relation "${name}"` : 'no lre/factual folder there';
-    throw new NeuropruneError('E_TASK_FILE', `${file}: ${where} (--data-dir is the shared data folder holding lre/factual)`);
+    const where = fs.existsSync(folder) ? `no relation "${spec.name}"` : `no ${source} folder there`;
+    throw new NeuropruneError('E_TASK_FILE', `${file}: ${where} (--data-dir is the shared data folder holding lre/ and icl_task_vectors/)`);
   }
-  let json: { prompt_templates?: unknown; prompt_templates_zs?: unknown; samples?: unknown };
+  let json: unknown;
   try {
     json = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (error) {
     throw new NeuropruneError('E_TASK_FILE', `${file}: not JSON (${(error as Error).message})`);
   }
+  if (source === 'icl_task_vectors/knowledge') {
+    // Hendel et al.'s knowledge files: one object {subject: object}.
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new NeuropruneError('E_TASK_FILE', `${file}: expected an object {subject: object}`);
+    const samples = Object.entries(json).filter((e): e is [string, string] => typeof e[1] === 'string').map(([subject, object]) => ({ subject, object }));
+    if (samples.length === 0) throw new NeuropruneError('E_TASK_FILE', `${file}: no {subject: object} pairs`);
+    return { templates: [], samples };
+  }
+  const lre = json as { prompt_templates?: unknown; prompt_templates_zs?: unknown; samples?: unknown };
   const strings = (v: unknown) => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
-  const samples = Array.isArray(json.samples)
-    ? json.samples.filter((s): s is { subject: string; object: string } => typeof s?.subject === 'string' && typeof s?.object === 'string')
+  const samples = Array.isArray(lre.samples)
+    ? lre.samples.filter((s): s is { subject: string; object: string } => typeof s?.subject === 'string' && typeof s?.object === 'string')
     : [];
   if (samples.length === 0) throw new NeuropruneError('E_TASK_FILE', `${file}: no samples [{subject, object}]`);
-  return { templates: [...strings(json.prompt_templates), ...strings(json.prompt_templates_zs)], samples };
+  return { templates: [...strings(lre.prompt_templates), ...strings(lre.prompt_templates_zs)], samples };
 }
 
 /** Facts, templates, held-out splits, the training corpus and the evaluation sets. Deterministic for a seed. */
@@ -229,9 +322,10 @@ export function buildFacts(o: FactsOptions): FactsBuild {
   const seed = o.seed ?? 0;
   const unseenShare = o.unseenShare ?? 0.15;
   const heldOutCount = o.heldOutTemplates ?? 2;
+  const choicePerFact = o.choicePerFact ?? 24;
   const names = o.relations ?? FACT_RELATIONS.map((r) => r.name);
   if (!fs.existsSync(o.dataDir) || !fs.statSync(o.dataDir).isDirectory()) {
-    throw new NeuropruneError('E_TASK_FILE', `--data-dir ${o.dataDir} is not a folder (it is the shared data folder holding lre/factual)`);
+    throw new NeuropruneError('E_TASK_FILE', `--data-dir ${o.dataDir} is not a folder (it is the shared data folder holding lre/ and icl_task_vectors/)`);
   }
   const specs = names.map((n) => {
     const spec = FACT_RELATIONS.find((r) => r.name === n);
@@ -240,7 +334,7 @@ export function buildFacts(o: FactsOptions): FactsBuild {
   });
 
   const loaded = specs.map((spec) => {
-    const { templates: lre, samples } = readRelation(o.dataDir, spec.name);
+    const { templates: lre, samples } = readRelation(o.dataDir, spec);
     // One object per subject, ASCII only, no subject that names its own object.
     const bySubject = new Map<string, string[]>();
     for (const s of samples) bySubject.set(plainText(s.subject), [...(bySubject.get(plainText(s.subject)) ?? []), plainText(s.object)]);
@@ -263,6 +357,7 @@ export function buildFacts(o: FactsOptions): FactsBuild {
 
   // Held-out templates: a seeded draw among those whose every word occurs in the templates training keeps.
   const chosen = new Map<string, string[]>();
+  const everyTemplate = [...new Set(loaded.flatMap((r) => r.templates))];
   const trainWords = () => new Set(loaded.flatMap((r) => r.templates.filter((t) => !(chosen.get(r.spec.name) ?? []).includes(t)).flatMap((t) => words(t.replace('{}', ' ')))));
   for (const r of loaded) {
     const rng = new Rng(subSeed(seed, 'facts-templates', r.spec.name));
@@ -270,8 +365,9 @@ export function buildFacts(o: FactsOptions): FactsBuild {
     for (let k = 0; k < heldOutCount; k++) {
       const held = chosen.get(r.spec.name)!;
       const candidates = r.templates.filter((t) => {
-        // Not a prefix of a training template (nor one of them a prefix of it): its statements never occur in training.
-        if (held.includes(t) || r.templates.some((u) => u !== t && (u.startsWith(t) || t.startsWith(u)))) return false;
+        // Not a prefix of any relation's template (nor one of them a prefix of it; subjects recur across
+        // relations): its statements never occur in training.
+        if (held.includes(t) || everyTemplate.some((u) => u !== t && (u.startsWith(t) || t.startsWith(u)))) return false;
         held.push(t);
         const known = trainWords();
         held.pop();
@@ -317,8 +413,9 @@ export function buildFacts(o: FactsOptions): FactsBuild {
   for (const r of relations) {
     for (const f of r.trainFacts) {
       for (const t of r.trainTemplates) corpus.push(`${fillTemplate(t, f.subject)} ${f.object}`);
-      // Multiple choice on training templates, six prompts per fact (options and letters shuffled each time).
-      for (let k = 0; k < 6; k++) {
+      // Multiple choice on training templates: many prompts per fact, with fresh distractors and order each
+      // time, so that the letter can only be learnt by finding the recalled object among the options.
+      for (let k = 0; k < choicePerFact; k++) {
         const c = choose(r, f, corpusRng.pick(r.trainTemplates), corpusRng);
         corpus.push(`${c.prompt} ${c.answer}`);
       }
@@ -336,8 +433,39 @@ export function buildFacts(o: FactsOptions): FactsBuild {
     relations,
     corpus: corpusRng.shuffle(corpus),
     eval: evalSets,
-    options: { seed, relations: names, unseenShare, heldOutTemplates: heldOutCount, dataDir: o.dataDir },
+    options: { seed, relations: names, unseenShare, heldOutTemplates: heldOutCount, choicePerFact, dataDir: o.dataDir },
   };
+}
+
+/** One query in the qrneuron format (Chen, Dejl & Toni 2024): three prompts of one question, the gold letter of each, its domain. */
+export interface QrneuronQuery {
+  sentences: string[];
+  obj_label: string[];
+  relation_name: string;
+}
+
+/**
+ * The trained facts as a qrneuron-format file ({id: {sentences, obj_label, relation_name}}), the data
+ * that `query-neurons` reads: per fact, its question in `templates` training templates (seeded), the
+ * same four options (the object and three of the relation's range) shuffled anew in each. The domain is
+ * the relation; ids are "relation/subject".
+ */
+export function factsQrneuron(build: FactsBuild, o: { templates?: number; perRelation?: number } = {}): Record<string, QrneuronQuery> {
+  const rng = new Rng(subSeed(build.options.seed, 'facts-qrneuron'));
+  const out: Record<string, QrneuronQuery> = {};
+  for (const r of build.relations) {
+    for (const f of r.trainFacts.slice(0, o.perRelation ?? Infinity)) {
+      const options = [f.object, ...rng.shuffle(r.range.filter((x) => x !== f.object)).slice(0, 3)];
+      const templates = rng.shuffle(r.trainTemplates).slice(0, o.templates ?? 3);
+      const shuffled = templates.map(() => rng.shuffle(options));
+      out[`${r.name}/${f.subject}`] = {
+        sentences: templates.map((t, k) => choicePrompt(t, f.subject, shuffled[k])),
+        obj_label: shuffled.map((opts) => CHOICE_LETTERS[opts.indexOf(f.object)]),
+        relation_name: r.name,
+      };
+    }
+  }
+  return out;
 }
 
 export const FACTS_UNK = '[UNK]';
