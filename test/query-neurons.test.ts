@@ -5,7 +5,7 @@ import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { inverseClusterAttribution, Model, neuronSet, queryNeurons, QueryNeuronsResult, readNeuronSet, readSafetensors, selectQueryNeurons } from '../lib';
+import { inverseClusterAttribution, Model, prepareData, neuronSet, queryNeurons, QueryNeuronsResult, readNeuronSet, readSafetensors, selectQueryNeurons } from '../lib';
 import { ChunkStore } from '../lib/pipelines/chunk-store';
 import { packageRoot } from '../lib/native';
 import { COMMON, DOMAINS, LAYER, LETTERS, PLANTED, plantedData, plantedModel, QUERIES_PER_DOMAIN } from './fixtures-qrneuron';
@@ -113,6 +113,10 @@ test.serial('knowledge neurons on LRE fill-in facts', async (t) => {
   t.is(facts.queries.length, 3);
   t.true(facts.queries.every((q) => q.domain === 'country capital city' && q.prompts >= 1));
   t.true(facts.queries.every((q) => q.neurons.every((n) => n.shared! / q.prompts > 0.5)));
+  // The scored token is the object's first letter, not the space a byte-level tokenizer gives first.
+  const prepared = prepareData(model, path.join(LRE_FACTUAL, 'country_capital_city.json'), { perDomain: 1 });
+  const sample = JSON.parse(fs.readFileSync(path.join(LRE_FACTUAL, 'country_capital_city.json'), 'utf8')).samples[0];
+  t.is(model.tokenizer.decode([prepared.items[0].prompts[0].target]), sample.object[0]);
 });
 
 test.serial('bad options and data are typed errors', async (t) => {

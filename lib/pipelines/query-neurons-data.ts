@@ -97,17 +97,24 @@ export function prepareData(model: Model, file: string, o: DataOptions = {}): Pr
     }
   } else {
     for (const fact of take(readFillInFacts(file))) {
-      const target = tokenizer.encode(' ' + fact.target, { addSpecialTokens: false });
-      if (target.length === 0) {
-        skipped.push({ id: fact.id, domain: fact.domain, reason: 'the object has no tokens' });
-        continue;
-      }
-      const prompts = fact.prompts.map((p) => ({ ids: tokenizer.encode(p), target: target[0] }));
+      const prompts = fact.prompts.map((p) => ({ ids: tokenizer.encode(p), target: -1 }));
       if (prompts.some((p) => p.ids.length === 0 || !fits(p.ids))) {
         skipped.push({ id: fact.id, domain: fact.domain, reason: 'a prompt is empty or longer than the model context' });
         continue;
       }
-      items.push({ id: fact.id, domain: fact.domain, prompts });
+      // The object's first token as the tokenizer continues the first prompt: " Paris" first, unless
+      // that token is only the space (byte-level tokenizers), then "Paris".
+      const first = (text: string) => {
+        const full = tokenizer.encode(fact.prompts[0] + text), base = prompts[0].ids;
+        return full.length > base.length && base.every((id, i) => full[i] === id) ? full[base.length] : undefined;
+      };
+      let target = first(' ' + fact.target);
+      if (target === undefined || tokenizer.decode([target]).trim() === '') target = first(fact.target);
+      if (target === undefined || tokenizer.decode([target]).trim() === '') {
+        skipped.push({ id: fact.id, domain: fact.domain, reason: `the object ${JSON.stringify(fact.target)} does not continue the prompt's tokens` });
+        continue;
+      }
+      items.push({ id: fact.id, domain: fact.domain, prompts: prompts.map((p) => ({ ids: p.ids, target: target! })) });
     }
   }
   const ids = new Set<string>();

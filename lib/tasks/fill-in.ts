@@ -14,7 +14,7 @@ export interface FillInFact {
   id: string;
   domain: string;
   prompts: string[];
-  /** The object; facts are scored on its first token after a space. */
+  /** The object; a fact is scored on its first token as the tokenizer continues the prompt (" X", else "X"). */
   target: string;
 }
 
