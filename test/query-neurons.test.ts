@@ -83,6 +83,8 @@ test.serial('suppressing a domain\'s neurons drops p(gold) on that domain only; 
   t.true(suppress.related < -0.5, `related ${suppress.related}`);
   t.true(Math.abs(suppress.unrelated) < 0.01, `unrelated ${suppress.unrelated}`);
   t.true(boost.related > 0.1);
+  // Paired bootstrap over the queries: the suppression's extra drop on its own domain excludes 0.
+  t.true(suppress.specificity!.high < 0 && boost.specificity!.low > 0);
   const random = result.pcr.find((r) => r.method === 'random' && r.factor === 0)!;
   t.true(Math.abs(random.related) < 0.05);
   t.deepEqual([...new Set(result.pcr.map((r) => r.method))].sort(), ['knowledge-neurons', 'qrnca', 'qrnca-keep-common', 'qrnca-without-ica', 'random', 'top-activation']);

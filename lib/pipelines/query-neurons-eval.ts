@@ -8,6 +8,7 @@
 import type { Model } from '../model';
 import { NeuropruneError } from '../errors';
 import { NeuronRef, NeuronSite } from '../neurons';
+import { Interval, pairedBootstrap } from '../stats';
 import { Rng, subSeed } from '../tasks/random';
 import { QueryItem } from './query-neurons-data';
 
@@ -34,6 +35,12 @@ export interface PcrRow {
   unrelated: number;
   /** related / unrelated; null when there is no unrelated query or it did not change at all. */
   pcr: number | null;
+  /**
+   * Per query, related minus unrelated change: the mean and its paired-bootstrap 95% interval over
+   * the queries (null without unrelated queries). An interval above 0 (boost) or below 0 (suppress)
+   * is an effect specific to the query beyond what the same scaling does elsewhere.
+   */
+  specificity: Interval | null;
   /** Share of prompts whose answer changed. */
   flipRelated: number;
   flipUnrelated: number;
@@ -133,10 +140,15 @@ export async function pcrTable(model: Model, items: QueryItem[], sets: Record<st
       };
       const perDomain: PcrRow['perDomain'] = {};
       for (const d of [...new Set(per.map((g) => g.domain))].sort()) perDomain[d] = summary(per.filter((g) => g.domain === d));
+      const paired = per.filter((g) => g.unrelated !== null);
+      const specificity = paired.length
+        ? pairedBootstrap([{ before: paired.map((g) => g.unrelated as number), after: paired.map((g) => g.related) }], { seed: subSeed(o.seed, method, factor) })
+        : null;
       rows.push({
         method,
         factor,
         ...summary(per),
+        specificity,
         flipRelated: mean(per.flatMap((g) => g.flips)),
         flipUnrelated: mean(per.flatMap((g) => g.flipsU)),
         perDomain,

@@ -31,7 +31,7 @@ export function queryNeuronsReport(r: QueryNeuronsResult, modelId: string): stri
   const pcrRows = r.pcr
     .map(
       (row) =>
-        `<tr><td>${escapeHtml(row.method)}</td><td>${factorName(row.factor)}</td><td>${row.items}</td><td>${pct(row.related)}</td><td>${pct(row.unrelated)}</td><td>${num(row.pcr)}</td><td>${pct(row.flipRelated)}</td><td>${pct(row.flipUnrelated)}</td></tr>`,
+        `<tr><td>${escapeHtml(row.method)}</td><td>${factorName(row.factor)}</td><td>${row.items}</td><td>${pct(row.related)}</td><td>${pct(row.unrelated)}</td><td>${num(row.pcr)}</td><td>${row.specificity ? `${pct(row.specificity.delta)} [${pct(row.specificity.low)}, ${pct(row.specificity.high)}]` : 'n/a'}</td><td>${pct(row.flipRelated)}</td><td>${pct(row.flipUnrelated)}</td></tr>`,
     )
     .join('\n');
   const domains = r.localisation.jaccard.domains;
@@ -52,8 +52,8 @@ export function queryNeuronsReport(r: QueryNeuronsResult, modelId: string): stri
 Integrated Gradients of p(${r.kind === 'mcqa' ? 'gold letter' : "object's first token"}) at the last position, m = ${o.steps} (${o.rule}); t = ${o.t}, u = ${o.u}, v = ${o.v}, p = ${o.p}, ICA clusters: ${o.clusters}.</p>
 <h2>Boosting and suppressing each query's neurons</h2>
 <p>Scaling at the ${o.scalePositions === 'last' ? 'last position' : 'every position'}. Related: the relative change of p(gold) on the query's own prompts; unrelated: on ${o.unrelated} quer${o.unrelated === 1 ? 'y' : 'ies'} of other domains per query. PCR = related / unrelated. Every baseline scales as many neurons as the method chose for that query.</p>
-<table><tr><th>neurons</th><th>scaling</th><th>queries</th><th>related</th><th>unrelated</th><th>PCR</th><th>flips (related)</th><th>flips (unrelated)</th></tr>
-${pcrRows || '<tr><td colspan="8">not evaluated</td></tr>'}
+<table><tr><th>neurons</th><th>scaling</th><th>queries</th><th>related</th><th>unrelated</th><th>PCR</th><th>related - unrelated (95% CI)</th><th>flips (related)</th><th>flips (unrelated)</th></tr>
+${pcrRows || '<tr><td colspan="9">not evaluated</td></tr>'}
 </table>
 ${prediction}
 <h2>Localisation</h2>
