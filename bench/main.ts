@@ -1,7 +1,8 @@
 /** `npm run bench -- <name> [options]`: benchmarks that print one JSON object each. */
 import { runIgBench } from './ig';
+import { runQueryNeuronsBench } from './query-neurons';
 
-const benches: Record<string, (argv: string[]) => Promise<void>> = { ig: runIgBench };
+const benches: Record<string, (argv: string[]) => Promise<void>> = { ig: runIgBench, 'query-neurons': runQueryNeuronsBench };
 
 const [name, ...rest] = process.argv.slice(2);
 const bench = benches[name ?? ''];

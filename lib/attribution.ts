@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { writeSafetensors } from './checkpoint';
 import { NeuropruneError } from './errors';
 import { readJsonLines } from './jsonl';
+import { NEURON_SITES, NeuronSite } from './neurons';
 import { checkLayers, describeValue, MAX_IG_STEPS, MAX_MEMORY_BUDGET_MB } from './validate';
 
 export type Objective = 'prob' | 'logprob' | 'logit_diff' | 'copy';
@@ -39,6 +40,8 @@ export interface AttributeOptions {
   layers?: number[];
   /** fast (default) or the reference that reruns the model per layer. */
   method?: Method;
+  /** The neuron site: the model's neuronSite (default; mlp.hook_post) or mlp.hook_pre (QRNCA's). */
+  site?: NeuronSite;
   /** Memory for activations kept for the backward pass; rows are micro-batched to fit (default 2048). */
   memoryBudgetMB?: number;
   onProgress?: (done: number, total: number) => void;
@@ -65,7 +68,7 @@ export interface AttributionResult {
   ms: number;
 }
 
-export function attributeDefaults(options: AttributeOptions, nLayers: number) {
+export function attributeDefaults(options: AttributeOptions, nLayers: number, defaultSite: NeuronSite = 'mlp.hook_post') {
   if (options === null || typeof options !== 'object') throw new NeuropruneError('E_ARG', 'attribute takes an options object {prompts, ...}');
   const resolved = {
     objective: options.objective ?? 'prob',
@@ -75,6 +78,7 @@ export function attributeDefaults(options: AttributeOptions, nLayers: number) {
     layers: options.layers ?? Array.from({ length: nLayers }, (_, l) => l),
     method: options.method ?? 'fast',
     memoryBudgetMB: options.memoryBudgetMB ?? 2048,
+    site: options.site ?? defaultSite,
   } as const;
   const oneOf = (name: string, value: unknown, allowed: readonly string[]) => {
     if (typeof value !== 'string' || !allowed.includes(value)) throw new NeuropruneError('E_ARG', `${name} must be one of ${allowed.join(', ')}; got ${describeValue(value)}`);
@@ -83,6 +87,7 @@ export function attributeDefaults(options: AttributeOptions, nLayers: number) {
   oneOf('rule', resolved.rule, RULES);
   oneOf('positions', resolved.positions, POSITIONS);
   oneOf('method', resolved.method, ['fast', 'reference']);
+  oneOf('site', resolved.site, NEURON_SITES);
   if (!Number.isInteger(resolved.steps) || resolved.steps < 1 || resolved.steps > MAX_IG_STEPS) {
     throw new NeuropruneError('E_ARG', `steps must be an integer in [1, ${MAX_IG_STEPS}], got ${describeValue(resolved.steps)}`);
   }

@@ -10,6 +10,8 @@ export type ErrorCode =
   | 'E_ARG' // a bad argument
   | 'E_RANGE' // an index outside its range (token id, position, neuron), or a duplicate neuron
   | 'E_NEURON_FILE' // a neuron-set file that is unreadable or has wrong fields
+  | 'E_SITE' // a neuron site the model lacks, or a neuron set used at another site than it was found at
+  | 'E_DATA_FILE' // an MCQA data file that is unreadable or has wrong fields
   | 'E_PROMPT_FILE' // a prompts file that is unreadable or has wrong fields
   | 'E_TASK_FILE' // a task data file that is unreadable or has wrong fields
   | 'E_BUDGET' // the memory budget is too small for one row of work

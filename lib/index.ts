@@ -47,3 +47,16 @@ export { parseTaskVectorsConfig, taskVectorsConfigSchema } from './pipelines/tas
 export type { TaskVectorsConfig, TaskVectorsConfigInput } from './pipelines/task-vectors-config';
 export { taskVectorsReport, taskVectorCurveSvg } from './report/task-vectors';
 export type { TaskVectorCurve } from './report/task-vectors';
+export { queryNeurons, queryNeuronsDefaults, QUERY_NEURON_METHODS } from './pipelines/query-neurons';
+export type { QueryNeuronsOptions, QueryNeuronsResult, QueryNeuronMethod, QueryNeuronEntry, ResolvedQueryNeuronsOptions } from './pipelines/query-neurons';
+export { writeQueryNeuronOutputs, domainFileName } from './pipelines/query-neurons-output';
+export { prepareData } from './pipelines/query-neurons-data';
+export type { QueryItem, SkippedItem, PreparedData } from './pipelines/query-neurons-data';
+export type { PcrRow } from './pipelines/query-neurons-eval';
+export { readMcqa, resolveLetters, MCQA_LETTERS } from './tasks/mcqa';
+export type { McqaQuery, McqaTemplate, ResolvedQuery } from './tasks/mcqa';
+export { readFillInFacts } from './tasks/fill-in';
+export type { FillInFact } from './tasks/fill-in';
+export { aboveThreshold, neuronAttribution, inverseClusterAttribution, selectQueryNeurons, knowledgeNeurons, knowledgeNeuronRanking, jaccard } from './qrnca';
+export { queryNeuronsReport } from './report/query-neurons';
+export { checkSetSite } from './neurons';

@@ -7,7 +7,7 @@ import { checkModelFile } from './files';
 import { stagingDir, throwIfAborted } from './staging';
 import { checkLayers, checkTokenIds, describeValue } from './validate';
 import { native, NativeModel } from './native';
-import { NeuronRef, NeuronSet, NeuronSite } from './neurons';
+import { checkSetSite, NeuronRef, NeuronSet, NeuronSite } from './neurons';
 import { resolveModel } from './resolve';
 import { batchOrder, trainDefaults, TrainOptions, TrainPoint, TrainResult } from './training';
 import { byteLevelTokenizerConfig, byteLevelTokenizerJson, TextTokenizer } from './tokenizer';
@@ -37,6 +37,8 @@ export interface ModelInfo {
   /** Where the neurons sit, without the layer: `mlp.hook_post` (input of the down projection), or
    * `mixer.hook_post` for Mamba (input of out_proj). */
   neuronSite: NeuronSite;
+  /** The neuron sites this model has: neuronSite, and mlp.hook_pre for every MLP architecture. */
+  neuronSites: NeuronSite[];
   vocabSize: number;
   maxPositions: number;
   nParams: number;
@@ -92,7 +94,7 @@ export interface Edit {
 }
 
 export interface Activations {
-  /** blocks.{layer}.<info.neuronSite> per requested layer, row-major [batch, seqLen, dMlp]. */
+  /** blocks.{layer}.<site> per requested layer, row-major [batch, seqLen, dMlp]. */
   layers: Map<number, Float32Array>;
   shape: [number, number, number];
   tokens: TokenBatch;
@@ -160,6 +162,7 @@ export class Model {
       nHeads: raw.nHeads,
       dMlp: raw.dMlp,
       neuronSite: raw.neuronSite as NeuronSite,
+      neuronSites: raw.hasPreSite ? [raw.neuronSite as NeuronSite, 'mlp.hook_pre'] : [raw.neuronSite as NeuronSite],
       vocabSize: raw.vocabSize,
       maxPositions: raw.maxPositions,
       nParams: raw.nParams,
@@ -303,11 +306,15 @@ export class Model {
     });
   }
 
-  /** The neuron activations (blocks.{l}.mlp.hook_post; Mamba: mixer.hook_post) of the input at the given layers (default all). */
-  async activations(input: ModelInput, options: { layers?: number[] } = {}): Promise<Activations> {
+  /**
+   * The neuron activations at the given layers (default all) and site (default info.neuronSite:
+   * blocks.{l}.mlp.hook_post, Mamba mixer.hook_post; or mlp.hook_pre).
+   */
+  async activations(input: ModelInput, options: { layers?: number[]; site?: NeuronSite } = {}): Promise<Activations> {
     const tokens = this.encode(input);
     const layers = checkLayers(options.layers ?? Array.from({ length: this.info.nLayers }, (_, l) => l), this.info.nLayers);
-    const arrays = await this.run(() => this.handle.activations(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, Int32Array.from(layers)));
+    const site = this.nativeSite(options.site);
+    const arrays = await this.run(() => this.handle.activations(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, Int32Array.from(layers), site));
     return { layers: new Map(layers.map((l, i) => [l, arrays[i]])), shape: [tokens.batch, tokens.seqLen, this.info.dMlp], tokens };
   }
 
@@ -318,7 +325,8 @@ export class Model {
    * left as it was.
    */
   async attribute(options: AttributeOptions): Promise<AttributionResult> {
-    const resolved = attributeDefaults(options, this.info.nLayers);
+    const resolved = attributeDefaults(options, this.info.nLayers, this.info.neuronSite);
+    const site = this.nativeSite(resolved.site);
     const ids = (x: string | number[], special: boolean, where = 'a prompt field') => {
       if (typeof x === 'string') return this.tokenizer.encode(x, { addSpecialTokens: special });
       if (!Array.isArray(x)) throw new NeuropruneError('E_ARG', `${where} must be text or an array of token ids, got ${x === null ? 'null' : typeof x}`);
@@ -362,7 +370,7 @@ export class Model {
     let raw;
     try {
       raw = await this.run(
-        () => withAbortFlag(signal, (flag) => this.handle.attribute(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, specs, resolved, progress, flag)),
+        () => withAbortFlag(signal, (flag) => this.handle.attribute(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, specs, { ...resolved, site }, progress, flag)),
         signal,
       );
     } catch (error) {
@@ -392,17 +400,40 @@ export class Model {
    * `full`, its up/gate rows and biases too. Reversible bit for bit with `restore`.
    */
   async prune(neurons: NeuronRef[] | NeuronSet, options: { full?: boolean } = {}): Promise<Edit> {
+    // Zeroing neuron i silences it at hook_pre and hook_post alike, so a set of either MLP site prunes
+    // the same unit; a set of a site this model lacks (a Mamba set on a transformer) is E_SITE.
+    if (!Array.isArray(neurons) && neurons && typeof neurons === 'object' && 'site' in neurons) this.nativeSite(neurons.site);
     const [layers, indices, count] = neuronArrays(neurons);
     const id = await this.run(() => this.handle.prune(layers, indices, options.full ?? false));
     return { id, kind: 'prune', neurons: count };
   }
 
-  /** Multiplies each neuron's activation by `factor` (0 suppresses, 2 enhances) in every later call. */
-  async scale(neurons: NeuronRef[] | NeuronSet, factor: number): Promise<Edit> {
+  /**
+   * Multiplies each neuron's activation by `factor` (0 suppresses, 2 enhances) in every later call, at
+   * `site` (default: a neuron set's own site, else info.neuronSite) and at every position (default) or
+   * only the last position of each call (`positions: 'last'`, as knowledge-neuron and QRNCA
+   * experiments do). A neuron set used at another site than its own is E_SITE.
+   */
+  async scale(neurons: NeuronRef[] | NeuronSet, factor: number, options: { site?: NeuronSite; positions?: 'all' | 'last' } = {}): Promise<Edit> {
     if (!Number.isFinite(factor)) throw new NeuropruneError('E_ARG', `factor must be a finite number, got ${describeValue(factor)}`);
+    const set = Array.isArray(neurons) ? undefined : neurons;
+    const wanted = options.site ?? set?.site ?? this.info.neuronSite;
+    if (set) checkSetSite(set, wanted, 'scale');
+    const site = this.nativeSite(wanted);
+    const positions = options.positions ?? 'all';
+    if (positions !== 'all' && positions !== 'last') throw new NeuropruneError('E_ARG', `positions must be all or last, got ${describeValue(positions)}`);
     const [layers, indices, count] = neuronArrays(neurons);
-    const id = await this.run(() => this.handle.scale(layers, indices, factor));
+    const id = await this.run(() => this.handle.scale(layers, indices, factor, site, positions === 'last'));
     return { id, kind: 'scale', neurons: count };
+  }
+
+  /** The native name of a site this model has ('post' | 'pre'); E_SITE for one it lacks. */
+  private nativeSite(site: NeuronSite | undefined): 'post' | 'pre' {
+    const wanted = site ?? this.info.neuronSite;
+    if (!this.info.neuronSites.includes(wanted)) {
+      throw new NeuropruneError('E_SITE', `${this.info.id} (${this.info.modelType}) has no site ${describeValue(wanted)}; its neuron sites are ${this.info.neuronSites.join(', ')}`);
+    }
+    return wanted === 'mlp.hook_pre' ? 'pre' : 'post';
   }
 
   /** Undoes one edit, or every edit when none is given; weights come back bit for bit. */

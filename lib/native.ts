@@ -11,6 +11,7 @@ export interface NativeModelInfo {
   nHeads: number;
   dMlp: number;
   neuronSite: string;
+  hasPreSite: boolean;
   vocabSize: number;
   maxPositions: number;
   nParams: number;
@@ -34,7 +35,7 @@ export interface NativeModel {
     eos: number,
     cancel?: Int32Array,
   ): Promise<NativeGeneration>;
-  activations(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, layers: Int32Array): Promise<Float32Array[]>;
+  activations(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, layers: Int32Array, site?: 'post' | 'pre'): Promise<Float32Array[]>;
   /** blocks.{l}.hook_resid_post at each row's last position, [batch, dModel] per layer. */
   residuals(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, layers: Int32Array): Promise<Float32Array[]>;
   /** generate() with blocks.{layer}.hook_resid_post at the prompt's last position replaced by each row's vector. */
@@ -55,12 +56,12 @@ export interface NativeModel {
     batch: number,
     seqLen: number,
     prompts: Array<{ target: number[]; distractor?: number; labels?: number[] }>,
-    options: { method: string; objective: string; rule: string; positions: string; steps: number; layers: number[]; memoryBudgetMB: number },
+    options: { method: string; objective: string; rule: string; positions: string; steps: number; layers: number[]; memoryBudgetMB: number; site?: 'post' | 'pre' },
     onProgress?: (done: number, total: number) => void,
     cancel?: Int32Array,
   ): Promise<{ attributions: Float32Array; fFull: Float32Array; fBaseline: Float32Array; rows: number; microBatches: number }>;
   prune(layers: Int32Array, indices: Int32Array, full: boolean): Promise<number>;
-  scale(layers: Int32Array, indices: Int32Array, factor: number): Promise<number>;
+  scale(layers: Int32Array, indices: Int32Array, factor: number, site?: 'post' | 'pre', lastOnly?: boolean): Promise<number>;
   removeEdit(handle: number): Promise<void>;
   removeAllEdits(): Promise<void>;
   save(dir: string): Promise<void>;

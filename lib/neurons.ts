@@ -4,7 +4,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { NeuropruneError } from './errors';
 
-/** A neuron of blocks.{layer}.mlp.hook_post (Mamba: blocks.{layer}.mixer.hook_post). */
+/** A neuron of blocks.{layer}.<site>: mlp.hook_post, mlp.hook_pre, or Mamba's mixer.hook_post. */
 export interface NeuronRef {
   layer: number;
   index: number;
@@ -13,9 +13,20 @@ export interface NeuronRef {
 
 export const NEURON_SET_FORMAT = 'neuroprune.neurons/1';
 
-/** Neuron sites: the input of the MLP's down projection, or of a Mamba mixer's out_proj. */
-export const NEURON_SITES = ['mlp.hook_post', 'mixer.hook_post'] as const;
+/**
+ * Neuron sites: the input of the MLP's down projection (hook_post), the up projection's output before
+ * the activation (hook_pre: GPT-2 c_fc, NeoX dense_h_to_4h, Llama up_proj; QRNCA's site), or the input
+ * of a Mamba mixer's out_proj. Neuron i is the same unit at hook_pre and hook_post.
+ */
+export const NEURON_SITES = ['mlp.hook_post', 'mlp.hook_pre', 'mixer.hook_post'] as const;
 export type NeuronSite = (typeof NEURON_SITES)[number];
+
+/** The site a neuron set was found at must be the one it is used at: E_SITE names both. */
+export function checkSetSite(set: NeuronSet, site: NeuronSite, what = 'this call'): void {
+  if (set.site !== site) {
+    throw new NeuropruneError('E_SITE', `the neuron set was found at ${set.site} (model ${set.model}) but ${what} uses ${site}; attribute again at ${site} or use that site`);
+  }
+}
 
 const neuronSchema = z.object({
   layer: z.number().int().nonnegative(),

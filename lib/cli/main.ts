@@ -11,6 +11,7 @@ import { DType, ModelInfo } from '../model';
 import { neuronSet, readNeuronSet } from '../neurons';
 import { evaluate, formatEvalTable } from '../pipelines/evaluate';
 import { runCopyBias } from './copybias';
+import { runQueryNeurons } from './query-neurons';
 import { evaluateFacts, formatFactsTable } from '../pipelines/facts';
 import { factsPrune, formatFactsPruneTable } from '../pipelines/facts-prune';
 import { runTaskVectors } from './task-vectors';
@@ -304,6 +305,35 @@ export function buildProgram(): Command {
     .addOption(dtypeOption())
     .action(async (id: string, o) => {
       await runCopyBias(id, { ...o, labelWords: o.labelWords === undefined ? undefined : parseLabelWords(o.labelWords) });
+    });
+
+  program
+    .command('query-neurons')
+    .description('query-relevant neurons (QRNCA, Chen et al. 2024) or knowledge neurons (Dai et al. 2022) of MCQA queries or fill-in facts, boosted and suppressed beside baselines')
+    .argument('<model>', 'folder, hub id in the local HF cache, or random:PRESET')
+    .requiredOption('--data <file>', 'qrneuron MCQA JSON (e.g. ../shared/data/qrneuron/subject_qa.json), an LRE relation file or folder, or facts JSONL')
+    .requiredOption('--out <dir>', 'output folder: results.json, neurons/<domain>.json, attributions.safetensors, report.html')
+    .addOption(new Option('--method <method>', 'selection rule').choices(['qrnca', 'knowledge-neurons']).default('qrnca'))
+    .addOption(new Option('--site <site>', 'neuron site (default: mlp.hook_pre for qrnca, the model\'s neuron site for knowledge neurons)').choices(['mlp.hook_pre', 'mlp.hook_post', 'mixer.hook_post']))
+    .option('--steps <n>', 'Integrated Gradients steps m (16)', int('steps'))
+    .option('--t <x>', 'per-template threshold t x max (0.2)', Number)
+    .option('--u <x>', 'common-neuron share of clusters (0.3)', Number)
+    .option('--v <n>', 'neurons kept per query (20)', int('v'))
+    .option('--p <x>', 'knowledge neurons: share of prompts a neuron must exceed (0.5)', Number)
+    .addOption(new Option('--clusters <kind>', 'ICA clusters').choices(['queries', 'domains']))
+    .option('--domains <list>', 'only these domains', (v: string) => v.split(','))
+    .option('--per-domain <n>', 'at most n queries per domain (the first in the file)', int('per-domain'))
+    .addOption(new Option('--scale-positions <where>', 'where boosting/suppressing scales (last, as the paper)').choices(['last', 'all']))
+    .option('--unrelated <n>', 'unrelated queries per query in the evaluation (1)', int('unrelated'))
+    .option('--no-evaluate', 'skip the boost/suppress evaluation')
+    .option('--seed <n>', 'seed for unrelated queries and random baselines', int('seed'))
+    .option('--memory-budget <mb>', 'IG memory budget in MiB (2048)', Number)
+    .option('--resume', 'continue a killed run from DIR.partial')
+    .option('--force', 'replace a non-empty output folder')
+    .addOption(deviceOption())
+    .addOption(dtypeOption())
+    .action(async (id: string, o) => {
+      await runQueryNeurons(id, o);
     });
 
   program

@@ -64,6 +64,7 @@ Napi::Object info_to_js(Napi::Env env, const CausalLM& model) {
   o.Set("nHeads", double(i.n_heads));
   o.Set("dMlp", double(i.d_mlp));
   o.Set("neuronSite", i.neuron_site);
+  o.Set("hasPreSite", i.has_pre_site);
   o.Set("vocabSize", double(i.vocab_size));
   o.Set("maxPositions", double(i.max_positions));
   o.Set("nParams", double(i.n_params));
@@ -164,26 +165,28 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         [out, cancel](Napi::Env env) -> Napi::Value { return generation_to_js(env, *out, cancel->raised()); });
   }
 
-  // activations(ids, mask, batch, seqLen, layers: Int32Array) -> Promise<Float32Array[]>, one
-  // [B, T, d_mlp] array of blocks.{l}.mlp.hook_post per requested layer.
+  // activations(ids, mask, batch, seqLen, layers: Int32Array, site?: 'post'|'pre') -> Promise<Float32Array[]>,
+  // one [B, T, d_mlp] array of blocks.{l}.mlp.hook_post (or hook_pre) per requested layer.
   Napi::Value Activations(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto state = live(env);
     auto [ids, mask] = tokens_from_js(info, 0, state->model->info().vocab_size);
     const std::vector<int64_t> layers = layers_from_js(info, 4, *state->model);
+    const MlpSite site = site_arg(info, 5, *state->model);
     auto out = std::make_shared<std::vector<at::Tensor>>();
     return PromiseWorker::Run(
         env,
-        [state, ids = ids, mask = mask, layers, out] {
+        [state, ids = ids, mask = mask, layers, site, out] {
           std::lock_guard<std::mutex> lock(state->mutex);
           at::NoGradGuard no_grad;
           const CausalLM& m = *state->model;
           std::map<int64_t, at::Tensor> seen;
           Hooks hooks;
-          hooks.mlp_post = [&seen](int64_t layer, const at::Tensor& post) {
-            seen[layer] = post;
-            return post;
-          };
+          if (site == MlpSite::Pre) {
+            hooks.mlp_pre = [&seen](int64_t layer, const at::Tensor& pre, const at::Tensor&) { return seen[layer] = pre; };
+          } else {
+            hooks.mlp_post = [&seen](int64_t layer, const at::Tensor& post) { return seen[layer] = post; };
+          }
           m.forward(ids.to(m.device()), mask.to(m.device()), nullptr, &hooks, true);
           for (int64_t l : layers) out->push_back(seen.at(l).to(at::kCPU, at::kFloat).contiguous());
         },
@@ -234,6 +237,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     request->rule = static_cast<IgRule>(pick("rule", {{"riemann_left", 0}, {"riemann_right", 1}, {"riemann_middle", 2}, {"riemann_trapezoid", 3}}));
     request->positions = static_cast<IgPositions>(pick("positions", {{"last", 0}, {"answer", 1}, {"all", 2}}));
     const bool fast = pick("method", {{"reference", 0}, {"fast", 1}}) == 1;
+    if (opt.Has("site") && !opt.Get("site").IsUndefined())
+      request->site = static_cast<MlpSite>(pick("site", {{"post", 0}, {"pre", 1}}));
     request->steps = opt.Get("steps").ToNumber().Int64Value();
     request->layers = ints(opt.Get("layers"), "layers");
     request->memory_budget_bytes = static_cast<int64_t>(opt.Get("memoryBudgetMB").ToNumber().DoubleValue() * (1 << 20));
@@ -303,18 +308,20 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         [handle](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, double(*handle)); });
   }
 
-  // scale(layers, indices, factor) -> Promise<handle>
+  // scale(layers, indices, factor, site?: 'post'|'pre', lastOnly?: boolean) -> Promise<handle>
   Napi::Value Scale(const Napi::CallbackInfo& info) {
     auto state = live(info.Env());
     auto neurons = neurons_from_js(info, 0);
     if (info.Length() < 3 || !info[2].IsNumber()) throw_coded(info.Env(), codes::kArgument, "factor must be a number");
     const double factor = info[2].As<Napi::Number>().DoubleValue();
+    const MlpSite site = site_arg(info, 3, *state->model);
+    const bool last_only = info.Length() > 4 && info[4].ToBoolean();
     auto handle = std::make_shared<int64_t>(0);
     return PromiseWorker::Run(
         info.Env(),
-        [state, neurons, factor, handle] {
+        [state, neurons, factor, site, last_only, handle] {
           std::lock_guard<std::mutex> lock(state->mutex);
-          *handle = state->edits().scale(neurons, factor);
+          *handle = state->edits().scale(neurons, factor, site, last_only);
         },
         [handle](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, double(*handle)); });
   }

@@ -106,6 +106,17 @@ inline std::vector<int64_t> layers_from_js(const Napi::CallbackInfo& info, size_
   return layers;
 }
 
+// The MLP site at info[i]: 'post' (default when absent) or 'pre'; E_ARG for pre on a model without it.
+inline MlpSite site_arg(const Napi::CallbackInfo& info, size_t i, const CausalLM& model) {
+  if (info.Length() <= i || info[i].IsUndefined()) return MlpSite::Post;
+  const std::string v = info[i].IsString() ? info[i].As<Napi::String>().Utf8Value() : "";
+  if (v == "post") return MlpSite::Post;
+  if (v != "pre") throw_coded(info.Env(), codes::kArgument, "site must be \"post\" or \"pre\"");
+  if (!model.info().has_pre_site)
+    throw_coded(info.Env(), codes::kArgument, model.info().model_type + " has no mlp.hook_pre site (its neurons sit at " + model.info().neuron_site + ")");
+  return MlpSite::Pre;
+}
+
 // float32 CPU tensors -> an array of Float32Arrays.
 inline Napi::Value float_arrays_to_js(Napi::Env env, const std::vector<at::Tensor>& tensors) {
   Napi::Array arr = Napi::Array::New(env, tensors.size());

@@ -43,6 +43,8 @@ void check(const CausalLM& model, const IgRequest& r) {
   if (static_cast<int64_t>(r.prompts.size()) != r.ids.size(0)) fail(codes::kArgument, "one prompt spec per row of ids");
   if (r.steps < 1) fail(codes::kArgument, "steps must be at least 1, got " + std::to_string(r.steps));
   if (r.layers.empty()) fail(codes::kArgument, "layers must not be empty");
+  if (r.site == MlpSite::Pre && !info.has_pre_site)
+    fail(codes::kArgument, info.model_type + " has no mlp.hook_pre site (its neurons sit at " + info.neuron_site + ")");
   for (size_t i = 0; i < r.layers.size(); ++i)
     if (r.layers[i] < 0 || r.layers[i] >= info.n_layers)
       fail(codes::kRange, "layers[" + std::to_string(i) + "] = " + std::to_string(r.layers[i]) + " is out of range [0, " +
@@ -211,11 +213,13 @@ IgResult ig_reference(const CausalLM& model, const IgRequest& r) {
     const at::Tensor scaled = g.scaled[b].narrow(0, first, Tb).to(device).view({1, Tb, 1});
     Geometry gb = g;
     gb.n_max = g.n_target[b];
-    std::vector<at::Tensor> post(info.n_layers);
+    std::vector<at::Tensor> post(info.n_layers);  // the site's activations
+    const bool pre_site = r.site == MlpSite::Pre;
     {
       at::NoGradGuard no_grad;
       Hooks capture;
-      capture.mlp_post = [&](int64_t l, const at::Tensor& p) { return post[l] = p; };
+      if (pre_site) capture.mlp_pre = [&](int64_t l, const at::Tensor& p, const at::Tensor&) { return post[l] = p; };
+      else capture.mlp_post = [&](int64_t l, const at::Tensor& p) { return post[l] = p; };
       const at::Tensor logits = model.forward(ids, at::ones_like(ids), nullptr, &capture);
       const double fa = objective_values(logits.narrow(1, Tb - gb.n_max, gb.n_max), {b}, r, gb)[0].item<double>();
       f_full[b].fill_(fa);
@@ -232,11 +236,13 @@ IgResult ig_reference(const CausalLM& model, const IgRequest& r) {
         const at::Tensor alpha = at::tensor(alphas, at::kDouble).to(device, post[layer].scalar_type()).view({c, 1, 1});
         const at::Tensor a = post[layer].expand({c, Tb, N});
         const at::Tensor leaf = (a * alpha).detach().requires_grad_(true);
-        Hooks replace;
-        replace.mlp_post = [&](int64_t l, const at::Tensor& p) {
+        auto swap = [&](int64_t l, const at::Tensor& p) {
           check_cancelled(r, "during the forward pass");
           return l == layer ? at::where(scaled, leaf, p) : p;
         };
+        Hooks replace;
+        if (pre_site) replace.mlp_pre = [&](int64_t l, const at::Tensor& p, const at::Tensor&) { return swap(l, p); };
+        else replace.mlp_post = swap;
         const at::Tensor logits = model.forward(ids.expand({c, Tb}), at::ones({c, Tb}, ids.options()), nullptr, &replace);
         const at::Tensor f = objective_values(logits.narrow(1, Tb - gb.n_max, gb.n_max), std::vector<int64_t>(c, b), r, gb);
         f.sum().backward();
@@ -263,17 +269,27 @@ IgResult ig_fast(const CausalLM& model, const IgRequest& r) {
 
   // (a) One clean run: activations, the residual each MLP adds to, keys/values, F(a).
   // post and resid hold the last S positions (or all T of them); both are read as their last S.
-  std::vector<at::Tensor> post(info.n_layers), resid(info.n_layers);
+  // post: the site's activations; gate: at hook_pre of gated MLPs, the factor it is multiplied by.
+  std::vector<at::Tensor> post(info.n_layers), gate(info.n_layers), resid(info.n_layers);
+  const bool pre_site = r.site == MlpSite::Pre;
   KVCache clean;
   std::vector<at::Tensor> prefix_conv, prefix_ssm;  // recurrent models: the states after the prefix
   at::Tensor f_clean;
   {
     at::NoGradGuard no_grad;
     Hooks capture;
-    capture.mlp_post = [&](int64_t l, const at::Tensor& p) {
-      check_cancelled(r, "during the clean forward pass");  // layer by layer: this run holds every prompt at once
-      return post[l] = p;
-    };
+    if (pre_site) {
+      capture.mlp_pre = [&](int64_t l, const at::Tensor& p, const at::Tensor& gt) {
+        check_cancelled(r, "during the clean forward pass");
+        gate[l] = gt;
+        return post[l] = p;
+      };
+    } else {
+      capture.mlp_post = [&](int64_t l, const at::Tensor& p) {
+        check_cancelled(r, "during the clean forward pass");  // layer by layer: this run holds every prompt at once
+        return post[l] = p;
+      };
+    }
     capture.resid_mid = [&](int64_t l, const at::Tensor& x) { resid[l] = x.narrow(1, x.size(1) - S, S); };
     const bool split = info.recurrent && g.p0 > 0;
     if (split) {
@@ -362,7 +378,11 @@ IgResult ig_fast(const CausalLM& model, const IgRequest& r) {
       const at::Tensor a = post[j].narrow(1, post[j].size(1) - S, S).index_select(0, bidx);
       const at::Tensor alpha = at::tensor(alphas, at::kDouble).to(device, a.scalar_type()).view({n, 1, 1});
       const at::Tensor leaf = (a * alpha).detach().requires_grad_(true);
-      const at::Tensor mixed = at::where(scaled.index_select(0, bidx), leaf, a);
+      at::Tensor mixed = at::where(scaled.index_select(0, bidx), leaf, a);
+      if (pre_site) {  // on through the activation (and any hook_post scales), as finish_mlp does
+        at::Tensor gt = gate[j].defined() ? gate[j].narrow(1, gate[j].size(1) - S, S).index_select(0, bidx) : at::Tensor();
+        mixed = model.apply_mlp_scale(j, MlpSite::Post, model.mlp_activation(j, mixed, gt));
+      }
       const at::Tensor x_new = resid[j].index_select(0, bidx) + model.mlp_out(j, mixed);
       x = x.defined() ? at::cat({x, x_new}, 0) : x_new;
       row_prompt.insert(row_prompt.end(), prompts.begin(), prompts.end());

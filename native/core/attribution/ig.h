@@ -1,4 +1,4 @@
-// Integrated Gradients over MLP neurons (blocks.{l}.mlp.hook_post), baseline 0:
+// Integrated Gradients over MLP neurons (blocks.{l}.mlp.hook_post, or hook_pre), baseline 0:
 //   IG_i = sum_p a_{p,i} * sum_k w_k dF(alpha_k a)/da_{p,i}
 // over the scaled positions p, with a Riemann rule (alpha_k, w_k). Two implementations that must
 // agree: the reference reruns the whole model per layer; the fast path shares everything that the
@@ -30,6 +30,7 @@ struct IgRequest {
   IgRule rule = IgRule::Right;
   int64_t steps = 20;
   IgPositions positions = IgPositions::Last;
+  MlpSite site = MlpSite::Post;  // hook_pre: the up projection's output before the activation (QRNCA)
   std::vector<int64_t> layers;
   int64_t memory_budget_bytes = int64_t(2) << 30;  // for activations kept for the backward pass
   std::function<void(int64_t done, int64_t total)> progress;

@@ -55,27 +55,34 @@ void Editor::undo(Edit& edit) {
 
 void Editor::rebuild_scales() {
   const ModelInfo& info = model_.info();
-  std::vector<at::Tensor> scales(info.n_layers);
+  // [site][last_only][layer]: the product of every scale edit's factors, ones elsewhere.
+  std::vector<at::Tensor> scales[2][2];
+  for (auto& per_site : scales)
+    for (auto& per_positions : per_site) per_positions.resize(info.n_layers);
   for (const auto& edit : edits_) {
     if (edit.prune) continue;
+    auto& layers = scales[static_cast<int>(edit.site)][edit.last_only ? 1 : 0];
     for (const auto& n : edit.neurons) {
-      if (!scales[n.layer].defined()) scales[n.layer] = at::ones({info.d_mlp}, at::kFloat);
-      scales[n.layer][n.index] *= edit.factor;
+      if (!layers[n.layer].defined()) layers[n.layer] = at::ones({info.d_mlp}, at::kFloat);
+      layers[n.layer][n.index] *= edit.factor;
     }
   }
-  for (int64_t l = 0; l < info.n_layers; ++l) model_.set_mlp_scale(l, scales[l]);
+  for (int site = 0; site < 2; ++site)
+    for (int64_t l = 0; l < info.n_layers; ++l) model_.set_mlp_scale(l, static_cast<MlpSite>(site), scales[site][0][l], scales[site][1][l]);
 }
 
 int64_t Editor::prune(const std::vector<Neuron>& neurons, bool full) {
   check(neurons);
-  edits_.push_back({next_id_++, true, full, 0.0, neurons, {}});
+  edits_.push_back({next_id_++, true, full, 0.0, MlpSite::Post, false, neurons, {}});
   apply(edits_.back());
   return edits_.back().id;
 }
 
-int64_t Editor::scale(const std::vector<Neuron>& neurons, double factor) {
+int64_t Editor::scale(const std::vector<Neuron>& neurons, double factor, MlpSite site, bool last_only) {
   check(neurons);
-  edits_.push_back({next_id_++, false, false, factor, neurons, {}});
+  if (site == MlpSite::Pre && !model_.info().has_pre_site)
+    fail(codes::kArgument, model_.info().model_type + " has no mlp.hook_pre site (its neurons sit at " + model_.info().neuron_site + ")");
+  edits_.push_back({next_id_++, false, false, factor, site, last_only, neurons, {}});
   rebuild_scales();
   return edits_.back().id;
 }

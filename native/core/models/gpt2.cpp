@@ -81,10 +81,14 @@ class GPT2 final : public CausalLM {
     at::Tensor z = blocks::attend(ctx.cache, l, blocks::split_heads(qkv[0], cfg_.n_head), blocks::split_heads(qkv[1], cfg_.n_head),
                                   blocks::split_heads(qkv[2], cfg_.n_head), scale);
     at::Tensor resid = x + blocks::conv1d(blocks::merge_heads(z), w[p + "attn.c_proj.weight"], w[p + "attn.c_proj.bias"]);
-    // MLP: post = act(c_fc(ln_2(R))) is blocks.{l}.mlp.hook_post
+    // MLP: pre = c_fc(ln_2(R)) is blocks.{l}.mlp.hook_pre, post = act(pre) is blocks.{l}.mlp.hook_post
     at::Tensor m = blocks::layer_norm(resid, w[p + "ln_2.weight"], w[p + "ln_2.bias"], cfg_.eps);
-    at::Tensor post = blocks::activation(blocks::conv1d(m, w[p + "mlp.c_fc.weight"], w[p + "mlp.c_fc.bias"]), cfg_.act);
-    return finish_block(l, resid, post, ctx.hooks);
+    at::Tensor pre = blocks::conv1d(m, w[p + "mlp.c_fc.weight"], w[p + "mlp.c_fc.bias"]);
+    return finish_mlp(l, resid, pre, at::Tensor(), ctx.hooks);
+  }
+
+  at::Tensor mlp_activation(int64_t, const at::Tensor& pre, const at::Tensor&) const override {
+    return blocks::activation(pre, cfg_.act);
   }
 
   at::Tensor mlp_out(int64_t l, const at::Tensor& post) const override {

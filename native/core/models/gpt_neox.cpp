@@ -88,11 +88,16 @@ class GPTNeoX final : public CausalLM {
     at::Tensor k = rotary_.apply(qkv.narrow(-1, D, D), ctx.positions);
     at::Tensor z = blocks::attend(ctx.cache, l, q, k, qkv.narrow(-1, 2 * D, D), 1.0 / std::sqrt(double(D)));
     at::Tensor resid = x + blocks::linear(blocks::merge_heads(z), w[p + "attention.dense.weight"], opt(p + "attention.dense.bias"));
-    // MLP on ln2(x) (parallel residual) or ln2(R) (sequential); post = act(dense_h_to_4h(.)) is hook_post
+    // MLP on ln2(x) (parallel residual) or ln2(R) (sequential); pre = dense_h_to_4h(.) is hook_pre,
+    // post = act(pre) is hook_post
     at::Tensor m = at::layer_norm(cfg_.parallel ? x : resid, {cfg_.hidden}, w[p + "post_attention_layernorm.weight"],
                                   w[p + "post_attention_layernorm.bias"], cfg_.eps);
-    at::Tensor post = blocks::activation(blocks::linear(m, w[p + "mlp.dense_h_to_4h.weight"], w[p + "mlp.dense_h_to_4h.bias"]), cfg_.act);
-    return finish_block(l, resid, post, ctx.hooks);
+    at::Tensor pre = blocks::linear(m, w[p + "mlp.dense_h_to_4h.weight"], w[p + "mlp.dense_h_to_4h.bias"]);
+    return finish_mlp(l, resid, pre, at::Tensor(), ctx.hooks);
+  }
+
+  at::Tensor mlp_activation(int64_t, const at::Tensor& pre, const at::Tensor&) const override {
+    return blocks::activation(pre, cfg_.act);
   }
 
   at::Tensor mlp_out(int64_t l, const at::Tensor& post) const override {

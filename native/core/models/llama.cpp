@@ -101,12 +101,14 @@ class Llama final : public CausalLM {
     const int64_t window = cfg_.windows[l];
     at::Tensor z = blocks::attend(ctx.cache, l, q, k, blocks::split_heads(v, cfg_.n_kv), 1.0 / std::sqrt(double(cfg_.head_dim)), window);
     at::Tensor resid = x + blocks::linear(blocks::merge_heads(z), w[p + "self_attn.o_proj.weight"], opt(p + "self_attn.o_proj.bias", cfg_.o_bias));
-    // SwiGLU MLP: post = act(gate(h)) * up(h) is blocks.{l}.mlp.hook_post
+    // SwiGLU MLP: pre = up(h) is blocks.{l}.mlp.hook_pre, post = act(gate(h)) * pre is blocks.{l}.mlp.hook_post
     at::Tensor h = blocks::rms_norm(resid, w[p + "post_attention_layernorm.weight"], cfg_.eps);
     at::Tensor gate = blocks::linear(h, w[p + "mlp.gate_proj.weight"], opt(p + "mlp.gate_proj.bias", cfg_.mlp_bias));
     at::Tensor up = blocks::linear(h, w[p + "mlp.up_proj.weight"], opt(p + "mlp.up_proj.bias", cfg_.mlp_bias));
-    return finish_block(l, resid, blocks::activation(gate, cfg_.act) * up, ctx.hooks);
+    return finish_mlp(l, resid, up, blocks::activation(gate, cfg_.act), ctx.hooks);
   }
+
+  at::Tensor mlp_activation(int64_t, const at::Tensor& pre, const at::Tensor& gate) const override { return gate * pre; }
 
   at::Tensor mlp_out(int64_t l, const at::Tensor& post) const override {
     const std::string p = "model.layers." + std::to_string(l) + ".mlp.down_proj.";

@@ -203,6 +203,7 @@ std::unique_ptr<CausalLM> make_mamba(const ConfigReader& config, const WeightSou
   if (!source.checkpoint) init_random_ssm(w, cfg, source.seed);
   ModelInfo info = describe("MambaForCausalLM", "mamba", cfg.n_layer, cfg.hidden, 0, cfg.d_inner, cfg.vocab, 0, w);
   info.neuron_site = "mixer.hook_post";
+  info.has_pre_site = false;
   info.recurrent = true;
   info.state_size = cfg.state;
   return std::make_unique<Mamba>(cfg, info, std::move(w), config.json().dump(), device, dtype);

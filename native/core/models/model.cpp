@@ -103,22 +103,41 @@ std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir, at::Device devi
   return model;
 }
 
-void CausalLM::set_mlp_scale(int64_t layer, const at::Tensor& scale) {
-  if (mlp_scale_.empty()) mlp_scale_.resize(info_.n_layers);
-  mlp_scale_.at(layer) = scale.defined() ? scale.to(device_, dtype_) : scale;
+void CausalLM::set_mlp_scale(int64_t layer, MlpSite site, const at::Tensor& all, const at::Tensor& last) {
+  auto& scales = mlp_scale_[static_cast<int>(site)];
+  if (scales.empty()) scales.resize(info_.n_layers);
+  auto on_device = [&](const at::Tensor& t) { return t.defined() ? t.to(device_, dtype_) : t; };
+  scales.at(layer) = {on_device(all), on_device(last)};
 }
 
-const at::Tensor& CausalLM::mlp_scale(int64_t layer) const {
-  static const at::Tensor none;
-  return mlp_scale_.empty() ? none : mlp_scale_.at(layer);
+at::Tensor CausalLM::apply_mlp_scale(int64_t layer, MlpSite site, at::Tensor x) const {
+  const auto& scales = mlp_scale_[static_cast<int>(site)];
+  if (scales.empty()) return x;
+  const SiteScale& s = scales.at(layer);
+  if (s.all.defined()) x = x * s.all;  // [.., d_mlp] * [d_mlp]
+  if (s.last.defined()) {
+    const int64_t T = x.size(1);
+    x = at::cat({x.narrow(1, 0, T - 1), x.narrow(1, T - 1, 1) * s.last}, 1);
+  }
+  return x;
+}
+
+at::Tensor CausalLM::mlp_activation(int64_t, const at::Tensor&, const at::Tensor&) const {
+  fail(codes::kArgument, info_.model_type + " has no mlp.hook_pre site (its neurons sit at " + info_.neuron_site + ")");
 }
 
 at::Tensor CausalLM::finish_block(int64_t layer, const at::Tensor& resid, at::Tensor post, const Hooks* hooks) const {
-  const at::Tensor& scale = mlp_scale(layer);
-  if (scale.defined()) post = post * scale;  // [.., d_mlp] * [d_mlp]
+  post = apply_mlp_scale(layer, MlpSite::Post, post);
   if (hooks && hooks->mlp_post) post = hooks->mlp_post(layer, post);
   if (hooks && hooks->resid_mid) hooks->resid_mid(layer, resid);
   return resid + mlp_out(layer, post);
+}
+
+at::Tensor CausalLM::finish_mlp(int64_t layer, const at::Tensor& resid, at::Tensor pre, const at::Tensor& gate,
+                                const Hooks* hooks) const {
+  pre = apply_mlp_scale(layer, MlpSite::Pre, pre);
+  if (hooks && hooks->mlp_pre) pre = hooks->mlp_pre(layer, pre, gate);
+  return finish_block(layer, resid, mlp_activation(layer, pre, gate), hooks);
 }
 
 at::Tensor CausalLM::forward(const at::Tensor& ids, const at::Tensor& mask, KVCache* cache_in, const Hooks* hooks,

@@ -27,6 +27,8 @@ struct ModelInfo {
   // Where the neurons sit, without the layer: "mlp.hook_post" (input of the down projection), or
   // "mixer.hook_post" for Mamba (input of out_proj).
   std::string neuron_site = "mlp.hook_post";
+  // Whether blocks.{l}.mlp.hook_pre exists (the up projection's output before the activation); Mamba has none.
+  bool has_pre_site = true;
   // The cache holds recurrent states (Mamba) rather than keys and values per position.
   bool recurrent = false;
   int64_t state_size = 0;  // recurrent models: SSM state per unit
@@ -40,6 +42,11 @@ struct ModelInfo {
 // conv_state [B, d_inner, kernel-1] (the last inputs of the causal convolution) and ssm_state
 // [B, d_inner, N] (float32). Their shared-prefix variant is shared_conv/shared_ssm [G, ...]: the state
 // after group g's prefix, which every row of the group starts from.
+// The MLP sites neurons are read, scaled and attributed at: hook_post (input of the down projection;
+// Mamba: mixer.hook_post) and hook_pre (the up projection's output before the activation). Neuron i
+// is the same unit at both sites: hook_post_i = act(hook_pre_i), or act(gate_i) * hook_pre_i.
+enum class MlpSite { Post = 0, Pre = 1 };
+
 struct KVCache {
   std::vector<at::Tensor> k, v;
   at::Tensor mask;
@@ -54,6 +61,9 @@ struct KVCache {
 // and returns the tensor that flows on (itself, or a replacement of the same shape).
 struct Hooks {
   std::function<at::Tensor(int64_t layer, const at::Tensor& post)> mlp_post;
+  // Sees blocks.{layer}.mlp.hook_pre [B, T, d_mlp] and, for gated MLPs, `gate` = act(gate_proj(h)) (the
+  // factor hook_pre is multiplied by; undefined otherwise); returns the tensor that flows on.
+  std::function<at::Tensor(int64_t layer, const at::Tensor& pre, const at::Tensor& gate)> mlp_pre;
   // Sees the residual stream the MLP output is added to (x + attention), [B, T, d_model].
   std::function<void(int64_t layer, const at::Tensor& resid)> resid_mid;
   // Sees blocks.{layer}.hook_resid_post (a block's output, [B, T, d_model]) in CausalLM::forward and
@@ -116,10 +126,11 @@ class CausalLM {
   // up/gate projections and their biases.
   virtual std::vector<NeuronParam> neuron_params(int64_t layer, bool full) const = 0;
 
-  // Per-layer activation scales on blocks.{l}.mlp.hook_post ([d_mlp], undefined = none), applied by
-  // every later forward.
-  void set_mlp_scale(int64_t layer, const at::Tensor& scale);
-  const at::Tensor& mlp_scale(int64_t layer) const;
+  // Per-layer activation scales at a site ([d_mlp], undefined = none), applied by every later forward:
+  // `all` at every position, `last` at the last position of each forward call only.
+  void set_mlp_scale(int64_t layer, MlpSite site, const at::Tensor& all, const at::Tensor& last);
+  // x [B, T, d_mlp] at a site with that site's scales applied.
+  at::Tensor apply_mlp_scale(int64_t layer, MlpSite site, at::Tensor x) const;
 
   // Where each tensor came from when the checkpoint was sharded (name -> shard file), for save().
   const std::map<std::string, std::string>& source_shards() const { return source_shards_; }
@@ -143,10 +154,15 @@ class CausalLM {
   virtual at::Tensor mlp_out(int64_t layer, const at::Tensor& post) const = 0;
   // Final norm and unembedding: logits [B, T, vocab].
   virtual at::Tensor head(const at::Tensor& x) const = 0;
+  // hook_pre -> hook_post: act(pre), or gate * pre for gated MLPs (gate as the mlp_pre hook sees it).
+  // Models without hook_pre (Mamba) fail with E_ARG.
+  virtual at::Tensor mlp_activation(int64_t layer, const at::Tensor& pre, const at::Tensor& gate) const;
 
  protected:
   // The end of every block: activation scales and hooks on post, then R + mlp_out(post).
   at::Tensor finish_block(int64_t layer, const at::Tensor& resid, at::Tensor post, const Hooks* hooks) const;
+  // The MLP from hook_pre on: its scales and hook, the activation, then finish_block.
+  at::Tensor finish_mlp(int64_t layer, const at::Tensor& resid, at::Tensor pre, const at::Tensor& gate, const Hooks* hooks) const;
 
   CausalLM(ModelInfo info, Weights weights, std::string config_json, at::Device device, at::ScalarType dtype)
       : info_(std::move(info)), weights_(std::move(weights)), config_json_(std::move(config_json)), device_(device), dtype_(dtype) {}
@@ -155,7 +171,10 @@ class CausalLM {
   std::string config_json_;
   at::Device device_;
   at::ScalarType dtype_;
-  std::vector<at::Tensor> mlp_scale_;
+  struct SiteScale {
+    at::Tensor all, last;
+  };
+  std::vector<SiteScale> mlp_scale_[2];  // [site][layer]
   std::map<std::string, std::string> source_shards_;
 };
 
