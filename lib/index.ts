@@ -27,9 +27,9 @@ export type { Objective, Rule, Positions, Method, AttributionPrompt, AttributeOp
 export { evaluate, formatEvalTable } from './pipelines/evaluate';
 export type { EvaluateOptions, EvalResult, TaskScore, EvalRecord } from './pipelines/evaluate';
 export * as tasks from './tasks';
-export { buildFacts, FACT_RELATIONS, factsTokenizerJson, factsTokenizerConfig, factsTexts, factsQrneuron, choicePrompt } from './tasks/facts';
+export { buildFacts, FACT_RELATIONS, factsTokenizerJson, factsTokenizerConfig, factsTexts, factsQrneuron, choicePrompt, CHOICE_LETTERS } from './tasks/facts';
 export type { Fact, FactRelation, FactEvalSets, FactsBuild, FactsOptions, RecallItem, ChoiceItem, QrneuronQuery, FactSource, FactRelationSpec } from './tasks/facts';
-export { evaluateFacts, formatFactsTable, recallCorrect, choiceCorrect } from './pipelines/facts';
+export { evaluateFacts, formatFactsTable, recallCorrect, rankedCorrect, choiceCorrect } from './pipelines/facts';
 export type { FactScore, FactsEvalResult, FactsEvalOptions, FactRecord } from './pipelines/facts';
 export { readCorpus } from './training';
 export type { TrainOptions, TrainPoint, TrainResult } from './training';

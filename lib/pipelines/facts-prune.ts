@@ -3,7 +3,7 @@
  * object, teacher-forced over its tokens) over the MLP neurons of every layer on the relation's cloze
  * prompts (trained facts, training templates), then the top neurons pruned: recall of every relation
  * (held-out templates) before and after, beside the same number of random neurons per layer (seeded
- * draws). A relation-specific set hurts its relation and spares the others; random neurons spare all.
+ * draws). A relation-specific set would hurt its relation and spare the others; whether it does is the finding.
  */
 import type { Model } from '../model';
 import { topNeurons } from '../attribution';

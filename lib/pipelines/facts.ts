@@ -16,6 +16,8 @@ export interface FactScore {
   relation: string;
   /** Recall of trained facts in held-out templates. */
   heldOutTemplates: number;
+  /** Held-out templates, ranked: the object is the likeliest of the relation's range (teacher-forced log-prob over its tokens). */
+  heldOutRanked: number;
   /** Recall of trained facts in training templates. */
   trainTemplates: number;
   /** Recall of unseen facts (training templates). */
@@ -27,6 +29,61 @@ export interface FactScore {
   /** Multiple choice, unseen facts. */
   choiceUnseen: number;
   counts: { heldOutTemplates: number; trainTemplates: number; unseenFacts: number; choice: number; choiceUnseen: number };
+}
+
+/** log p(tokens | prompt), summed over the tokens (teacher-forced), for every (prompt, continuation) pair. */
+async function continuationLogProbs(model: Model, pairs: Array<{ prompt: number[]; continuation: number[] }>, batchSize: number, signal?: AbortSignal): Promise<number[]> {
+  const out: number[] = [];
+  for (let start = 0; start < pairs.length; start += batchSize) {
+    if (signal?.aborted) throw new NeuropruneError('E_ABORTED', 'fact evaluation was cancelled');
+    const batch = pairs.slice(start, start + batchSize);
+    const logits = await model.logits(batch.map((p) => [...p.prompt, ...p.continuation]));
+    batch.forEach((p, b) => {
+      const offset = logits.tokens.seqLen - p.prompt.length - p.continuation.length;
+      let sum = 0;
+      p.continuation.forEach((id, k) => {
+        const row = logits.at(b, offset + p.prompt.length - 1 + k);
+        let max = -Infinity;
+        for (let v = 0; v < row.length; v++) if (row[v] > max) max = row[v];
+        let z = 0;
+        for (let v = 0; v < row.length; v++) z += Math.exp(row[v] - max);
+        sum += row[id] - max - Math.log(z);
+      });
+      out.push(sum);
+    });
+  }
+  return out;
+}
+
+/**
+ * Per item: is the target the likeliest of its relation's range? Recall without the exact-match
+ * strictness: a paraphrase whose next word could as well be "the" still counts when, among the
+ * relation's objects, the model puts the right one first.
+ */
+export async function rankedCorrect(model: Model, items: RecallItem[], relations: FactRelation[], o: FactsEvalOptions = {}, progress?: (n: number) => void) {
+  const out: boolean[] = [];
+  const chunk = 64;
+  for (let start = 0; start < items.length; start += chunk) {
+    const batch = items.slice(start, start + chunk);
+    const pairs: Array<{ prompt: number[]; continuation: number[] }> = [];
+    const candidates = batch.map((item) => {
+      const range = relations.find((r) => r.name === item.relation)?.range ?? [item.target];
+      const prompt = model.tokenizer.encode(item.prompt);
+      for (const object of range) pairs.push({ prompt, continuation: model.tokenizer.encode(' ' + object, { addSpecialTokens: false }) });
+      return range;
+    });
+    const scores = await continuationLogProbs(model, pairs, o.batchSize ?? 32, o.signal);
+    let at = 0;
+    batch.forEach((item, b) => {
+      const range = candidates[b];
+      let best = 0;
+      for (let k = 1; k < range.length; k++) if (scores[at + k] > scores[at + best]) best = k;
+      out.push(range[best] === item.target);
+      at += range.length;
+    });
+    progress?.(batch.length);
+  }
+  return out;
 }
 
 export interface FactRecord {
@@ -106,12 +163,12 @@ export async function choiceCorrect(model: Model, items: ChoiceItem[], o: FactsE
 const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
 
 export async function evaluateFacts(model: Model, sets: FactEvalSets, relations: FactRelation[], o: FactsEvalOptions = {}): Promise<FactsEvalResult> {
-  const total = sets.heldOutTemplates.length + sets.trainTemplates.length + sets.unseenFacts.length + sets.choice.length + sets.choiceUnseen.length;
+  const total = 2 * sets.heldOutTemplates.length + sets.trainTemplates.length + sets.unseenFacts.length + sets.choice.length + sets.choiceUnseen.length;
   let done = 0;
   const progress = (n: number) => o.onProgress?.((done += n), total);
   const records: FactRecord[] = [];
-  const scored: Record<keyof FactEvalSets, Array<{ relation: string; correct: boolean }>> = {
-    heldOutTemplates: [], trainTemplates: [], unseenFacts: [], choice: [], choiceUnseen: [],
+  const scored: Record<keyof FactEvalSets | 'heldOutRanked', Array<{ relation: string; correct: boolean }>> = {
+    heldOutTemplates: [], heldOutRanked: [], trainTemplates: [], unseenFacts: [], choice: [], choiceUnseen: [],
   };
   for (const set of ['heldOutTemplates', 'trainTemplates', 'unseenFacts'] as const) {
     const items = sets[set];
@@ -121,6 +178,8 @@ export async function evaluateFacts(model: Model, sets: FactEvalSets, relations:
       if (o.keepRecords) records.push({ set, relation: item.relation, prompt: item.prompt, target: item.target, ...r[i] });
     });
   }
+  const ranked = await rankedCorrect(model, sets.heldOutTemplates, relations, o, progress);
+  sets.heldOutTemplates.forEach((item, i) => scored.heldOutRanked.push({ relation: item.relation, correct: ranked[i] }));
   for (const set of ['choice', 'choiceUnseen'] as const) {
     const items = sets[set];
     const r = await choiceCorrect(model, items, o, progress);
@@ -129,7 +188,7 @@ export async function evaluateFacts(model: Model, sets: FactEvalSets, relations:
       if (o.keepRecords) records.push({ set, relation: item.relation, prompt: item.prompt, target: item.answer, ...r[i] });
     });
   }
-  const acc = (set: keyof FactEvalSets, relation: string) => mean(scored[set].filter((s) => s.relation === relation).map((s) => (s.correct ? 1 : 0)));
+  const acc = (set: keyof FactEvalSets | 'heldOutRanked', relation: string) => mean(scored[set].filter((s) => s.relation === relation).map((s) => (s.correct ? 1 : 0)));
   const count = (set: keyof FactEvalSets, relation: string) => scored[set].filter((s) => s.relation === relation).length;
   const scores: FactScore[] = relations.map((rel) => {
     const freq = new Map<string, number>();
@@ -138,6 +197,7 @@ export async function evaluateFacts(model: Model, sets: FactEvalSets, relations:
     return {
       relation: rel.name,
       heldOutTemplates: acc('heldOutTemplates', rel.name),
+      heldOutRanked: acc('heldOutRanked', rel.name),
       trainTemplates: acc('trainTemplates', rel.name),
       unseenFacts: acc('unseenFacts', rel.name),
       unseenMajority: mean(rel.unseenFacts.map((f) => (f.object === majority ? 1 : 0))),
@@ -153,7 +213,7 @@ export async function evaluateFacts(model: Model, sets: FactEvalSets, relations:
   return {
     relations: scores,
     mean: {
-      heldOutTemplates: avg('heldOutTemplates'), trainTemplates: avg('trainTemplates'), unseenFacts: avg('unseenFacts'),
+      heldOutTemplates: avg('heldOutTemplates'), heldOutRanked: avg('heldOutRanked'), trainTemplates: avg('trainTemplates'), unseenFacts: avg('unseenFacts'),
       unseenMajority: avg('unseenMajority'), choice: avg('choice'), choiceUnseen: avg('choiceUnseen'),
     },
     records: o.keepRecords ? records : undefined,
@@ -163,8 +223,8 @@ export async function evaluateFacts(model: Model, sets: FactEvalSets, relations:
 export function formatFactsTable(r: FactsEvalResult): string {
   const pct = (x: number) => (Number.isNaN(x) ? '-' : `${Math.round(100 * x)}%`).padStart(7);
   const width = Math.max(8, ...r.relations.map((s) => s.relation.length));
-  const head = `${'relation'.padEnd(width)} ${'held-out tpl'.padStart(12)} ${'train tpl'.padStart(9)} ${'unseen'.padStart(7)} ${'(major)'.padStart(7)} ${'MC'.padStart(7)} ${'MC unseen'.padStart(9)}`;
+  const head = `${'relation'.padEnd(width)} ${'held-out tpl'.padStart(12)} ${'(ranked)'.padStart(8)} ${'train tpl'.padStart(9)} ${'unseen'.padStart(7)} ${'(major)'.padStart(7)} ${'MC'.padStart(7)} ${'MC unseen'.padStart(9)}`;
   const row = (name: string, s: Omit<FactScore, 'relation' | 'counts'>) =>
-    `${name.padEnd(width)} ${pct(s.heldOutTemplates).padStart(12)} ${pct(s.trainTemplates).padStart(9)} ${pct(s.unseenFacts)} ${pct(s.unseenMajority)} ${pct(s.choice)} ${pct(s.choiceUnseen).padStart(9)}`;
+    `${name.padEnd(width)} ${pct(s.heldOutTemplates).padStart(12)} ${pct(s.heldOutRanked).padStart(8)} ${pct(s.trainTemplates).padStart(9)} ${pct(s.unseenFacts)} ${pct(s.unseenMajority)} ${pct(s.choice)} ${pct(s.choiceUnseen).padStart(9)}`;
   return [head, ...r.relations.map((s) => row(s.relation, s)), row('mean', r.mean)].join('\n');
 }
