@@ -9,7 +9,7 @@ import { checkLayers, checkTokenIds, describeValue } from './validate';
 import { native, NativeModel } from './native';
 import { checkSetSite, NeuronRef, NeuronSet, NeuronSite } from './neurons';
 import { resolveModel } from './resolve';
-import { batchOrder, trainDefaults, TrainOptions, TrainPoint, TrainResult } from './training';
+import { batchOrder, trainDefaults, TrainOptions, TrainPoint, TrainResult, UnitKind } from './training';
 import { byteLevelTokenizerConfig, byteLevelTokenizerJson, TextTokenizer } from './tokenizer';
 
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
@@ -427,6 +427,27 @@ export class Model {
     return { id, kind: 'scale', neurons: count };
   }
 
+  /**
+   * Zeroes units for good (no edit is recorded, `restore` does not bring them back, training may
+   * follow): MLP neurons lose their down-projection column, and with `inputs` (default true) their
+   * up/gate rows and biases too, so they read 0 at mlp.hook_pre and mlp.hook_post (such a neuron has
+   * zero gradient everywhere and cannot regrow: prune without inputs to let it). Residual dimensions
+   * d lose column d of the embeddings and row d of every projection writing into the residual stream
+   * (attention output, MLP down, their biases), so hook_resid_post[d] is 0 at every layer.
+   */
+  async pruneUnits(kind: UnitKind, units: Array<{ layer: number; index: number }>, options: { inputs?: boolean } = {}): Promise<void> {
+    if (kind !== 'mlp' && kind !== 'resid') throw new NeuropruneError('E_ARG', `unit kind must be mlp or resid, got ${describeValue(kind)}`);
+    const [layers, indices] = neuronArrays(units);
+    await this.run(() => this.handle.pruneUnits(kind, layers, indices, options.inputs ?? true));
+  }
+
+  /** Each unit's output-weight L2 norm (MLP: its down-projection column; residual: every slice of the dimension). */
+  async unitNorms(kind: UnitKind, units: Array<{ layer: number; index: number }>): Promise<Float64Array> {
+    if (kind !== 'mlp' && kind !== 'resid') throw new NeuropruneError('E_ARG', `unit kind must be mlp or resid, got ${describeValue(kind)}`);
+    const [layers, indices] = neuronArrays(units);
+    return this.run(() => this.handle.unitNorms(kind, layers, indices));
+  }
+
   /** The native name of a site this model has ('post' | 'pre'); E_SITE for one it lacks. */
   private nativeSite(site: NeuronSite | undefined): 'post' | 'pre' {
     const wanted = site ?? this.info.neuronSite;
@@ -491,10 +512,19 @@ export class Model {
     const started = performance.now();
     const curve: TrainPoint[] = [];
     let tokens = 0;
-    await this.run(() => this.handle.startTraining({ steps: o.steps, warmup: o.warmup, lr: o.lr, minLrRatio: o.minLrRatio, weightDecay: o.weightDecay, gradClip: o.gradClip }));
+    const from = options.fromStep ?? 0;
+    const until = options.untilStep ?? o.steps;
+    if (!Number.isInteger(from) || !Number.isInteger(until) || from < 0 || until < from || until > o.steps) {
+      throw new NeuropruneError('E_ARG', `fromStep and untilStep must be integers with 0 <= fromStep <= untilStep <= steps, got ${from} and ${until}`);
+    }
+    const frozen = options.frozen && options.frozen.units.length > 0
+      ? { frozenKind: options.frozen.kind, frozenLayers: Int32Array.from(options.frozen.units, (u) => u.layer), frozenIndices: Int32Array.from(options.frozen.units, (u) => u.index) }
+      : {};
+    await this.run(() => this.handle.startTraining({ steps: o.steps, warmup: o.warmup, lr: o.lr, minLrRatio: o.minLrRatio, weightDecay: o.weightDecay, gradClip: o.gradClip, startStep: from, ...frozen }));
     try {
       const order = batchOrder(rows.length, o.batchSize, o.seed);
-      for (let step = 1; step <= o.steps; step++) {
+      for (let skip = 0; skip < from; skip++) order.next();
+      for (let step = from + 1; step <= until; step++) {
         if (options.signal?.aborted) throw new NeuropruneError('E_ABORTED', `training cancelled at step ${step - 1} of ${o.steps}`);
         const batch = this.encode((order.next().value as number[]).map((i) => rows[i]));
         const t0 = performance.now();
@@ -503,12 +533,12 @@ export class Model {
         const point = { step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerSecond: Math.round(r.tokens / ((performance.now() - t0) / 1000)) };
         curve.push(point);
         options.onStep?.(point);
-        if (options.checkpoint && (step % options.checkpoint.every === 0 || step === o.steps)) await this.save(options.checkpoint.dir, { force: true });
+        if (options.checkpoint && (step % options.checkpoint.every === 0 || step === until)) await this.save(options.checkpoint.dir, { force: true });
       }
     } finally {
       await this.run(() => this.handle.endTraining());
     }
-    return { curve, steps: o.steps, tokens, ms: performance.now() - started, options: { ...o, samples: rows.length } };
+    return { curve, steps: until - from, tokens, ms: performance.now() - started, options: { ...o, samples: rows.length } };
   }
 
   /** Frees the weights once pending calls finish; later calls fail with E_DISPOSED. */

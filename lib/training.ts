@@ -19,11 +19,23 @@ export interface TrainOptions {
   /** Longer sequences keep their first maxLength tokens. */
   maxLength?: number;
   seed?: number;
+  /**
+   * Steps an earlier run already made (default 0): this call makes steps fromStep+1 .. untilStep
+   * (default steps) of a `steps`-step schedule, with the batch order and learning rate continuing
+   * where they were. AdamW's moments start fresh at each call.
+   */
+  fromStep?: number;
+  untilStep?: number;
+  /** Units kept exactly zero through training (see `model.pruneUnits`). */
+  frozen?: { kind: UnitKind; units: Array<{ layer: number; index: number }> };
   /** Write the model (HF layout, atomically) to `dir` every `every` steps and at the end. */
   checkpoint?: { dir: string; every: number };
   onStep?: (point: TrainPoint) => void;
   signal?: AbortSignal;
 }
+
+/** mlp: an MLP neuron (layer, index); resid: a residual-stream dimension (index; layer unused). */
+export type UnitKind = 'mlp' | 'resid';
 
 export interface TrainPoint {
   step: number;
@@ -38,7 +50,7 @@ export interface TrainResult {
   steps: number;
   tokens: number;
   ms: number;
-  options: Omit<Required<TrainOptions>, 'samples' | 'onStep' | 'signal' | 'checkpoint'> & { samples: number };
+  options: Omit<Required<TrainOptions>, 'samples' | 'onStep' | 'signal' | 'checkpoint' | 'fromStep' | 'untilStep' | 'frozen'> & { samples: number };
 }
 
 export function trainDefaults(o: TrainOptions) {

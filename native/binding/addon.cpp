@@ -22,6 +22,7 @@
 #include "common.h"
 #include "patching.h"
 #include "promise_worker.h"
+#include "edit/units.h"
 #include "train/trainer.h"
 #include "runtime.h"
 
@@ -89,6 +90,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                                        InstanceMethod("removeEdit", &NativeModel::RemoveEdit),
                                        InstanceMethod("removeAllEdits", &NativeModel::RemoveAllEdits),
                                        InstanceMethod("save", &NativeModel::Save),
+                                       InstanceMethod("pruneUnits", &NativeModel::PruneUnits),
+                                       InstanceMethod("unitNorms", &NativeModel::UnitNorms),
                                        InstanceMethod("startTraining", &NativeModel::StartTraining),
                                        InstanceMethod("trainStep", &NativeModel::TrainStep),
                                        InstanceMethod("endTraining", &NativeModel::EndTraining),
@@ -351,7 +354,51 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         nullptr);
   }
 
-  // startTraining({steps, warmup, lr, minLrRatio, weightDecay, beta1, beta2, gradClip}) -> Promise<void>
+  // pruneUnits(kind: 'mlp'|'resid', layers, indices, inputs: boolean) -> Promise<void>: zeroes the
+  // units' weights for good (see edit/units.h); no edit is recorded, so training may follow.
+  Napi::Value PruneUnits(const Napi::CallbackInfo& info) {
+    auto state = live(info.Env());
+    const UnitKind kind = unit_kind(info.Env(), info.Length() > 0 ? info[0] : info.Env().Undefined());
+    auto units = neurons_from_js(info, 1);
+    const bool inputs = info.Length() > 3 && info[3].ToBoolean();
+    return PromiseWorker::Run(
+        info.Env(),
+        [state, kind, units, inputs] {
+          std::lock_guard<std::mutex> lock(state->mutex);
+          at::NoGradGuard no_grad;
+          zero_slices(*state->model, unit_slices(*state->model, kind, units, inputs));
+        },
+        nullptr);
+  }
+
+  // unitNorms(kind, layers, indices) -> Promise<Float64Array>: each unit's output-weight L2 norm.
+  Napi::Value UnitNorms(const Napi::CallbackInfo& info) {
+    auto state = live(info.Env());
+    const UnitKind kind = unit_kind(info.Env(), info.Length() > 0 ? info[0] : info.Env().Undefined());
+    auto units = neurons_from_js(info, 1);
+    auto norms = std::make_shared<std::vector<double>>();
+    return PromiseWorker::Run(
+        info.Env(),
+        [state, kind, units, norms] {
+          std::lock_guard<std::mutex> lock(state->mutex);
+          at::NoGradGuard no_grad;
+          *norms = unit_output_norms(*state->model, kind, units);
+        },
+        [norms](Napi::Env env) -> Napi::Value {
+          auto out = Napi::Float64Array::New(env, norms->size());
+          for (size_t i = 0; i < norms->size(); ++i) out[i] = (*norms)[i];
+          return out;
+        });
+  }
+
+  static UnitKind unit_kind(Napi::Env env, Napi::Value v) {
+    const std::string k = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+    if (k != "mlp" && k != "resid") throw_coded(env, codes::kArgument, "unit kind must be 'mlp' or 'resid'");
+    return k == "mlp" ? UnitKind::Mlp : UnitKind::Resid;
+  }
+
+  // startTraining({steps, warmup, lr, minLrRatio, weightDecay, beta1, beta2, gradClip, startStep,
+  //   frozenKind?, frozenLayers?: Int32Array, frozenIndices?: Int32Array}) -> Promise<void>
   Napi::Value StartTraining(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto state = live(env);
@@ -367,14 +414,29 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     c.beta1 = num("beta1", 0.9);
     c.beta2 = num("beta2", 0.95);
     c.grad_clip = num("gradClip", 1.0);
+    c.start_step = static_cast<int64_t>(num("startStep", 0));
+    std::vector<Neuron> frozen;
+    UnitKind frozen_kind = UnitKind::Mlp;
+    if (o.Has("frozenKind") && !o.Get("frozenKind").IsUndefined()) {
+      frozen_kind = unit_kind(env, o.Get("frozenKind"));
+      Napi::Value layers = o.Get("frozenLayers"), indices = o.Get("frozenIndices");
+      if (!layers.IsTypedArray() || !indices.IsTypedArray() || layers.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+          indices.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+        throw_coded(env, codes::kArgument, "frozenLayers and frozenIndices must be Int32Arrays");
+      auto l = layers.As<Napi::Int32Array>();
+      auto i = indices.As<Napi::Int32Array>();
+      if (l.ElementLength() != i.ElementLength()) throw_coded(env, codes::kArgument, "frozenLayers and frozenIndices must have the same length");
+      for (size_t k = 0; k < l.ElementLength(); ++k) frozen.push_back({l[k], i[k]});
+    }
     return PromiseWorker::Run(
         env,
-        [state, c] {
+        [state, c, frozen, frozen_kind] {
           std::lock_guard<std::mutex> lock(state->mutex);
           if (state->editor && state->editor->size() > 0)
             fail(codes::kArgument, "restore the model's edits before training (pruned weights would train back)");
           state->trainer.reset();
           state->trainer = std::make_unique<Trainer>(*state->model, c);
+          if (!frozen.empty()) state->trainer->freeze(unit_slices(*state->model, frozen_kind, frozen));
         },
         nullptr);
   }

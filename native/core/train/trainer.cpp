@@ -11,6 +11,8 @@ namespace neuroprune {
 Trainer::Trainer(CausalLM& model, TrainConfig config) : model_(model), config_(config) {
   if (config_.total_steps < 1) fail(codes::kArgument, "training needs at least one step");
   if (config_.lr <= 0) fail(codes::kArgument, "learning rate must be positive");
+  if (config_.start_step < 0) fail(codes::kArgument, "start step must not be negative");
+  step_ = config_.start_step;
   for (const auto& [name, t] : model_.mutable_weights().named()) {
     at::Tensor p = t;
     p.requires_grad_(true);
@@ -26,6 +28,21 @@ Trainer::~Trainer() {
   for (auto& p : params_) {
     p.mutable_grad() = at::Tensor();
     p.requires_grad_(false);
+  }
+}
+
+void Trainer::freeze(std::vector<Slice> slices) {
+  const auto& named = model_.mutable_weights().named();
+  for (auto& s : slices) {
+    size_t i = 0;
+    while (i < named.size() && named[i].first != s.name) ++i;
+    if (i == named.size()) fail(codes::kArgument, "cannot freeze " + s.name + ": no such weight");
+    frozen_.emplace_back(i, std::move(s));
+  }
+  at::NoGradGuard no_grad;
+  for (auto& [i, s] : frozen_) {
+    master_[i].index_fill_(s.dim, s.index, 0);
+    if (master_[i].data_ptr() != params_[i].data_ptr()) params_[i].index_fill_(s.dim, s.index, 0);
   }
 }
 
@@ -56,13 +73,15 @@ StepStats Trainer::step(const at::Tensor& ids, const at::Tensor& mask) {
   at::Tensor sq = at::zeros({}, at::TensorOptions().device(model_.device()).dtype(at::kFloat));
   for (auto& p : params_) {
     grads.push_back(p.grad().defined() ? p.grad().to(at::kFloat) : at::zeros_like(master_[grads.size()]));
-    sq = sq + grads.back().pow(2).sum();
   }
+  for (auto& [i, s] : frozen_) grads[i].index_fill_(s.dim, s.index, 0);
+  for (const auto& g : grads) sq = sq + g.pow(2).sum();
   const double norm = std::sqrt(sq.item<double>());
   const double clip = config_.grad_clip > 0 && norm > config_.grad_clip ? config_.grad_clip / (norm + 1e-6) : 1.0;
   const double lr = lr_at(step_);
   ++step_;
-  const double bc1 = 1.0 - std::pow(config_.beta1, double(step_)), bc2 = 1.0 - std::pow(config_.beta2, double(step_));
+  ++adam_t_;
+  const double bc1 = 1.0 - std::pow(config_.beta1, double(adam_t_)), bc2 = 1.0 - std::pow(config_.beta2, double(adam_t_));
   for (size_t i = 0; i < params_.size(); ++i) {
     at::Tensor g = grads[i] * clip;
     m_[i].mul_(config_.beta1).add_(g, 1.0 - config_.beta1);         // m = b1 m + (1-b1) g
@@ -70,6 +89,10 @@ StepStats Trainer::step(const at::Tensor& ids, const at::Tensor& mask) {
     if (decay_[i]) master_[i].mul_(1.0 - lr * config_.weight_decay);
     master_[i].addcdiv_(m_[i] / bc1, (v_[i] / bc2).sqrt_().add_(config_.eps), -lr);  // p -= lr m^ / (sqrt(v^) + eps)
     if (master_[i].data_ptr() != params_[i].data_ptr()) params_[i].copy_(master_[i]);
+  }
+  for (auto& [i, s] : frozen_) {
+    master_[i].index_fill_(s.dim, s.index, 0);
+    if (master_[i].data_ptr() != params_[i].data_ptr()) params_[i].index_fill_(s.dim, s.index, 0);
   }
   return {loss.item<double>(), norm, lr, static_cast<int64_t>(count)};
 }
