@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { cosine, jaccard, probelessScores, randomRanking, rankByScore, saliencyFromRanking, saliencyPerLayer, topTokens } from '../lib/relearn/measure';
 import { applyWordList, buildLocationConcept, readConceptFile } from '../lib/tasks/concept';
+import { tokenSpans } from '../lib/relearn/tokens';
 import { codeOf, tempDir } from './helpers';
 
 test('probeless: |mean on concept tokens - mean on the others| per unit', (t) => {
@@ -68,4 +69,10 @@ test('the location builder marks countries, capitals, cities and continents', (t
   }
   const capital = texts.find((x) => x.text.includes('capital'));
   t.truthy(capital);
+});
+
+test('token character spans: byte-level, WordPiece and word-level strings, special tokens cover nothing', (t) => {
+  t.deepEqual(tokenSpans('I saw Paris.', ['I', 'Ġsaw', 'ĠPar', 'is', '.']), [[0, 1], [2, 5], [6, 9], [9, 11], [11, 12]]);
+  t.deepEqual(tokenSpans("Norway's capital", ['<s>', 'Norway', "'", 's', 'capital', '</s>']), [[0, 0], [0, 6], [6, 7], [7, 8], [9, 16], [16, 16]]);
+  t.deepEqual(tokenSpans('unhappy', ['un', '##happy']), [[0, 2], [2, 7]]);
 });

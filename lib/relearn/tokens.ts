@@ -12,19 +12,33 @@ export interface LabelledRow {
   concept: boolean[];
 }
 
+/**
+ * Where each token's characters lie in the text: its string (with the byte-level "Ġ", SentencePiece
+ * "▁" and WordPiece "##" marks read as what they stand for) matched at the cursor after any
+ * whitespace. A token that does not match there (a special token, a byte-level piece of a non-ASCII
+ * character) covers no characters.
+ */
+export function tokenSpans(text: string, tokens: string[]): Array<[number, number]> {
+  let cursor = 0;
+  return tokens.map((token) => {
+    const piece = token.replace(/^##/, '').replace(/[Ġ▁]/g, ' ').trimStart();
+    let at = cursor;
+    while (at < text.length && /\s/.test(text[at])) at++;
+    if (piece && text.startsWith(piece, at)) {
+      cursor = at + piece.length;
+      return [at, cursor];
+    }
+    return [cursor, cursor];
+  });
+}
+
 /** Tokenizes each text; a token is a concept token when its characters overlap a concept span. */
 export function labelRows(model: Model, texts: ConceptText[], maxLength: number): LabelledRow[] {
   return texts.map(({ text, spans }) => {
-    const ids = model.tokenizer.encode(text).slice(0, maxLength);
-    const concept: boolean[] = [];
-    let start = 0;
-    for (let i = 0; i < ids.length; i++) {
-      // A token's characters: from where the text decoded so far ended to where it ends now.
-      const end = model.tokenizer.decode(ids.slice(0, i + 1), { skipSpecialTokens: true }).length;
-      concept.push(end > start && spans.some(([s, e]) => start < e && s < end));
-      start = end;
-    }
-    return { ids, concept };
+    const { ids, tokens } = model.tokenizer.encodeTokens(text);
+    const chars = tokenSpans(text, tokens);
+    const concept = chars.map(([start, end]) => end > start && spans.some(([s, e]) => start < e && s < end));
+    return { ids: ids.slice(0, maxLength), concept: concept.slice(0, maxLength) };
   });
 }
 
