@@ -65,13 +65,16 @@ export interface Checkpoint {
 
 export interface RunResult {
   ranking: Ranking;
+  layers: number;
+  /** Wall time of this process's share of the run: measuring (with ranking) and training (with saving state). */
+  seconds: { measure: number; train: number };
   pruned: Array<{ layer: number; index: number }>;
   checkpoints: Checkpoint[];
   /** [checkpoints, layers, units] saliency, checkpoint-major. */
   saliency: Float32Array;
 }
 
-interface RunState extends Omit<RunResult, 'saliency'> {
+interface RunState extends Omit<RunResult, 'saliency' | 'layers' | 'seconds'> {
   saliency: number[];
   topBefore: number[][];
   modelDir?: string;
@@ -107,9 +110,7 @@ export async function relearn(modelSource: string, options: RelearnOptions) {
   const rankings: Ranking[] = control ? [o.ranking, 'random'] : [o.ranking];
   const runs: RunResult[] = [];
   for (const ranking of rankings) runs.push(await oneRun(modelSource, ranking, { ...o, ranking }, train, held, path.join(work, ranking), options));
-  const probe = await Model.load(modelSource, options.load);
-  const info = probe.info;
-  probe.dispose();
+  const info = { nLayers: runs[0].layers };
   const results = {
     environment: environment(), model: modelSource, settings: { ...o, control, trainTexts: train.length, heldOutTexts: held.length },
     notes: {
@@ -119,7 +120,7 @@ export async function relearn(modelSource: string, options: RelearnOptions) {
       pruning: 'frozen: an MLP neuron loses its up/gate rows, biases and down-projection column and gets no gradient (it reads exactly 0); free: only its down-projection column is zeroed, once (with every weight at 0 it could never regrow)',
       resid: 'pruning a residual dimension d zeroes column d of the embeddings and row d of every residual writer, so hook_resid_post[d] is 0 at every layer',
     },
-    runs: runs.map((r) => ({ ranking: r.ranking, pruned: r.pruned.length, checkpoints: r.checkpoints })),
+    runs: runs.map((r) => ({ ranking: r.ranking, pruned: r.pruned.length, seconds: r.seconds, checkpoints: r.checkpoints })),
     ms: Math.round(performance.now() - started),
   };
   throwIfAborted(options.signal, 'relearn');
@@ -157,7 +158,17 @@ async function oneRun(source: string, ranking: Ranking, o: Resolved, train: Conc
   try {
     const rows = labelRows(model, held, o.maxLength);
     const L = model.info.nLayers, per = unitsPerLayer(model, o.site);
-    const measure = async (phase: Checkpoint['phase'], step: number, s: RunState) => {
+    const seconds = { measure: 0, train: 0 };
+    const timed = async <T>(what: 'measure' | 'train', run: () => Promise<T>) => {
+      const t0 = performance.now();
+      try {
+        return await run();
+      } finally {
+        seconds[what] += (performance.now() - t0) / 1000;
+      }
+    };
+    const measure = (phase: Checkpoint['phase'], step: number, s: RunState) => timed('measure', () => measureAt(phase, step, s));
+    const measureAt = async (phase: Checkpoint['phase'], step: number, s: RunState) => {
       throwIfAborted(options.signal, 'relearn');
       const acts = await unitActivations(model, rows, o.site);
       const fresh = rankByScore(probelessScores(acts));
@@ -180,7 +191,7 @@ async function oneRun(source: string, ranking: Ranking, o: Resolved, train: Conc
       const acts = await measure('before', 0, state);
       state.topBefore = Array.from({ length: acts.units }, (_, u) => topTokens(acts, u));
       state.checkpoints[0].similarity = { pruned: [], top: [] };
-      state.pruned = await rankUnits(model, ranking, o, acts, rows, L, per);
+      state.pruned = await timed('measure', () => rankUnits(model, ranking, o, acts, rows, L, per));
       // Frozen MLP neurons lose their input weights too (they read exactly 0); free ones keep them,
       // since a neuron with every weight at 0 has no gradient and could never regrow.
       await model.pruneUnits(o.site === 'hook_resid_post' ? 'resid' : 'mlp', state.pruned, { inputs: o.mode === 'frozen' });
@@ -189,18 +200,21 @@ async function oneRun(source: string, ranking: Ranking, o: Resolved, train: Conc
     }
     const kind = o.site === 'hook_resid_post' ? 'resid' : 'mlp';
     const samples = train.map((t) => t.text);
+    const pruned = state.pruned;
     for (let from = state.checkpoints[state.checkpoints.length - 1].step; from < o.steps; ) {
       const until = Math.min(o.steps, from + o.checkpointEvery);
-      await model.train({
+      await timed('train', () => model.train({
         samples, steps: o.steps, batchSize: o.batchSize, lr: o.lr, seed: o.seed, maxLength: o.maxLength, fromStep: from, untilStep: until,
-        frozen: o.mode === 'frozen' ? { kind, units: state.pruned } : undefined, signal: options.signal,
+        frozen: o.mode === 'frozen' ? { kind, units: pruned } : undefined, signal: options.signal,
         onStep: (p) => options.onProgress?.(`${ranking} training`, p.step, o.steps),
-      });
+      }));
       await measure('trained', until, state);
-      await saveState(model, dir, state, until);
+      const done = state;
+      await timed('train', () => saveState(model, dir, done, until));
       from = until;
     }
-    return { ranking, pruned: state.pruned, checkpoints: state.checkpoints, saliency: Float32Array.from(state.saliency) };
+    const round = (x: number) => Math.round(x * 1000) / 1000;
+    return { ranking, layers: L, seconds: { measure: round(seconds.measure), train: round(seconds.train) }, pruned: state.pruned, checkpoints: state.checkpoints, saliency: Float32Array.from(state.saliency) };
   } finally {
     model.dispose();
   }
