@@ -62,6 +62,9 @@ test('frozen: concept accuracy drops and control accuracy does not, and pruned n
   t.deepEqual(sal.tensors.saliency.shape, [4, 2, 64]);
   t.is(results.runs[0].checkpoints.length, 4);
   t.false(fs.existsSync(`${out}.work`), 'the work folder goes once the outputs are written');
+  const cosines = after[1].similarity.topCosine.filter((c): c is number => c !== null);
+  t.true(cosines.length > 0 && cosines.every((c) => c >= -1 - 1e-9 && c <= 1 + 1e-9), 'embedding cosines of the top units');
+  t.true(after[1].similarity.prunedCosine.every((c) => c === null), 'frozen pruned units have no top tokens');
 });
 
 test('frozen weights are bit-exactly zero after training; free ones move', async (t) => {

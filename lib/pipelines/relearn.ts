@@ -9,7 +9,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeSafetensors } from '../checkpoint';
+import { readSafetensors, writeSafetensors } from '../checkpoint';
 import { environment } from '../environment';
 import { NeuropruneError } from '../errors';
 import { LoadOptions, Model } from '../model';
@@ -18,7 +18,7 @@ import { stagingDir, throwIfAborted } from '../staging';
 import { ConceptText } from '../tasks/concept';
 import { subSeed } from '../tasks/random';
 import { relearnReport } from '../report/relearn';
-import { jaccard, probelessScores, randomRanking, rankByScore, saliencyFromRanking, saliencyPerLayer, topTokens, TokenActivations } from '../relearn/measure';
+import { cosine, jaccard, meanRows, probelessScores, randomRanking, rankByScore, saliencyFromRanking, saliencyPerLayer, topTokens, TokenActivations } from '../relearn/measure';
 import { conceptScores, labelRows, LabelledRow, RelearnSite, TokenScores, unitActivations, unitsPerLayer } from '../relearn/tokens';
 
 export type Ranking = 'probeless' | 'ig' | 'random';
@@ -59,8 +59,12 @@ export interface Checkpoint {
   prunedMaxAbs: number;
   /** Mean L2 norm of the pruned units' output weights: 0 right after pruning, and while frozen; grows as they regrow. */
   prunedNorm: number;
-  /** Jaccard of each pruned unit's and each current top unit's top-5 tokens before pruning and now (null: no tokens). */
-  similarity: { pruned: Array<number | null>; top: Array<number | null> };
+  /**
+   * Per pruned unit and per current top unit: Jaccard of its top-5 tokens before pruning and now, and
+   * the cosine of those two token sets' mean input embeddings (the starting model's); null where a
+   * unit has no top tokens or the embeddings cannot be read.
+   */
+  similarity: { pruned: Array<number | null>; top: Array<number | null>; prunedCosine: Array<number | null>; topCosine: Array<number | null> };
 }
 
 export interface RunResult {
@@ -78,6 +82,7 @@ interface RunState extends Omit<RunResult, 'saliency' | 'layers' | 'seconds'> {
   saliency: number[];
   topBefore: number[][];
   modelDir?: string;
+  sourceDir?: string;
 }
 
 export async function relearn(modelSource: string, options: RelearnOptions) {
@@ -115,7 +120,7 @@ export async function relearn(modelSource: string, options: RelearnOptions) {
     environment: environment(), model: modelSource, settings: { ...o, control, trainTexts: train.length, heldOutTexts: held.length },
     notes: {
       saliency: `rank in a fresh probeless ranking at each checkpoint; the top ${o.saliencyTop} score 1, then linearly down to 0 at the last rank`,
-      similarity: 'Jaccard of the top-5 activating held-out tokens before pruning and at the checkpoint; null for a unit with no nonzero activation',
+      similarity: 'Jaccard of the top-5 activating held-out tokens before pruning and at the checkpoint, and cosine of their mean input embeddings (the starting model\'s); null for a unit with no nonzero activation',
       optimizer: 'AdamW moments restart at each checkpoint segment (the learning-rate schedule and batch order continue)',
       pruning: 'frozen: an MLP neuron loses its up/gate rows, biases and down-projection column and gets no gradient (it reads exactly 0); free: only its down-projection column is zeroed, once (with every weight at 0 it could never regrow)',
       resid: 'pruning a residual dimension d zeroes column d of the embeddings and row d of every residual writer, so hook_resid_post[d] is 0 at every layer',
@@ -155,6 +160,9 @@ async function oneRun(source: string, ranking: Ranking, o: Resolved, train: Conc
   let state: RunState | undefined = fs.existsSync(stateFile) ? JSON.parse(fs.readFileSync(stateFile, 'utf8')) : undefined;
   fs.mkdirSync(dir, { recursive: true });
   const model = await Model.load(state?.modelDir ?? source, options.load);
+  // The starting model's folder: after a resume the model comes from the run's own checkpoint.
+  const sourceDir = state ? state.sourceDir : model.info.dir;
+  const embeddings = sourceDir ? await inputEmbeddings(path.join(sourceDir, 'model.safetensors')) : undefined;
   try {
     const rows = labelRows(model, held, o.maxLength);
     const L = model.info.nLayers, per = unitsPerLayer(model, o.site);
@@ -176,21 +184,28 @@ async function oneRun(source: string, ranking: Ranking, o: Resolved, train: Conc
       const prunedUnits = s.pruned.length ? unitIds(s.pruned, o.site, L, per) : [];
       let prunedMaxAbs = 0;
       for (const u of prunedUnits) for (let t = 0; t < acts.concept.length; t++) prunedMaxAbs = Math.max(prunedMaxAbs, Math.abs(acts.values[t * acts.units + u]));
-      const sim = (u: number) => jaccard(s.topBefore[u], topTokens(acts, u));
+      const now = new Map<number, number[]>();
+      const tops = (u: number) => now.get(u) ?? (now.set(u, topTokens(acts, u)), now.get(u)!);
+      const sim = (u: number) => jaccard(s.topBefore[u] ?? [], tops(u));
+      const cos = (u: number) => {
+        const a = embeddings && meanRows(embeddings.table, embeddings.dim, s.topBefore[u] ?? []), b = embeddings && meanRows(embeddings.table, embeddings.dim, tops(u));
+        return a && b ? cosine(a, b) : null;
+      };
+      const top = fresh.slice(0, Math.min(o.saliencyTop, fresh.length));
       const norms = s.pruned.length ? await model.unitNorms(o.site === 'hook_resid_post' ? 'resid' : 'mlp', s.pruned) : new Float64Array(0);
       s.checkpoints.push({
         step, phase, scores: await conceptScores(model, rows), saliency: saliencyPerLayer(saliency, L), prunedMaxAbs,
         prunedNorm: norms.length ? norms.reduce((a, b) => a + b, 0) / norms.length : 0,
-        similarity: { pruned: prunedUnits.map(sim), top: fresh.slice(0, Math.min(o.saliencyTop, fresh.length)).map(sim) },
+        similarity: { pruned: prunedUnits.map(sim), top: top.map(sim), prunedCosine: prunedUnits.map(cos), topCosine: top.map(cos) },
       });
       s.saliency.push(...saliency);
       return acts;
     };
     if (!state) {
-      state = { ranking, pruned: [], checkpoints: [], saliency: [], topBefore: [] };
+      state = { ranking, pruned: [], checkpoints: [], saliency: [], topBefore: [], sourceDir };
       const acts = await measure('before', 0, state);
       state.topBefore = Array.from({ length: acts.units }, (_, u) => topTokens(acts, u));
-      state.checkpoints[0].similarity = { pruned: [], top: [] };
+      state.checkpoints[0].similarity = { pruned: [], top: [], prunedCosine: [], topCosine: [] };
       state.pruned = await timed('measure', () => rankUnits(model, ranking, o, acts, rows, L, per));
       // Frozen MLP neurons lose their input weights too (they read exactly 0); free ones keep them,
       // since a neuron with every weight at 0 has no gradient and could never regrow.
@@ -267,6 +282,17 @@ async function igScores(model: Model, rows: LabelledRow[], site: RelearnSite, L:
   const out = new Float32Array(L * per);
   for (const p of r.prompts) for (let u = 0; u < out.length; u++) out[u] += p.scores[u] / r.prompts.length;
   return out;
+}
+
+/** The token embedding table of a float32 single-file checkpoint; undefined where there is none. */
+async function inputEmbeddings(file: string): Promise<{ table: Float32Array; dim: number } | undefined> {
+  if (!fs.existsSync(file)) return undefined;
+  const { tensors } = await readSafetensors(file);
+  const name = Object.keys(tensors).find((n) => /(embed_tokens|wte|embed_in|embeddings)\.weight$/.test(n));
+  const t = name ? tensors[name] : undefined;
+  if (!t || t.dtype !== 'F32' || t.shape.length !== 2) return undefined;
+  const table = new Float32Array(t.data.buffer.slice(t.data.byteOffset, t.data.byteOffset + t.data.byteLength));
+  return { table, dim: t.shape[1] };
 }
 
 /** Saves the model as the run's new checkpoint, then the state pointing at it, then drops the old one. */
