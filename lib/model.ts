@@ -520,7 +520,9 @@ export class Model {
     const frozen = options.frozen && options.frozen.units.length > 0
       ? { frozenKind: options.frozen.kind, frozenLayers: Int32Array.from(options.frozen.units, (u) => u.layer), frozenIndices: Int32Array.from(options.frozen.units, (u) => u.index) }
       : {};
-    await this.run(() => this.handle.startTraining({ steps: o.steps, warmup: o.warmup, lr: o.lr, minLrRatio: o.minLrRatio, weightDecay: o.weightDecay, gradClip: o.gradClip, startStep: from, ...frozen }));
+    const state = typeof options.optimizerState === 'string' ? { load: options.optimizerState, save: options.optimizerState } : options.optimizerState ?? {};
+    const loadState = state.load && fs.existsSync(state.load) ? path.resolve(state.load) : undefined;
+    await this.run(() => this.handle.startTraining({ steps: o.steps, warmup: o.warmup, lr: o.lr, minLrRatio: o.minLrRatio, weightDecay: o.weightDecay, gradClip: o.gradClip, startStep: from, ...frozen, ...(loadState ? { loadState } : {}) }));
     try {
       const order = batchOrder(rows.length, o.batchSize, o.seed);
       for (let skip = 0; skip < from; skip++) order.next();
@@ -534,6 +536,10 @@ export class Model {
         curve.push(point);
         options.onStep?.(point);
         if (options.checkpoint && (step % options.checkpoint.every === 0 || step === until)) await this.save(options.checkpoint.dir, { force: true });
+      }
+      if (state.save) {
+        const file = path.resolve(state.save);
+        await this.run(() => this.handle.saveTrainingState(file));
       }
     } finally {
       await this.run(() => this.handle.endTraining());

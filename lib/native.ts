@@ -69,8 +69,9 @@ export interface NativeModel {
   unitNorms(kind: 'mlp' | 'resid', layers: Int32Array, indices: Int32Array): Promise<Float64Array>;
   startTraining(options: {
     steps: number; warmup: number; lr: number; minLrRatio: number; weightDecay: number; gradClip: number; beta1?: number; beta2?: number;
-    startStep?: number; frozenKind?: 'mlp' | 'resid'; frozenLayers?: Int32Array; frozenIndices?: Int32Array;
+    startStep?: number; frozenKind?: 'mlp' | 'resid'; frozenLayers?: Int32Array; frozenIndices?: Int32Array; loadState?: string;
   }): Promise<void>;
+  saveTrainingState(file: string): Promise<void>;
   trainStep(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number): Promise<{ loss: number; gradNorm: number; lr: number; tokens: number; step: number }>;
   endTraining(): Promise<void>;
   digest(): Promise<string>;

@@ -4,8 +4,9 @@
  * checkpoint how the concept comes back, beside the same run with randomly ranked units.
  *
  * Retraining runs in segments of `checkpointEvery` steps of one learning-rate schedule and one batch
- * order; AdamW's moments restart at each segment, which is what makes a run resumed from its last
- * checkpoint end exactly as an uninterrupted one.
+ * order, with the optimizer state (AdamW's moments) saved beside each checkpoint and carried into the
+ * next segment: the segments are one training, and a run resumed from its last checkpoint ends
+ * exactly as an uninterrupted one.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -82,6 +83,8 @@ interface RunState extends Omit<RunResult, 'saliency' | 'layers' | 'seconds'> {
   saliency: number[];
   topBefore: number[][];
   modelDir?: string;
+  /** The optimizer state at modelDir's step (none before the first segment). */
+  optimizerFile?: string;
   sourceDir?: string;
 }
 
@@ -121,7 +124,7 @@ export async function relearn(modelSource: string, options: RelearnOptions) {
     notes: {
       saliency: `rank in a fresh probeless ranking at each checkpoint; the top ${o.saliencyTop} score 1, then linearly down to 0 at the last rank`,
       similarity: 'Jaccard of the top-5 activating held-out tokens before pruning and at the checkpoint, and cosine of their mean input embeddings (the starting model\'s); null for a unit with no nonzero activation',
-      optimizer: 'AdamW moments restart at each checkpoint segment (the learning-rate schedule and batch order continue)',
+      optimizer: 'one AdamW training over all steps: the learning-rate schedule, batch order and optimizer state (moments, update count) carry across checkpoint segments and through a resume',
       pruning: 'frozen: an MLP neuron loses its up/gate rows, biases and down-projection column and gets no gradient (it reads exactly 0); free: only its down-projection column is zeroed, once (with every weight at 0 it could never regrow)',
       resid: 'pruning a residual dimension d zeroes column d of the embeddings and row d of every residual writer, so hook_resid_post[d] is 0 at every layer',
     },
@@ -218,8 +221,10 @@ async function oneRun(source: string, ranking: Ranking, o: Resolved, train: Conc
     const pruned = state.pruned;
     for (let from = state.checkpoints[state.checkpoints.length - 1].step; from < o.steps; ) {
       const until = Math.min(o.steps, from + o.checkpointEvery);
+      const optimizerState = { load: state.optimizerFile, save: optimizerFile(dir, until) };
       await timed('train', () => model.train({
         samples, steps: o.steps, batchSize: o.batchSize, lr: o.lr, seed: o.seed, maxLength: o.maxLength, fromStep: from, untilStep: until,
+        optimizerState,
         frozen: o.mode === 'frozen' ? { kind, units: pruned } : undefined, signal: options.signal,
         onStep: (p) => options.onProgress?.(`${ranking} training`, p.step, o.steps),
       }));
@@ -295,13 +300,22 @@ async function inputEmbeddings(file: string): Promise<{ table: Float32Array; dim
   return { table, dim: t.shape[1] };
 }
 
-/** Saves the model as the run's new checkpoint, then the state pointing at it, then drops the old one. */
+function optimizerFile(dir: string, step: number) {
+  return path.join(dir, `optimizer-step-${step}.safetensors`);
+}
+
+/**
+ * Saves the model as the run's new checkpoint, then the state pointing at it and at the optimizer
+ * state the segment wrote, then drops the old pair: a kill at any point leaves a consistent pair.
+ */
 async function saveState(model: Model, dir: string, state: RunState, step: number) {
-  const old = state.modelDir;
+  const old = state.modelDir, oldOptimizer = state.optimizerFile;
   state.modelDir = path.join(dir, `model-step-${step}`);
+  if (step > 0) state.optimizerFile = optimizerFile(dir, step);
   await model.save(state.modelDir, { force: true });
   writeWhole(path.join(dir, 'state.json'), JSON.stringify(state));
   if (old && old !== state.modelDir) fs.rmSync(old, { recursive: true, force: true });
+  if (oldOptimizer && oldOptimizer !== state.optimizerFile) fs.rmSync(oldOptimizer, { force: true });
 }
 
 function writeWhole(file: string, text: string) {

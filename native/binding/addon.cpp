@@ -95,6 +95,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                                        InstanceMethod("startTraining", &NativeModel::StartTraining),
                                        InstanceMethod("trainStep", &NativeModel::TrainStep),
                                        InstanceMethod("endTraining", &NativeModel::EndTraining),
+                                       InstanceMethod("saveTrainingState", &NativeModel::SaveTrainingState),
                                        InstanceMethod("digest", &NativeModel::Digest),
                                        InstanceMethod("dispose", &NativeModel::Dispose)});
     env.SetInstanceData<Napi::FunctionReference>(new Napi::FunctionReference(Napi::Persistent(ctor)));
@@ -398,7 +399,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   }
 
   // startTraining({steps, warmup, lr, minLrRatio, weightDecay, beta1, beta2, gradClip, startStep,
-  //   frozenKind?, frozenLayers?: Int32Array, frozenIndices?: Int32Array}) -> Promise<void>
+  //   frozenKind?, frozenLayers?: Int32Array, frozenIndices?: Int32Array, loadState?: path}) -> Promise<void>
+  // loadState: an optimizer state saveTrainingState wrote at step startStep.
   Napi::Value StartTraining(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto state = live(env);
@@ -428,15 +430,32 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       if (l.ElementLength() != i.ElementLength()) throw_coded(env, codes::kArgument, "frozenLayers and frozenIndices must have the same length");
       for (size_t k = 0; k < l.ElementLength(); ++k) frozen.push_back({l[k], i[k]});
     }
+    std::string load_state;
+    if (o.Has("loadState") && o.Get("loadState").IsString()) load_state = o.Get("loadState").As<Napi::String>().Utf8Value();
     return PromiseWorker::Run(
         env,
-        [state, c, frozen, frozen_kind] {
+        [state, c, frozen, frozen_kind, load_state] {
           std::lock_guard<std::mutex> lock(state->mutex);
           if (state->editor && state->editor->size() > 0)
             fail(codes::kArgument, "restore the model's edits before training (pruned weights would train back)");
           state->trainer.reset();
           state->trainer = std::make_unique<Trainer>(*state->model, c);
           if (!frozen.empty()) state->trainer->freeze(unit_slices(*state->model, frozen_kind, frozen));
+          if (!load_state.empty()) state->trainer->load_state(load_state);
+        },
+        nullptr);
+  }
+
+  // saveTrainingState(path) -> Promise<void>: the running trainer's optimizer state, atomically.
+  Napi::Value SaveTrainingState(const Napi::CallbackInfo& info) {
+    auto state = live(info.Env());
+    const std::string file = arg_string(info, 0, "file");
+    return PromiseWorker::Run(
+        info.Env(),
+        [state, file] {
+          std::lock_guard<std::mutex> lock(state->mutex);
+          if (!state->trainer) fail(codes::kArgument, "call startTraining first");
+          state->trainer->save_state(file);
         },
         nullptr);
   }

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "checkpoint/safetensors.h"
 #include "error.h"
 
 namespace neuroprune {
@@ -51,6 +52,53 @@ double Trainer::lr_at(int64_t step) const {
   const double progress = std::min(1.0, double(step - config_.warmup_steps) / double(std::max<int64_t>(1, config_.total_steps - config_.warmup_steps)));
   const double cosine = 0.5 * (1.0 + std::cos(M_PI * progress));
   return config_.lr * (config_.min_lr_ratio + (1.0 - config_.min_lr_ratio) * cosine);
+}
+
+void Trainer::save_state(const std::string& path) const {
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  const auto& named = model_.mutable_weights().named();
+  for (size_t i = 0; i < params_.size(); ++i) {
+    tensors.emplace_back("m." + named[i].first, m_[i]);
+    tensors.emplace_back("v." + named[i].first, v_[i]);
+    if (master_[i].data_ptr() != params_[i].data_ptr()) tensors.emplace_back("master." + named[i].first, master_[i]);
+  }
+  write_safetensors(path, tensors, {{"format", "neuroprune-adamw"}, {"step", std::to_string(step_)}, {"adam_t", std::to_string(adam_t_)}});
+}
+
+void Trainer::load_state(const std::string& path) {
+  SafetensorsFile file(path);
+  const auto& meta = file.metadata();
+  auto number = [&](const char* key) -> int64_t {
+    auto it = meta.find(key);
+    if (meta.count("format") == 0 || meta.at("format") != "neuroprune-adamw" || it == meta.end())
+      fail(codes::kArgument, path + ": not an optimizer state written by neuroprune");
+    return std::stoll(it->second);
+  };
+  const int64_t step = number("step"), adam_t = number("adam_t");
+  if (step != config_.start_step)
+    fail(codes::kArgument, path + ": optimizer state is at step " + std::to_string(step) + ", training starts at step " + std::to_string(config_.start_step));
+  const auto& named = model_.mutable_weights().named();
+  size_t expected = 0;
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const bool low = master_[i].data_ptr() != params_[i].data_ptr();
+    for (const char* part : {"m.", "v.", "master."}) {
+      if (std::string(part) == "master." && !low) continue;
+      const std::string key = part + named[i].first;
+      if (!file.has(key)) fail(codes::kArgument, path + ": optimizer state lacks " + key + " (another model?)");
+      at::Tensor t = file.load(key, master_[i].device(), at::kFloat);
+      if (!t.sizes().equals(master_[i].sizes())) fail(codes::kArgument, path + ": " + key + " has another shape than the model's weight");
+      (part[0] == 'm' && part[1] == '.' ? m_[i] : part[0] == 'v' ? v_[i] : master_[i]).copy_(t);
+      ++expected;
+    }
+    if (low) params_[i].copy_(master_[i]);
+  }
+  if (file.entries().size() != expected) fail(codes::kArgument, path + ": optimizer state has tensors this model lacks (another model?)");
+  adam_t_ = adam_t;
+  for (auto& [i, s] : frozen_) {
+    master_[i].index_fill_(s.dim, s.index, 0);
+    if (master_[i].data_ptr() != params_[i].data_ptr()) params_[i].index_fill_(s.dim, s.index, 0);
+  }
 }
 
 StepStats Trainer::step(const at::Tensor& ids, const at::Tensor& mask) {

@@ -4,6 +4,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <string>
 #include <vector>
 
 #include "edit/units.h"
@@ -19,8 +20,8 @@ struct TrainConfig {
   double weight_decay = 0.1;  // decoupled (AdamW), on matrices only
   double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
   double grad_clip = 1.0;  // max global L2 norm; 0 = off
-  // Steps already done by an earlier run: the learning-rate schedule continues from here (AdamW's
-  // moments and bias correction start fresh).
+  // Steps already done by an earlier run: the learning-rate schedule continues from here. AdamW's
+  // moments and bias correction start fresh unless load_state() brings back that run's.
   int64_t start_step = 0;
 };
 
@@ -46,6 +47,12 @@ class Trainer {
   // cannot move them either.
   void freeze(std::vector<Slice> slices);
   double lr_at(int64_t step) const;
+  // The optimizer state (AdamW's moments, its update count, the step, and the float32 master weights
+  // of low-precision models) as safetensors, written atomically (temporary file, then rename).
+  // Plain tensors rather than torch::save, so the file reads the same on every LibTorch version.
+  void save_state(const std::string& path) const;
+  // Brings back a state save_state() wrote; it must be for this model and at start_step (E_ARG else).
+  void load_state(const std::string& path);
 
  private:
   CausalLM& model_;
