@@ -98,6 +98,8 @@ export interface Activations {
   layers: Map<number, Float32Array>;
   shape: [number, number, number];
   tokens: TokenBatch;
+  /** With `withLogits`: the same forward pass's logits at every position. */
+  logits?: Logits;
 }
 
 export interface Residuals {
@@ -308,14 +310,21 @@ export class Model {
 
   /**
    * The neuron activations at the given layers (default all) and site (default info.neuronSite:
-   * blocks.{l}.mlp.hook_post, Mamba mixer.hook_post; or mlp.hook_pre).
+   * blocks.{l}.mlp.hook_post, Mamba mixer.hook_post; or mlp.hook_pre). `withLogits` also returns the
+   * same forward pass's logits (one pass instead of two).
    */
-  async activations(input: ModelInput, options: { layers?: number[]; site?: NeuronSite } = {}): Promise<Activations> {
+  async activations(input: ModelInput, options: { layers?: number[]; site?: NeuronSite; withLogits?: boolean } = {}): Promise<Activations> {
     const tokens = this.encode(input);
     const layers = checkLayers(options.layers ?? Array.from({ length: this.info.nLayers }, (_, l) => l), this.info.nLayers);
     const site = this.nativeSite(options.site);
-    const arrays = await this.run(() => this.handle.activations(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, Int32Array.from(layers), site));
-    return { layers: new Map(layers.map((l, i) => [l, arrays[i]])), shape: [tokens.batch, tokens.seqLen, this.info.dMlp], tokens };
+    const withLogits = options.withLogits === true;
+    const arrays = await this.run(() => this.handle.activations(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, Int32Array.from(layers), site, withLogits));
+    const result: Activations = { layers: new Map(layers.map((l, i) => [l, arrays[i]])), shape: [tokens.batch, tokens.seqLen, this.info.dMlp], tokens };
+    if (withLogits) {
+      const data = arrays[layers.length], positions = tokens.seqLen, vocab = this.info.vocabSize;
+      result.logits = { data, shape: [tokens.batch, positions, vocab], tokens, at: (row, position) => data.subarray((row * positions + position) * vocab, (row * positions + position + 1) * vocab) };
+    }
+    return result;
   }
 
   /**

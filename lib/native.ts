@@ -35,7 +35,7 @@ export interface NativeModel {
     eos: number,
     cancel?: Int32Array,
   ): Promise<NativeGeneration>;
-  activations(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, layers: Int32Array, site?: 'post' | 'pre'): Promise<Float32Array[]>;
+  activations(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, layers: Int32Array, site?: 'post' | 'pre', withLogits?: boolean): Promise<Float32Array[]>;
   /** blocks.{l}.hook_resid_post at each row's last position, [batch, dModel] per layer. */
   residuals(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, layers: Int32Array): Promise<Float32Array[]>;
   /** generate() with blocks.{layer}.hook_resid_post at the prompt's last position replaced by each row's vector. */

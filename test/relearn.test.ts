@@ -11,6 +11,7 @@ import { initCheckpoint } from '../lib/checkpoint';
 import { Model } from '../lib/model';
 import { relearn, RelearnOptions } from '../lib/pipelines/relearn';
 import { applyWordList } from '../lib/tasks/concept';
+import { conceptScores, labelRows, measureRows, unitActivations } from '../lib/relearn/tokens';
 import { Rng } from '../lib/tasks/random';
 import { float32, tempDir } from './helpers';
 
@@ -130,4 +131,16 @@ relearn(${JSON.stringify(model)}, ${JSON.stringify(options)}).then(() => process
   const resumed = await relearn(model, { ...options, resume: true });
   t.deepEqual(resumed.runs[0].checkpoints, whole.runs[0].checkpoints);
   t.deepEqual(Array.from(resumed.runs[0].saliency), Array.from(whole.runs[0].saliency));
+});
+
+test('one forward for activations and scores equals the two measured apart', async (t) => {
+  const model = await Model.load('random:gpt2-tiny', { seed: 7 });
+  const texts = applyWordList(['the capital of b is oslo.', 'in d the capital is lima, not oslo.', 'x'], ['oslo', 'lima']);
+  const rows = labelRows(model, texts, 128);
+  for (const site of ['mlp.hook_post', 'mlp.hook_pre'] as const) {
+    const both = await measureRows(model, rows, site, true, 2);
+    t.deepEqual(both.acts, await unitActivations(model, rows, site, 2));
+    t.deepEqual(both.scores, await conceptScores(model, rows, 2));
+  }
+  model.dispose();
 });

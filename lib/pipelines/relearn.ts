@@ -20,7 +20,7 @@ import { ConceptText } from '../tasks/concept';
 import { subSeed } from '../tasks/random';
 import { relearnReport } from '../report/relearn';
 import { cosine, jaccard, meanRows, probelessScores, randomRanking, rankByScore, saliencyFromRanking, saliencyPerLayer, topTokens, TokenActivations } from '../relearn/measure';
-import { conceptScores, labelRows, LabelledRow, RelearnSite, TokenScores, unitActivations, unitsPerLayer } from '../relearn/tokens';
+import { labelRows, LabelledRow, measureRows, RelearnSite, TokenScores, unitsPerLayer } from '../relearn/tokens';
 
 export type Ranking = 'probeless' | 'ig' | 'random';
 export type PruneMode = 'frozen' | 'free';
@@ -181,7 +181,7 @@ async function oneRun(source: string, ranking: Ranking, o: Resolved, train: Conc
     const measure = (phase: Checkpoint['phase'], step: number, s: RunState) => timed('measure', () => measureAt(phase, step, s));
     const measureAt = async (phase: Checkpoint['phase'], step: number, s: RunState) => {
       throwIfAborted(options.signal, 'relearn');
-      const acts = await unitActivations(model, rows, o.site);
+      const { acts, scores } = await measureRows(model, rows, o.site, true);  // one forward: activations and logits
       const fresh = rankByScore(probelessScores(acts));
       const saliency = saliencyFromRanking(fresh, o.saliencyTop);
       const prunedUnits = s.pruned.length ? unitIds(s.pruned, o.site, L, per) : [];
@@ -197,7 +197,7 @@ async function oneRun(source: string, ranking: Ranking, o: Resolved, train: Conc
       const top = fresh.slice(0, Math.min(o.saliencyTop, fresh.length));
       const norms = s.pruned.length ? await model.unitNorms(o.site === 'hook_resid_post' ? 'resid' : 'mlp', s.pruned) : new Float64Array(0);
       s.checkpoints.push({
-        step, phase, scores: await conceptScores(model, rows), saliency: saliencyPerLayer(saliency, L), prunedMaxAbs,
+        step, phase, scores: scores!, saliency: saliencyPerLayer(saliency, L), prunedMaxAbs,
         prunedNorm: norms.length ? norms.reduce((a, b) => a + b, 0) / norms.length : 0,
         similarity: { pruned: prunedUnits.map(sim), top: top.map(sim), prunedCosine: prunedUnits.map(cos), topCosine: top.map(cos) },
       });

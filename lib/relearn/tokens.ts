@@ -52,6 +52,16 @@ export function unitsPerLayer(model: Model, site: RelearnSite): number {
  * rows. Residual dimensions are read at the last token of each prefix (the model's residual read-out).
  */
 export async function unitActivations(model: Model, rows: LabelledRow[], site: RelearnSite, batch = 16): Promise<TokenActivations> {
+  return (await measureRows(model, rows, site, false, batch)).acts;
+}
+
+/**
+ * Unit activations and, with `scores`, the concept/control scores; at MLP sites both come from one
+ * forward pass per batch (equal to unitActivations and conceptScores run apart).
+ */
+export async function measureRows(model: Model, rows: LabelledRow[], site: RelearnSite, scores: boolean, batch = 16): Promise<{ acts: TokenActivations; scores?: TokenScores }> {
+  if (site === 'hook_resid_post') return { acts: await residActivations(model, rows, batch), scores: scores ? await conceptScores(model, rows, batch) : undefined };
+  const tally = scores ? new ScoreTally() : undefined;
   const per = unitsPerLayer(model, site);
   const L = model.info.nLayers;
   const units = L * per;
@@ -61,7 +71,33 @@ export async function unitActivations(model: Model, rows: LabelledRow[], site: R
   const tokenIds: number[] = [];
   let t = 0;
   const put = (layer: number, src: Float32Array, offset: number, token: number) => values.set(src.subarray(offset, offset + per), token * units + layer * per);
-  if (site === 'hook_resid_post') {
+  for (let from = 0; from < rows.length; from += batch) {
+    const part = rows.slice(from, from + batch);
+    const a = await model.activations(part.map((r) => r.ids), { site: site as NeuronSite, withLogits: scores });
+    const seqLen = a.shape[1];
+    part.forEach((row, b) => {
+      const pad = seqLen - row.ids.length;  // left padding
+      for (let p = 0; p < row.ids.length; p++) for (let l = 0; l < L; l++) put(l, a.layers.get(l)!, (b * seqLen + pad + p) * per, t + p);
+      t += row.ids.length;
+      concept.push(...row.concept);
+      tokenIds.push(...row.ids);
+      if (tally) tally.add(row, (p) => a.logits!.at(b, pad + p));
+    });
+  }
+  return { acts: { values, units, concept, tokenIds }, scores: tally?.result() };
+}
+
+async function residActivations(model: Model, rows: LabelledRow[], batch: number): Promise<TokenActivations> {
+  const per = unitsPerLayer(model, 'hook_resid_post');
+  const L = model.info.nLayers;
+  const units = L * per;
+  const tokens = rows.reduce((n, r) => n + r.ids.length, 0);
+  const values = new Float32Array(tokens * units);
+  const concept: boolean[] = [];
+  const tokenIds: number[] = [];
+  let t = 0;
+  const put = (layer: number, src: Float32Array, offset: number, token: number) => values.set(src.subarray(offset, offset + per), token * units + layer * per);
+  {
     for (const row of rows) {
       const prefixes = row.ids.map((_, i) => row.ids.slice(0, i + 1));
       for (let from = 0; from < prefixes.length; from += batch) {
@@ -73,19 +109,6 @@ export async function unitActivations(model: Model, rows: LabelledRow[], site: R
       concept.push(...row.concept);
       tokenIds.push(...row.ids);
     }
-    return { values, units, concept, tokenIds };
-  }
-  for (let from = 0; from < rows.length; from += batch) {
-    const part = rows.slice(from, from + batch);
-    const a = await model.activations(part.map((r) => r.ids), { site: site as NeuronSite });
-    const seqLen = a.shape[1];
-    part.forEach((row, b) => {
-      const pad = seqLen - row.ids.length;  // left padding
-      for (let p = 0; p < row.ids.length; p++) for (let l = 0; l < L; l++) put(l, a.layers.get(l)!, (b * seqLen + pad + p) * per, t + p);
-      t += row.ids.length;
-      concept.push(...row.concept);
-      tokenIds.push(...row.ids);
-    });
   }
   return { values, units, concept, tokenIds };
 }
@@ -98,31 +121,44 @@ export interface TokenScores {
 
 /** Next-token loss and accuracy on held-out rows, split by whether the predicted token is a concept token. */
 export async function conceptScores(model: Model, rows: LabelledRow[], batch = 16): Promise<TokenScores> {
-  const sum = { concept: 0, control: 0 }, right = { concept: 0, control: 0 }, count = { concept: 0, control: 0 };
+  const tally = new ScoreTally();
   for (let from = 0; from < rows.length; from += batch) {
     const part = rows.slice(from, from + batch);
     const logits = await model.logits(part.map((r) => r.ids));
     const seqLen = logits.shape[1];
-    part.forEach((row, b) => {
-      const pad = seqLen - row.ids.length;
-      for (let p = 0; p + 1 < row.ids.length; p++) {
-        const z = logits.at(b, pad + p);
-        const target = row.ids[p + 1];
-        let max = -Infinity, arg = 0;
-        for (let v = 0; v < z.length; v++) if (z[v] > max) (max = z[v]), (arg = v);
-        let total = 0;
-        for (let v = 0; v < z.length; v++) total += Math.exp(z[v] - max);
-        const kind = row.concept[p + 1] ? 'concept' : 'control';
-        sum[kind] += -(z[target] - max - Math.log(total));  // -log softmax(z)[target]
-        right[kind] += arg === target ? 1 : 0;
-        count[kind]++;
-      }
-    });
+    part.forEach((row, b) => tally.add(row, (p) => logits.at(b, seqLen - row.ids.length + p)));
   }
-  const mean = (s: number, n: number) => (n ? s / n : NaN);
-  return {
-    loss: { concept: mean(sum.concept, count.concept), control: mean(sum.control, count.control) },
-    accuracy: { concept: mean(right.concept, count.concept), control: mean(right.control, count.control) },
-    tokens: count,
-  };
+  return tally.result();
+}
+
+class ScoreTally {
+  private sum = { concept: 0, control: 0 };
+  private right = { concept: 0, control: 0 };
+  private count = { concept: 0, control: 0 };
+
+  /** One row; logitsAt(p) is the logits at the row's token p (predicting token p + 1). */
+  add(row: LabelledRow, logitsAt: (p: number) => Float32Array) {
+    for (let p = 0; p + 1 < row.ids.length; p++) {
+      const z = logitsAt(p);
+      const target = row.ids[p + 1];
+      let max = -Infinity, arg = 0;
+      for (let v = 0; v < z.length; v++) if (z[v] > max) (max = z[v]), (arg = v);
+      let total = 0;
+      for (let v = 0; v < z.length; v++) total += Math.exp(z[v] - max);
+      const kind = row.concept[p + 1] ? 'concept' : 'control';
+      this.sum[kind] += -(z[target] - max - Math.log(total));  // -log softmax(z)[target]
+      this.right[kind] += arg === target ? 1 : 0;
+      this.count[kind]++;
+    }
+  }
+
+  result(): TokenScores {
+    const { sum, right, count } = this;
+    const mean = (s: number, n: number) => (n ? s / n : NaN);
+    return {
+      loss: { concept: mean(sum.concept, count.concept), control: mean(sum.control, count.control) },
+      accuracy: { concept: mean(right.concept, count.concept), control: mean(right.control, count.control) },
+      tokens: { ...count },
+    };
+  }
 }

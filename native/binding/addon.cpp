@@ -169,18 +169,20 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         [out, cancel](Napi::Env env) -> Napi::Value { return generation_to_js(env, *out, cancel->raised()); });
   }
 
-  // activations(ids, mask, batch, seqLen, layers: Int32Array, site?: 'post'|'pre') -> Promise<Float32Array[]>,
-  // one [B, T, d_mlp] array of blocks.{l}.mlp.hook_post (or hook_pre) per requested layer.
+  // activations(ids, mask, batch, seqLen, layers: Int32Array, site?: 'post'|'pre', withLogits?) -> Promise<Float32Array[]>,
+  // one [B, T, d_mlp] array of blocks.{l}.mlp.hook_post (or hook_pre) per requested layer, then with
+  // withLogits the same forward's [B, T, vocab] logits.
   Napi::Value Activations(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto state = live(env);
     auto [ids, mask] = tokens_from_js(info, 0, state->model->info().vocab_size);
     const std::vector<int64_t> layers = layers_from_js(info, 4, *state->model);
     const MlpSite site = site_arg(info, 5, *state->model);
+    const bool with_logits = info.Length() > 6 && info[6].ToBoolean();
     auto out = std::make_shared<std::vector<at::Tensor>>();
     return PromiseWorker::Run(
         env,
-        [state, ids = ids, mask = mask, layers, site, out] {
+        [state, ids = ids, mask = mask, layers, site, with_logits, out] {
           std::lock_guard<std::mutex> lock(state->mutex);
           at::NoGradGuard no_grad;
           const CausalLM& m = *state->model;
@@ -191,8 +193,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
           } else {
             hooks.mlp_post = [&seen](int64_t layer, const at::Tensor& post) { return seen[layer] = post; };
           }
-          m.forward(ids.to(m.device()), mask.to(m.device()), nullptr, &hooks, true);
+          at::Tensor logits = m.forward(ids.to(m.device()), mask.to(m.device()), nullptr, &hooks, !with_logits);
           for (int64_t l : layers) out->push_back(seen.at(l).to(at::kCPU, at::kFloat).contiguous());
+          if (with_logits) out->push_back(logits.to(at::kCPU, at::kFloat).contiguous());
         },
         [out](Napi::Env env) -> Napi::Value { return float_arrays_to_js(env, *out); });
   }
