@@ -66,6 +66,9 @@ test('frozen: concept accuracy drops and control accuracy does not, and pruned n
   const cosines = after[1].similarity.topCosine.filter((c): c is number => c !== null);
   t.true(cosines.length > 0 && cosines.every((c) => c >= -1 - 1e-9 && c <= 1 + 1e-9), 'embedding cosines of the top units');
   t.true(after[1].similarity.prunedCosine.every((c) => c === null), 'frozen pruned units have no top tokens');
+  const html = fs.readFileSync(path.join(out, 'report.html'), 'utf8');
+  t.true(html.includes('units per Jaccard bin') && html.includes('units per embedding-cosine bin'), 'both similarity histograms');
+  t.is((html.match(/<svg/g) ?? []).length, 5, 'two accuracy curves, the heatmap and two histograms');
 });
 
 test('frozen weights are bit-exactly zero after training; free ones move', async (t) => {

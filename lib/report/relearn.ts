@@ -22,8 +22,11 @@ export function relearnReport(results: { model: string; settings: Record<string,
     runs.map((r, i) => ({ name: `${r.ranking} pruning`, color: COLORS[i], values: r.checkpoints.map((c) => c.scores.accuracy[what]), dashed: r.ranking === 'random' && i > 0 })), { max: 1, percent: true });
   const last = runs[0].checkpoints[runs[0].checkpoints.length - 1];
   const bins = [0, 0.2, 0.4, 0.6, 0.8, 1.0001];
-  const hist = (xs: Array<number | null>) => bins.slice(0, -1).map((b, i) => xs.filter((x) => x !== null && x >= b && x < bins[i + 1]).length);
-  const binLabels = bins.slice(0, -1).map((b, i) => `${b.toFixed(1)}-${Math.min(1, bins[i + 1]).toFixed(1)}`);
+  const histOver = (edges: number[]) => (xs: Array<number | null>) => edges.slice(0, -1).map((b, i) => xs.filter((x) => x !== null && x >= b && x < edges[i + 1]).length);
+  const labelsOf = (edges: number[]) => edges.slice(0, -1).map((b, i) => `${b.toFixed(1)} to ${Math.min(1, edges[i + 1]).toFixed(1)}`);
+  const hist = histOver(bins), binLabels = labelsOf(bins);
+  const cosBins = [-1, 0, 0.2, 0.4, 0.6, 0.8, 1.0001];  // cosine can be negative; most mass sits near 1
+  const cosHist = histOver(cosBins);
   return `<!doctype html><html><head><meta charset="utf-8"><title>relearn: ${escapeHtml(results.model)}</title>
 <style>body{font-family:sans-serif;max-width:900px;margin:2em auto}pre{background:#f4f4f4;padding:1em;overflow:auto}</style></head><body>
 <h1>Relearning after pruning</h1>
@@ -33,6 +36,8 @@ export function relearnReport(results: { model: string; settings: Record<string,
 <h2>Concept similarity at the last checkpoint (step ${last.step})</h2>
 <p>Jaccard overlap of each unit's top-5 activating held-out tokens before pruning and now; units with no nonzero activation (frozen pruned units) are left out.</p>
 ${barChart('units per Jaccard bin', binLabels, [{ name: 'pruned units', color: COLORS[0], values: hist(last.similarity.pruned) }, { name: 'current top units', color: COLORS[2], values: hist(last.similarity.top) }])}
+<p>Cosine of the mean input embeddings (the starting model's) of those two token sets; units without top tokens, or a model whose embeddings could not be read, are left out.</p>
+${barChart('units per embedding-cosine bin', labelsOf(cosBins), [{ name: 'pruned units', color: COLORS[0], values: cosHist(last.similarity.prunedCosine) }, { name: 'current top units', color: COLORS[2], values: cosHist(last.similarity.topCosine) }])}
 </body></html>
 `;
 }
