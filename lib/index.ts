@@ -1,7 +1,7 @@
 export { Model } from './model';
 export type { Device, DType, LoadOptions, ModelInfo, ModelInput, TokenBatch, Logits, GenerateOptions, Generation, Edit, Activations, Residuals, PatchedGenerateOptions } from './model';
-export { neuronSet, readNeuronSet, writeNeuronSet, NEURON_SET_FORMAT, NEURON_SITES } from './neurons';
-export type { NeuronRef, NeuronSet, NeuronSite } from './neurons';
+export { neuronSet, readNeuronSet, writeNeuronSet, NEURON_SET_FORMAT, NEURON_SITES, UNIT_SET_SITES } from './neurons';
+export type { NeuronRef, NeuronSet, NeuronSite, UnitSetSite } from './neurons';
 export { NeuropruneError } from './errors';
 export type { ErrorCode } from './errors';
 export { TextTokenizer } from './tokenizer';

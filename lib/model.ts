@@ -411,7 +411,10 @@ export class Model {
   async prune(neurons: NeuronRef[] | NeuronSet, options: { full?: boolean } = {}): Promise<Edit> {
     // Zeroing neuron i silences it at hook_pre and hook_post alike, so a set of either MLP site prunes
     // the same unit; a set of a site this model lacks (a Mamba set on a transformer) is E_SITE.
-    if (!Array.isArray(neurons) && neurons && typeof neurons === 'object' && 'site' in neurons) this.nativeSite(neurons.site);
+    if (!Array.isArray(neurons) && neurons && typeof neurons === 'object' && 'site' in neurons) {
+      if (neurons.site === 'hook_resid_post') checkSetSite(neurons, 'mlp.hook_post', 'prune');
+      this.nativeSite(neurons.site as NeuronSite);
+    }
     const [layers, indices, count] = neuronArrays(neurons);
     const id = await this.run(() => this.handle.prune(layers, indices, options.full ?? false));
     return { id, kind: 'prune', neurons: count };
@@ -427,8 +430,8 @@ export class Model {
     if (!Number.isFinite(factor)) throw new NeuropruneError('E_ARG', `factor must be a finite number, got ${describeValue(factor)}`);
     const set = Array.isArray(neurons) ? undefined : neurons;
     const wanted = options.site ?? set?.site ?? this.info.neuronSite;
-    if (set) checkSetSite(set, wanted, 'scale');
-    const site = this.nativeSite(wanted);
+    if (set) checkSetSite(set, set.site === 'hook_resid_post' ? options.site ?? this.info.neuronSite : wanted, 'scale');
+    const site = this.nativeSite(wanted as NeuronSite);
     const positions = options.positions ?? 'all';
     if (positions !== 'all' && positions !== 'last') throw new NeuropruneError('E_ARG', `positions must be all or last, got ${describeValue(positions)}`);
     const [layers, indices, count] = neuronArrays(neurons);

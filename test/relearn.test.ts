@@ -13,7 +13,8 @@ import { relearn, RelearnOptions } from '../lib/pipelines/relearn';
 import { applyWordList } from '../lib/tasks/concept';
 import { conceptScores, labelRows, measureRows, unitActivations } from '../lib/relearn/tokens';
 import { Rng } from '../lib/tasks/random';
-import { float32, tempDir } from './helpers';
+import { codeOf, float32, tempDir } from './helpers';
+import { readNeuronSet } from '../lib/neurons';
 
 const CAPITALS = [['b', 'oslo'], ['d', 'lima'], ['f', 'paris'], ['g', 'doha'], ['h', 'tokyo'], ['j', 'santiago'], ['k', 'cairo'], ['m', 'nairobi'], ['q', 'havana'], ['v', 'tehran'], ['w', 'madrid'], ['z', 'rome']];
 const FRAMES = ['the capital of {c} is {x}.', 'in {c} the capital is {x}.'];
@@ -104,8 +105,17 @@ test('free: pruned neurons come back to life during retraining', async (t) => {
   t.true(last.prunedNorm > 0, 'the output weights regrow');
 });
 
-test('random ranking and the residual site run, with the control beside', async (t) => {
-  const { runs } = await relearn(await trained, { ...base(path.join(tempDir(), 'resid')), site: 'hook_resid_post', steps: 20, control: true });
+test('random ranking and the residual site run, with the control beside; the unit set says hook_resid_post and MLP edits refuse it', async (t) => {
+  const out = path.join(tempDir(), 'resid');
+  const { runs } = await relearn(await trained, { ...base(out), site: 'hook_resid_post', steps: 20, control: true });
+  const set = await readNeuronSet(path.join(out, 'neurons.json'));
+  t.is(set.site, 'hook_resid_post');
+  t.deepEqual(set.neurons.map((n) => [n.layer, n.index]), runs[0].pruned.map((n) => [n.layer, n.index]));
+  const model = await Model.load(await trained);
+  t.is(await codeOf(model.prune(set)), 'E_SITE');
+  t.is(await codeOf(model.scale(set, 0)), 'E_SITE');
+  t.is(await codeOf(model.scale(set, 0, { site: 'mlp.hook_pre' })), 'E_SITE');
+  model.dispose();
   t.deepEqual(runs.map((r) => r.ranking), ['probeless', 'random']);
   t.is(runs[0].pruned.length, 8);  // 25% of 32 dimensions
   t.notDeepEqual(runs[0].pruned, runs[1].pruned);

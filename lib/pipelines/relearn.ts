@@ -136,8 +136,7 @@ export async function relearn(modelSource: string, options: RelearnOptions) {
   try {
     fs.writeFileSync(path.join(tmp, 'results.json'), JSON.stringify(results, null, 2) + '\n');
     const main = runs[0];
-    const site = o.site === 'hook_resid_post' ? 'mlp.hook_post' : o.site;  // the neuron-set format knows MLP sites only
-    const set = { ...neuronSet(modelSource, main.pruned, { method: 'relearn', ranking: main.ranking, relearnSite: o.site, fraction: o.pruneFraction }, site) };
+    const set = neuronSet(modelSource, main.pruned, { method: 'relearn', ranking: main.ranking, fraction: o.pruneFraction }, o.site);
     fs.writeFileSync(path.join(tmp, 'neurons.json'), JSON.stringify(set, null, 2) + '\n');
     const per = main.saliency.length / main.checkpoints.length / info.nLayers;
     await writeSafetensors(path.join(tmp, 'saliency.safetensors'), runs.map((r) => ({
