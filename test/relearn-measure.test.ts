@@ -1,6 +1,7 @@
 // Relearn's numbers on hand-computed cases: probeless scores, saliency, top tokens, Jaccard, random
 // rankings, and the concept corpus formats.
 import test from 'ava';
+import { Rng } from '../lib/tasks/random';
 import fs from 'node:fs';
 import path from 'node:path';
 import { cosine, jaccard, probelessScores, randomRanking, rankByScore, saliencyFromRanking, saliencyPerLayer, topTokens } from '../lib/relearn/measure';
@@ -32,6 +33,21 @@ test('top tokens, Jaccard and cosine', (t) => {
   t.is(jaccard([], []), null);
   t.is(cosine([1, 0], [0, 2]), 0);
   t.true(Math.abs(cosine([1, 1], [2, 2])! - 1) < 1e-12);
+});
+
+test('top tokens equal the plain per-token maximum and sort on random data with ties', (t) => {
+  const reference = (a: { values: Float32Array; units: number; tokenIds: number[] }, unit: number, k: number) => {
+    const best = new Map<number, number>();
+    a.tokenIds.forEach((id, i) => {
+      const v = a.values[i * a.units + unit];
+      if (!best.has(id) || v > best.get(id)!) best.set(id, v);
+    });
+    return [...best.entries()].sort((x, y) => y[1] - x[1] || x[0] - y[0]).slice(0, k).map(([id]) => id);
+  };
+  const rng = new Rng(4);
+  const tokens = 300, units = 7;
+  const a = { values: Float32Array.from({ length: tokens * units }, () => rng.int(6) - 2), units, concept: [], tokenIds: Array.from({ length: tokens }, () => rng.int(40)) };
+  for (let u = 0; u < units; u++) for (const k of [1, 5, 60]) t.deepEqual(topTokens(a, u, k), reference(a, u, k), `unit ${u}, k ${k}`);
 });
 
 test('random rankings are permutations of all units, and different seeds give different ones', (t) => {

@@ -377,6 +377,7 @@ export function buildProgram(): Command {
     .option('--lr <x>', 'peak learning rate', parseFloat, 1e-3)
     .option('--seed <n>', 'seed (batch order, held-out split, random ranking)', int('seed'), 0)
     .option('--saliency-top <n>', 'units of a fresh ranking that score saliency 1', int('saliency-top'), 100)
+    .option('--measure-texts <n>', 'held-out texts each measurement reads (at most; 10% of the corpus is held out)', int('measure-texts'), 64)
     .option('--no-control', 'skip the random-pruning control run')
     .option('--data-dir <dir>', 'locations: the shared data folder', '../shared/data')
     .option('--limit <n>', 'use the first n texts of the concept corpus', int('limit'))

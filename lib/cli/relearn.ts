@@ -27,6 +27,7 @@ export interface RelearnFlags {
   control: boolean;
   dataDir: string;
   limit?: number;
+  measureTexts: number;
   resume?: boolean;
   force?: boolean;
   device: string;
@@ -60,7 +61,7 @@ export async function runRelearn(id: string, o: RelearnFlags): Promise<void> {
     let stage = '';
     const r = await relearn(id, {
       corpus, out, site: o.site, ranking: o.ranking, mode: o.mode, pruneFraction: o.pruneFraction, steps: o.steps, checkpointEvery: o.checkpointEvery,
-      batchSize: o.batchSize, lr: o.lr, seed: o.seed, saliencyTop: o.saliencyTop, control: o.control ? undefined : false, resume: o.resume,
+      batchSize: o.batchSize, lr: o.lr, seed: o.seed, saliencyTop: o.saliencyTop, measureTexts: o.measureTexts, control: o.control ? undefined : false, resume: o.resume,
       load: { device: o.device as never, dtype: o.dtype }, signal,
       onProgress: (what, done, total) => {
         if (what !== stage) (bar.stop(), (stage = what), (bar = progressBar(what.padEnd(20))));

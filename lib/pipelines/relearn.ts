@@ -39,8 +39,13 @@ export interface RelearnOptions {
   batchSize?: number;
   lr?: number;
   seed?: number;
-  /** Share of texts held out for the measurements (default 0.1, at most 256 texts). */
+  /** Share of texts held out for the measurements (default 0.1, at most measureTexts texts). */
   heldOut?: number;
+  /**
+   * The most held-out texts every measurement reads (default 64): measuring costs a forward over them
+   * at each checkpoint, so this bounds the tracking cost; raise it for tighter concept/control numbers.
+   */
+  measureTexts?: number;
   /** Saliency: the top `saliencyTop` units of a fresh ranking score 1 (default 100, as the paper). */
   saliencyTop?: number;
   /** Run the random-ranking control beside (default true unless ranking is random). */
@@ -92,7 +97,7 @@ export async function relearn(modelSource: string, options: RelearnOptions) {
   const o = {
     site: options.site ?? 'mlp.hook_post', ranking: options.ranking ?? 'probeless', mode: options.mode ?? 'frozen',
     pruneFraction: options.pruneFraction ?? 0.05, steps: options.steps ?? 200, checkpointEvery: options.checkpointEvery ?? 50,
-    batchSize: options.batchSize ?? 16, lr: options.lr ?? 1e-3, seed: options.seed ?? 0, heldOut: options.heldOut ?? 0.1,
+    batchSize: options.batchSize ?? 16, lr: options.lr ?? 1e-3, seed: options.seed ?? 0, heldOut: options.heldOut ?? 0.1, measureTexts: options.measureTexts ?? 64,
     saliencyTop: options.saliencyTop ?? 100, maxLength: 128,
   };
   const control = options.control ?? o.ranking !== 'random';
@@ -101,7 +106,8 @@ export async function relearn(modelSource: string, options: RelearnOptions) {
   if (!['probeless', 'ig', 'random'].includes(o.ranking)) throw new NeuropruneError('E_ARG', `ranking must be probeless, ig or random, got ${o.ranking}`);
   if (!['frozen', 'free'].includes(o.mode)) throw new NeuropruneError('E_ARG', `mode must be frozen or free, got ${o.mode}`);
   if (o.ranking === 'ig' && o.site === 'hook_resid_post') throw new NeuropruneError('E_ARG', 'the ig ranking attributes MLP neurons; use probeless or random at hook_resid_post');
-  const heldCount = Math.min(256, Math.max(1, Math.round(options.corpus.length * o.heldOut)));
+  if (!Number.isInteger(o.measureTexts) || o.measureTexts < 1) throw new NeuropruneError('E_ARG', `measureTexts must be a positive integer, got ${o.measureTexts}`);
+  const heldCount = Math.min(o.measureTexts, Math.max(1, Math.round(options.corpus.length * o.heldOut)));
   if (options.corpus.length < heldCount + 1) throw new NeuropruneError('E_ARG', 'the corpus needs more texts than the held-out share');
   const held = options.corpus.slice(0, heldCount), train = options.corpus.slice(heldCount);
   const out = path.resolve(options.out);
@@ -180,7 +186,7 @@ async function oneRun(source: string, ranking: Ranking, o: Resolved, train: Conc
     const measure = (phase: Checkpoint['phase'], step: number, s: RunState) => timed('measure', () => measureAt(phase, step, s));
     const measureAt = async (phase: Checkpoint['phase'], step: number, s: RunState) => {
       throwIfAborted(options.signal, 'relearn');
-      const { acts, scores } = await measureRows(model, rows, o.site, true);  // one forward: activations and logits
+      const { acts, scores } = await measureRows(model, rows, o.site, true, 32);  // one forward: activations and logits
       const fresh = rankByScore(probelessScores(acts));
       const saliency = saliencyFromRanking(fresh, o.saliencyTop);
       const prunedUnits = s.pruned.length ? unitIds(s.pruned, o.site, L, per) : [];
@@ -216,7 +222,9 @@ async function oneRun(source: string, ranking: Ranking, o: Resolved, train: Conc
       await saveState(model, dir, state, 0);
     }
     const kind = o.site === 'hook_resid_post' ? 'resid' : 'mlp';
-    const samples = train.map((t) => t.text);
+    // Tokenized once for every segment: model.train would otherwise re-encode the whole corpus per
+    // call (the same ids; the guarded tokenizer costs about 2 ms a text, the bulk of the segmenting cost).
+    const samples = await timed('train', async () => train.map((t) => model.tokenizer.encode(t.text)));
     const pruned = state.pruned;
     for (let from = state.checkpoints[state.checkpoints.length - 1].step; from < o.steps; ) {
       const until = Math.min(o.steps, from + o.checkpointEvery);

@@ -71,15 +71,38 @@ export function saliencyPerLayer(saliency: Float32Array, layers: number): Array<
  * an empty list for a unit that is 0 everywhere (a frozen pruned unit has no top tokens).
  */
 export function topTokens(a: TokenActivations, unit: number, k = 5): number[] {
-  const best = new Map<number, number>();
+  const { slots, ids } = tokenSlots(a);
+  const best = new Float32Array(ids.length).fill(-Infinity);
   let any = false;
-  a.tokenIds.forEach((id, t) => {
+  for (let t = 0; t < slots.length; t++) {
     const v = a.values[t * a.units + unit];
     if (v !== 0) any = true;
-    if (!best.has(id) || v > best.get(id)!) best.set(id, v);
-  });
+    if (v > best[slots[t]]) best[slots[t]] = v;
+  }
   if (!any) return [];
-  return [...best.entries()].sort((x, y) => y[1] - x[1] || x[0] - y[0]).slice(0, k).map(([id]) => id);
+  // The k best (value, then smaller id first) by insertion into a short sorted list.
+  const top: number[] = [];
+  const before = (x: number, y: number) => best[x] > best[y] || (best[x] === best[y] && ids[x] < ids[y]);
+  for (let s = 0; s < ids.length; s++) {
+    if (top.length === k && !before(s, top[k - 1])) continue;
+    let i = Math.min(top.length, k - 1);
+    top[i] = s;
+    while (i > 0 && before(s, top[i - 1])) (top[i] = top[i - 1]), (top[--i] = s);
+  }
+  return top.map((s) => ids[s]);
+}
+
+/** Each token position's slot among the distinct token ids (computed once per activations object). */
+const slotCache = new WeakMap<TokenActivations, { slots: Int32Array; ids: number[] }>();
+function tokenSlots(a: TokenActivations): { slots: Int32Array; ids: number[] } {
+  let cached = slotCache.get(a);
+  if (!cached) {
+    const index = new Map<number, number>();
+    const ids: number[] = [];
+    const slots = Int32Array.from(a.tokenIds, (id) => index.get(id) ?? (index.set(id, ids.length), ids.push(id), ids.length - 1));
+    slotCache.set(a, (cached = { slots, ids }));
+  }
+  return cached;
 }
 
 /** |A ∩ B| / |A ∪ B|; null when both are empty. */
