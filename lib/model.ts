@@ -9,7 +9,7 @@ import { checkLayers, checkTokenIds, describeValue } from './validate';
 import { native, NativeModel } from './native';
 import { checkSetSite, NeuronRef, NeuronSet, NeuronSite } from './neurons';
 import { resolveModel } from './resolve';
-import { batchOrder, trainDefaults, TrainOptions, TrainPoint, TrainResult } from './training';
+import { batchOrder, trainDefaults, TrainOptions, TrainPoint, TrainResult, UnitKind } from './training';
 import { byteLevelTokenizerConfig, byteLevelTokenizerJson, TextTokenizer } from './tokenizer';
 
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
@@ -98,6 +98,8 @@ export interface Activations {
   layers: Map<number, Float32Array>;
   shape: [number, number, number];
   tokens: TokenBatch;
+  /** With `withLogits`: the same forward pass's logits at every position. */
+  logits?: Logits;
 }
 
 export interface Residuals {
@@ -308,14 +310,21 @@ export class Model {
 
   /**
    * The neuron activations at the given layers (default all) and site (default info.neuronSite:
-   * blocks.{l}.mlp.hook_post, Mamba mixer.hook_post; or mlp.hook_pre).
+   * blocks.{l}.mlp.hook_post, Mamba mixer.hook_post; or mlp.hook_pre). `withLogits` also returns the
+   * same forward pass's logits (one pass instead of two).
    */
-  async activations(input: ModelInput, options: { layers?: number[]; site?: NeuronSite } = {}): Promise<Activations> {
+  async activations(input: ModelInput, options: { layers?: number[]; site?: NeuronSite; withLogits?: boolean } = {}): Promise<Activations> {
     const tokens = this.encode(input);
     const layers = checkLayers(options.layers ?? Array.from({ length: this.info.nLayers }, (_, l) => l), this.info.nLayers);
     const site = this.nativeSite(options.site);
-    const arrays = await this.run(() => this.handle.activations(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, Int32Array.from(layers), site));
-    return { layers: new Map(layers.map((l, i) => [l, arrays[i]])), shape: [tokens.batch, tokens.seqLen, this.info.dMlp], tokens };
+    const withLogits = options.withLogits === true;
+    const arrays = await this.run(() => this.handle.activations(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, Int32Array.from(layers), site, withLogits));
+    const result: Activations = { layers: new Map(layers.map((l, i) => [l, arrays[i]])), shape: [tokens.batch, tokens.seqLen, this.info.dMlp], tokens };
+    if (withLogits) {
+      const data = arrays[layers.length], positions = tokens.seqLen, vocab = this.info.vocabSize;
+      result.logits = { data, shape: [tokens.batch, positions, vocab], tokens, at: (row, position) => data.subarray((row * positions + position) * vocab, (row * positions + position + 1) * vocab) };
+    }
+    return result;
   }
 
   /**
@@ -402,7 +411,10 @@ export class Model {
   async prune(neurons: NeuronRef[] | NeuronSet, options: { full?: boolean } = {}): Promise<Edit> {
     // Zeroing neuron i silences it at hook_pre and hook_post alike, so a set of either MLP site prunes
     // the same unit; a set of a site this model lacks (a Mamba set on a transformer) is E_SITE.
-    if (!Array.isArray(neurons) && neurons && typeof neurons === 'object' && 'site' in neurons) this.nativeSite(neurons.site);
+    if (!Array.isArray(neurons) && neurons && typeof neurons === 'object' && 'site' in neurons) {
+      if (neurons.site === 'hook_resid_post') checkSetSite(neurons, 'mlp.hook_post', 'prune');
+      this.nativeSite(neurons.site as NeuronSite);
+    }
     const [layers, indices, count] = neuronArrays(neurons);
     const id = await this.run(() => this.handle.prune(layers, indices, options.full ?? false));
     return { id, kind: 'prune', neurons: count };
@@ -418,13 +430,34 @@ export class Model {
     if (!Number.isFinite(factor)) throw new NeuropruneError('E_ARG', `factor must be a finite number, got ${describeValue(factor)}`);
     const set = Array.isArray(neurons) ? undefined : neurons;
     const wanted = options.site ?? set?.site ?? this.info.neuronSite;
-    if (set) checkSetSite(set, wanted, 'scale');
-    const site = this.nativeSite(wanted);
+    if (set) checkSetSite(set, set.site === 'hook_resid_post' ? options.site ?? this.info.neuronSite : wanted, 'scale');
+    const site = this.nativeSite(wanted as NeuronSite);
     const positions = options.positions ?? 'all';
     if (positions !== 'all' && positions !== 'last') throw new NeuropruneError('E_ARG', `positions must be all or last, got ${describeValue(positions)}`);
     const [layers, indices, count] = neuronArrays(neurons);
     const id = await this.run(() => this.handle.scale(layers, indices, factor, site, positions === 'last'));
     return { id, kind: 'scale', neurons: count };
+  }
+
+  /**
+   * Zeroes units for good (no edit is recorded, `restore` does not bring them back, training may
+   * follow): MLP neurons lose their down-projection column, and with `inputs` (default true) their
+   * up/gate rows and biases too, so they read 0 at mlp.hook_pre and mlp.hook_post (such a neuron has
+   * zero gradient everywhere and cannot regrow: prune without inputs to let it). Residual dimensions
+   * d lose column d of the embeddings and row d of every projection writing into the residual stream
+   * (attention output, MLP down, their biases), so hook_resid_post[d] is 0 at every layer.
+   */
+  async pruneUnits(kind: UnitKind, units: Array<{ layer: number; index: number }>, options: { inputs?: boolean } = {}): Promise<void> {
+    if (kind !== 'mlp' && kind !== 'resid') throw new NeuropruneError('E_ARG', `unit kind must be mlp or resid, got ${describeValue(kind)}`);
+    const [layers, indices] = neuronArrays(units);
+    await this.run(() => this.handle.pruneUnits(kind, layers, indices, options.inputs ?? true));
+  }
+
+  /** Each unit's output-weight L2 norm (MLP: its down-projection column; residual: every slice of the dimension). */
+  async unitNorms(kind: UnitKind, units: Array<{ layer: number; index: number }>): Promise<Float64Array> {
+    if (kind !== 'mlp' && kind !== 'resid') throw new NeuropruneError('E_ARG', `unit kind must be mlp or resid, got ${describeValue(kind)}`);
+    const [layers, indices] = neuronArrays(units);
+    return this.run(() => this.handle.unitNorms(kind, layers, indices));
   }
 
   /** The native name of a site this model has ('post' | 'pre'); E_SITE for one it lacks. */
@@ -491,10 +524,21 @@ export class Model {
     const started = performance.now();
     const curve: TrainPoint[] = [];
     let tokens = 0;
-    await this.run(() => this.handle.startTraining({ steps: o.steps, warmup: o.warmup, lr: o.lr, minLrRatio: o.minLrRatio, weightDecay: o.weightDecay, gradClip: o.gradClip }));
+    const from = options.fromStep ?? 0;
+    const until = options.untilStep ?? o.steps;
+    if (!Number.isInteger(from) || !Number.isInteger(until) || from < 0 || until < from || until > o.steps) {
+      throw new NeuropruneError('E_ARG', `fromStep and untilStep must be integers with 0 <= fromStep <= untilStep <= steps, got ${from} and ${until}`);
+    }
+    const frozen = options.frozen && options.frozen.units.length > 0
+      ? { frozenKind: options.frozen.kind, frozenLayers: Int32Array.from(options.frozen.units, (u) => u.layer), frozenIndices: Int32Array.from(options.frozen.units, (u) => u.index) }
+      : {};
+    const state = typeof options.optimizerState === 'string' ? { load: options.optimizerState, save: options.optimizerState } : options.optimizerState ?? {};
+    const loadState = state.load && fs.existsSync(state.load) ? path.resolve(state.load) : undefined;
+    await this.run(() => this.handle.startTraining({ steps: o.steps, warmup: o.warmup, lr: o.lr, minLrRatio: o.minLrRatio, weightDecay: o.weightDecay, gradClip: o.gradClip, startStep: from, ...frozen, ...(loadState ? { loadState } : {}) }));
     try {
       const order = batchOrder(rows.length, o.batchSize, o.seed);
-      for (let step = 1; step <= o.steps; step++) {
+      for (let skip = 0; skip < from; skip++) order.next();
+      for (let step = from + 1; step <= until; step++) {
         if (options.signal?.aborted) throw new NeuropruneError('E_ABORTED', `training cancelled at step ${step - 1} of ${o.steps}`);
         const batch = this.encode((order.next().value as number[]).map((i) => rows[i]));
         const t0 = performance.now();
@@ -503,12 +547,16 @@ export class Model {
         const point = { step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerSecond: Math.round(r.tokens / ((performance.now() - t0) / 1000)) };
         curve.push(point);
         options.onStep?.(point);
-        if (options.checkpoint && (step % options.checkpoint.every === 0 || step === o.steps)) await this.save(options.checkpoint.dir, { force: true });
+        if (options.checkpoint && (step % options.checkpoint.every === 0 || step === until)) await this.save(options.checkpoint.dir, { force: true });
+      }
+      if (state.save) {
+        const file = path.resolve(state.save);
+        await this.run(() => this.handle.saveTrainingState(file));
       }
     } finally {
       await this.run(() => this.handle.endTraining());
     }
-    return { curve, steps: o.steps, tokens, ms: performance.now() - started, options: { ...o, samples: rows.length } };
+    return { curve, steps: until - from, tokens, ms: performance.now() - started, options: { ...o, samples: rows.length } };
   }
 
   /** Frees the weights once pending calls finish; later calls fail with E_DISPOSED. */

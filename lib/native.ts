@@ -35,7 +35,7 @@ export interface NativeModel {
     eos: number,
     cancel?: Int32Array,
   ): Promise<NativeGeneration>;
-  activations(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, layers: Int32Array, site?: 'post' | 'pre'): Promise<Float32Array[]>;
+  activations(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, layers: Int32Array, site?: 'post' | 'pre', withLogits?: boolean): Promise<Float32Array[]>;
   /** blocks.{l}.hook_resid_post at each row's last position, [batch, dModel] per layer. */
   residuals(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, layers: Int32Array): Promise<Float32Array[]>;
   /** generate() with blocks.{layer}.hook_resid_post at the prompt's last position replaced by each row's vector. */
@@ -65,7 +65,13 @@ export interface NativeModel {
   removeEdit(handle: number): Promise<void>;
   removeAllEdits(): Promise<void>;
   save(dir: string): Promise<void>;
-  startTraining(options: { steps: number; warmup: number; lr: number; minLrRatio: number; weightDecay: number; gradClip: number; beta1?: number; beta2?: number }): Promise<void>;
+  pruneUnits(kind: 'mlp' | 'resid', layers: Int32Array, indices: Int32Array, inputs: boolean): Promise<void>;
+  unitNorms(kind: 'mlp' | 'resid', layers: Int32Array, indices: Int32Array): Promise<Float64Array>;
+  startTraining(options: {
+    steps: number; warmup: number; lr: number; minLrRatio: number; weightDecay: number; gradClip: number; beta1?: number; beta2?: number;
+    startStep?: number; frozenKind?: 'mlp' | 'resid'; frozenLayers?: Int32Array; frozenIndices?: Int32Array; loadState?: string;
+  }): Promise<void>;
+  saveTrainingState(file: string): Promise<void>;
   trainStep(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number): Promise<{ loss: number; gradNorm: number; lr: number; tokens: number; step: number }>;
   endTraining(): Promise<void>;
   digest(): Promise<string>;

@@ -21,8 +21,19 @@ export const NEURON_SET_FORMAT = 'neuroprune.neurons/1';
 export const NEURON_SITES = ['mlp.hook_post', 'mlp.hook_pre', 'mixer.hook_post'] as const;
 export type NeuronSite = (typeof NEURON_SITES)[number];
 
+/**
+ * Sites a unit-set file may name: the neuron sites, and hook_resid_post for residual-stream
+ * dimensions (unit i of layer l is blocks.{l}.hook_resid_post[i]; relearn prunes them at every
+ * layer at once). A residual set is not an MLP neuron set: prune and scale refuse it with E_SITE.
+ */
+export const UNIT_SET_SITES = [...NEURON_SITES, 'hook_resid_post'] as const;
+export type UnitSetSite = (typeof UNIT_SET_SITES)[number];
+
 /** The site a neuron set was found at must be the one it is used at: E_SITE names both. */
-export function checkSetSite(set: NeuronSet, site: NeuronSite, what = 'this call'): void {
+export function checkSetSite(set: NeuronSet, site: UnitSetSite, what = 'this call'): void {
+  if (set.site === 'hook_resid_post' && site !== set.site) {
+    throw new NeuropruneError('E_SITE', `the set holds residual-stream dimensions (hook_resid_post, model ${set.model}), not MLP neurons, but ${what} uses ${site}; residual dimensions are pruned with model.pruneUnits('resid', set.neurons)`);
+  }
   if (set.site !== site) {
     throw new NeuropruneError('E_SITE', `the neuron set was found at ${set.site} (model ${set.model}) but ${what} uses ${site}; attribute again at ${site} or use that site`);
   }
@@ -39,7 +50,7 @@ const neuronSetSchema = z.object({
   /** The model the neurons were found in (its id or folder). */
   model: z.string(),
   /** The activation site, TransformerLens style without the layer: each neuron is blocks.{layer}.<site>. */
-  site: z.enum(NEURON_SITES),
+  site: z.enum(UNIT_SET_SITES),
   neurons: z.array(neuronSchema),
   /** How the set was made: method name and its options, free form. */
   method: z.record(z.unknown()).default({}),
@@ -48,7 +59,7 @@ const neuronSetSchema = z.object({
 
 export type NeuronSet = z.infer<typeof neuronSetSchema>;
 
-export function neuronSet(model: string, neurons: NeuronRef[], method: Record<string, unknown> = {}, site: NeuronSite = 'mlp.hook_post'): NeuronSet {
+export function neuronSet(model: string, neurons: NeuronRef[], method: Record<string, unknown> = {}, site: UnitSetSite = 'mlp.hook_post'): NeuronSet {
   return { format: NEURON_SET_FORMAT, model, site, neurons, method, created: new Date().toISOString() };
 }
 

@@ -57,6 +57,13 @@ export class TextTokenizer {
     return this.guarded(`tokenizing a text of ${text.length} characters`, limit, () => this.inner.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids);
   }
 
+  /** Token ids with the tokenizer's own token strings (e.g. "Ġcat", "##s", "</s>"), special tokens added. */
+  encodeTokens(text: string): { ids: number[]; tokens: string[] } {
+    const ids = this.encode(text);  // the checks and the time limit
+    const tokens = this.guarded(`tokenizing a text of ${text.length} characters`, 2000 + text.length / 100, () => this.inner.encode(text).tokens);
+    return { ids, tokens };
+  }
+
   decode(ids: ArrayLike<number>, options: { skipSpecialTokens?: boolean } = {}): string {
     if (ids.length === 0) return '';
     return this.guarded(`decoding ${ids.length} tokens`, 2000 + ids.length, () => this.inner.decode(Array.from(ids), { skip_special_tokens: options.skipSpecialTokens ?? false }));

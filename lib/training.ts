@@ -19,11 +19,31 @@ export interface TrainOptions {
   /** Longer sequences keep their first maxLength tokens. */
   maxLength?: number;
   seed?: number;
+  /**
+   * Steps an earlier run already made (default 0): this call makes steps fromStep+1 .. untilStep
+   * (default steps) of a `steps`-step schedule, with the batch order and learning rate continuing
+   * where they were. AdamW's moments start fresh at each call unless `optimizerState` carries them.
+   */
+  fromStep?: number;
+  untilStep?: number;
+  /**
+   * Carries the optimizer (AdamW's moments and update count, and the float32 master weights of
+   * low-precision models) across calls, so training in segments is the same training as one call.
+   * A path: read when the file exists (it must be at step fromStep), written at the end of a call that
+   * finishes (atomically: temporary file, then rename). `{ load, save }` reads one file and writes
+   * another, so a run that dies between saving its weights and its state keeps a consistent pair.
+   */
+  optimizerState?: string | { load?: string; save?: string };
+  /** Units kept exactly zero through training (see `model.pruneUnits`). */
+  frozen?: { kind: UnitKind; units: Array<{ layer: number; index: number }> };
   /** Write the model (HF layout, atomically) to `dir` every `every` steps and at the end. */
   checkpoint?: { dir: string; every: number };
   onStep?: (point: TrainPoint) => void;
   signal?: AbortSignal;
 }
+
+/** mlp: an MLP neuron (layer, index); resid: a residual-stream dimension (index; layer unused). */
+export type UnitKind = 'mlp' | 'resid';
 
 export interface TrainPoint {
   step: number;
@@ -38,7 +58,7 @@ export interface TrainResult {
   steps: number;
   tokens: number;
   ms: number;
-  options: Omit<Required<TrainOptions>, 'samples' | 'onStep' | 'signal' | 'checkpoint'> & { samples: number };
+  options: Omit<Required<TrainOptions>, 'samples' | 'onStep' | 'signal' | 'checkpoint' | 'fromStep' | 'untilStep' | 'frozen' | 'optimizerState'> & { samples: number };
 }
 
 export function trainDefaults(o: TrainOptions) {

@@ -39,6 +39,52 @@ test('the loss falls, the lr warms up then decays, and a checkpoint reloads equa
   reloaded.dispose();
 });
 
+test('training in segments with the optimizer state carried (through a reload) equals one call, bit for bit', async (t) => {
+  const dir = await tinyGpt2({ seed: 4 });
+  const opts = { samples: corpus, steps: 24, batchSize: 8, lr: 3e-3, warmup: 4, seed: 5 };
+  const whole = await Model.load(dir);
+  await whole.train(opts);
+  const work = tempDir();
+  const state = path.join(work, 'adam.safetensors');
+  // Segments of 8: the first two in one model, then a fresh process's view: the saved weights reloaded.
+  let model = await Model.load(dir);
+  await model.train({ ...opts, fromStep: 0, untilStep: 8, optimizerState: state });
+  await model.train({ ...opts, fromStep: 8, untilStep: 16, optimizerState: state });
+  await model.save(path.join(work, 'ckpt'));
+  model.dispose();
+  model = await Model.load(path.join(work, 'ckpt'));
+  await model.train({ ...opts, fromStep: 16, untilStep: 24, optimizerState: state });
+  t.is(await model.weightsDigest(), await whole.weightsDigest());
+  t.deepEqual(fs.readdirSync(work).sort(), ['adam.safetensors', 'ckpt'], 'no temporary files left');
+  // Without the state the moments restart: not the same training.
+  const fresh = await Model.load(dir);
+  await fresh.train({ ...opts, fromStep: 0, untilStep: 8 });
+  await fresh.train({ ...opts, fromStep: 8, untilStep: 24 });
+  t.not(await fresh.weightsDigest(), await whole.weightsDigest());
+  // A state from another step is refused rather than silently used.
+  const err = await t.throwsAsync(fresh.train({ ...opts, fromStep: 8, untilStep: 9, optimizerState: state }));
+  t.is((err as { code?: string }).code, 'E_ARG');
+  t.regex(err!.message, /at step 24, training starts at step 8/);
+  for (const m of [model, whole, fresh]) m.dispose();
+});
+
+test('bfloat16 segments carry the float32 master weights', async (t) => {
+  const opts = { samples: corpus, steps: 12, batchSize: 8, lr: 3e-3, warmup: 2 };
+  const whole = await Model.load('random:gpt2-tiny', { dtype: 'bfloat16', seed: 3 });
+  await whole.train(opts);
+  const work = tempDir(), state = path.join(work, 'adam.safetensors');
+  const first = await Model.load('random:gpt2-tiny', { dtype: 'bfloat16', seed: 3 });
+  await first.train({ ...opts, fromStep: 0, untilStep: 5, optimizerState: state });
+  await first.save(path.join(work, 'ckpt'));
+  first.dispose();
+  // The reloaded checkpoint holds bf16 weights only; the float32 master comes back from the state.
+  const model = await Model.load(path.join(work, 'ckpt'), { dtype: 'bfloat16' });
+  await model.train({ ...opts, fromStep: 5, untilStep: 12, optimizerState: state });
+  t.is(await model.weightsDigest(), await whole.weightsDigest());
+  whole.dispose();
+  model.dispose();
+});
+
 test('bfloat16 models train (float32 master weights)', async (t) => {
   const model = await Model.load('random:gpt2-tiny', { dtype: 'bfloat16', seed: 3 });
   const r = await model.train({ samples: corpus, steps: 30, batchSize: 8, lr: 3e-3, warmup: 3 });

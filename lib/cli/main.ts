@@ -15,6 +15,8 @@ import { runQueryNeurons } from './query-neurons';
 import { evaluateFacts, formatFactsTable } from '../pipelines/facts';
 import { factsPrune, formatFactsPruneTable } from '../pipelines/facts-prune';
 import { runTaskVectors } from './task-vectors';
+import { runRelearn } from './relearn';
+import { buildLocationConcept, conceptJsonl } from '../tasks/concept';
 import { interruptible, withModel } from './session';
 import { readCorpus } from '../training';
 import { syntheticCorpus } from '../tasks';
@@ -359,8 +361,37 @@ export function buildProgram(): Command {
     });
 
   program
+    .command('relearn')
+    .description('relearning after pruning (Lo, Cohen & Barez 2024): prune a concept\'s units, retrain, and measure its return at every checkpoint beside random pruning')
+    .argument('<model>', 'folder, hub id in the local HF cache, or random:PRESET')
+    .requiredOption('--out <dir>', 'output folder: results.json, neurons.json, saliency.safetensors, report.html')
+    .option('--corpus <file>', 'JSONL: {"text", "spans"} with --concept spans, {"text"} with --concept words:FILE')
+    .option('--concept <spec>', 'spans | words:FILE (a word list marked in --corpus) | locations (built from --data-dir)', 'spans')
+    .addOption(new Option('--site <site>', 'units to rank and prune').choices(['mlp.hook_post', 'mlp.hook_pre', 'hook_resid_post']).default('mlp.hook_post'))
+    .option('--prune-fraction <f>', 'share of the units to prune', parseFloat, 0.05)
+    .addOption(new Option('--mode <mode>', 'frozen: pruned units stay exactly zero; free: zeroed once, may regrow').choices(['frozen', 'free']).default('frozen'))
+    .addOption(new Option('--ranking <r>', 'how concept units are ranked').choices(['probeless', 'ig', 'random']).default('probeless'))
+    .option('--steps <n>', 'retraining steps', int('steps'), 200)
+    .option('--checkpoint-every <k>', 'measure (and keep a resumable checkpoint) every k steps', int('checkpoint-every'), 50)
+    .option('--batch-size <n>', 'training batch size', int('batch-size'), 16)
+    .option('--lr <x>', 'peak learning rate', parseFloat, 1e-3)
+    .option('--seed <n>', 'seed (batch order, held-out split, random ranking)', int('seed'), 0)
+    .option('--saliency-top <n>', 'units of a fresh ranking that score saliency 1', int('saliency-top'), 100)
+    .option('--measure-texts <n>', 'held-out texts each measurement reads (at most; 10% of the corpus is held out)', int('measure-texts'), 64)
+    .option('--no-control', 'skip the random-pruning control run')
+    .option('--data-dir <dir>', 'locations: the shared data folder', '../shared/data')
+    .option('--limit <n>', 'use the first n texts of the concept corpus', int('limit'))
+    .option('--resume', 'continue a killed run from its last checkpoint')
+    .option('--force', 'replace a non-empty output folder')
+    .addOption(deviceOption())
+    .addOption(dtypeOption())
+    .action(async (id: string, o) => {
+      await runRelearn(id, o);
+    });
+
+  program
     .command('synth-data')
-    .description('write a synthetic training corpus (JSONL {"text"} lines) for train: in-context-learning tasks (--kind icl) or facts (--kind facts)')
+    .description('write a synthetic training corpus (JSONL {"text"} lines) for train: in-context-learning tasks (--kind icl) or facts (--kind facts), or location sentences with concept spans for relearn (--kind concept)')
     .requiredOption('--out <file>', 'output JSONL file')
     .addOption(new Option('--kind <kind>', 'icl: few-shot prompts of generated tasks; facts: LRE facts in many templates and multiple choice').default('icl'))
     .option('--samples <n>', 'number of samples (icl)', int('samples'), 50000)
@@ -373,7 +404,16 @@ export function buildProgram(): Command {
     .option('--tokenizer-out <dir>', 'facts: where the word-level tokenizer.json goes (default: a folder "tokenizer" beside --out)')
     .action(async (o) => {
       await interruptible(async () => {
-        if (o.kind !== 'icl' && o.kind !== 'facts') throw new NeuropruneError('E_ARG', `--kind must be icl or facts, got "${o.kind}"`);
+        if (o.kind === 'concept') {
+          const concept = buildLocationConcept({ dataDir: o.dataDir, seed: o.seed });
+          const tmp = `${o.out}.tmp-${process.pid}`;
+          fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
+          fs.writeFileSync(tmp, conceptJsonl(concept));
+          fs.renameSync(tmp, o.out);
+          process.stdout.write(`wrote ${concept.length} location sentences with concept spans to ${o.out}\n`);
+          return;
+        }
+        if (o.kind !== 'icl' && o.kind !== 'facts') throw new NeuropruneError('E_ARG', `--kind must be icl, facts or concept, got "${o.kind}"`);
         let texts: string[];
         const dir = path.dirname(path.resolve(o.out));
         if (o.kind === 'facts') {

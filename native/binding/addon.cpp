@@ -22,6 +22,7 @@
 #include "common.h"
 #include "patching.h"
 #include "promise_worker.h"
+#include "edit/units.h"
 #include "train/trainer.h"
 #include "runtime.h"
 
@@ -89,9 +90,12 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                                        InstanceMethod("removeEdit", &NativeModel::RemoveEdit),
                                        InstanceMethod("removeAllEdits", &NativeModel::RemoveAllEdits),
                                        InstanceMethod("save", &NativeModel::Save),
+                                       InstanceMethod("pruneUnits", &NativeModel::PruneUnits),
+                                       InstanceMethod("unitNorms", &NativeModel::UnitNorms),
                                        InstanceMethod("startTraining", &NativeModel::StartTraining),
                                        InstanceMethod("trainStep", &NativeModel::TrainStep),
                                        InstanceMethod("endTraining", &NativeModel::EndTraining),
+                                       InstanceMethod("saveTrainingState", &NativeModel::SaveTrainingState),
                                        InstanceMethod("digest", &NativeModel::Digest),
                                        InstanceMethod("dispose", &NativeModel::Dispose)});
     env.SetInstanceData<Napi::FunctionReference>(new Napi::FunctionReference(Napi::Persistent(ctor)));
@@ -165,18 +169,20 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         [out, cancel](Napi::Env env) -> Napi::Value { return generation_to_js(env, *out, cancel->raised()); });
   }
 
-  // activations(ids, mask, batch, seqLen, layers: Int32Array, site?: 'post'|'pre') -> Promise<Float32Array[]>,
-  // one [B, T, d_mlp] array of blocks.{l}.mlp.hook_post (or hook_pre) per requested layer.
+  // activations(ids, mask, batch, seqLen, layers: Int32Array, site?: 'post'|'pre', withLogits?) -> Promise<Float32Array[]>,
+  // one [B, T, d_mlp] array of blocks.{l}.mlp.hook_post (or hook_pre) per requested layer, then with
+  // withLogits the same forward's [B, T, vocab] logits.
   Napi::Value Activations(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto state = live(env);
     auto [ids, mask] = tokens_from_js(info, 0, state->model->info().vocab_size);
     const std::vector<int64_t> layers = layers_from_js(info, 4, *state->model);
     const MlpSite site = site_arg(info, 5, *state->model);
+    const bool with_logits = info.Length() > 6 && info[6].ToBoolean();
     auto out = std::make_shared<std::vector<at::Tensor>>();
     return PromiseWorker::Run(
         env,
-        [state, ids = ids, mask = mask, layers, site, out] {
+        [state, ids = ids, mask = mask, layers, site, with_logits, out] {
           std::lock_guard<std::mutex> lock(state->mutex);
           at::NoGradGuard no_grad;
           const CausalLM& m = *state->model;
@@ -187,8 +193,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
           } else {
             hooks.mlp_post = [&seen](int64_t layer, const at::Tensor& post) { return seen[layer] = post; };
           }
-          m.forward(ids.to(m.device()), mask.to(m.device()), nullptr, &hooks, true);
+          at::Tensor logits = m.forward(ids.to(m.device()), mask.to(m.device()), nullptr, &hooks, !with_logits);
           for (int64_t l : layers) out->push_back(seen.at(l).to(at::kCPU, at::kFloat).contiguous());
+          if (with_logits) out->push_back(logits.to(at::kCPU, at::kFloat).contiguous());
         },
         [out](Napi::Env env) -> Napi::Value { return float_arrays_to_js(env, *out); });
   }
@@ -351,7 +358,52 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         nullptr);
   }
 
-  // startTraining({steps, warmup, lr, minLrRatio, weightDecay, beta1, beta2, gradClip}) -> Promise<void>
+  // pruneUnits(kind: 'mlp'|'resid', layers, indices, inputs: boolean) -> Promise<void>: zeroes the
+  // units' weights for good (see edit/units.h); no edit is recorded, so training may follow.
+  Napi::Value PruneUnits(const Napi::CallbackInfo& info) {
+    auto state = live(info.Env());
+    const UnitKind kind = unit_kind(info.Env(), info.Length() > 0 ? info[0] : info.Env().Undefined());
+    auto units = neurons_from_js(info, 1);
+    const bool inputs = info.Length() > 3 && info[3].ToBoolean();
+    return PromiseWorker::Run(
+        info.Env(),
+        [state, kind, units, inputs] {
+          std::lock_guard<std::mutex> lock(state->mutex);
+          at::NoGradGuard no_grad;
+          zero_slices(*state->model, unit_slices(*state->model, kind, units, inputs));
+        },
+        nullptr);
+  }
+
+  // unitNorms(kind, layers, indices) -> Promise<Float64Array>: each unit's output-weight L2 norm.
+  Napi::Value UnitNorms(const Napi::CallbackInfo& info) {
+    auto state = live(info.Env());
+    const UnitKind kind = unit_kind(info.Env(), info.Length() > 0 ? info[0] : info.Env().Undefined());
+    auto units = neurons_from_js(info, 1);
+    auto norms = std::make_shared<std::vector<double>>();
+    return PromiseWorker::Run(
+        info.Env(),
+        [state, kind, units, norms] {
+          std::lock_guard<std::mutex> lock(state->mutex);
+          at::NoGradGuard no_grad;
+          *norms = unit_output_norms(*state->model, kind, units);
+        },
+        [norms](Napi::Env env) -> Napi::Value {
+          auto out = Napi::Float64Array::New(env, norms->size());
+          for (size_t i = 0; i < norms->size(); ++i) out[i] = (*norms)[i];
+          return out;
+        });
+  }
+
+  static UnitKind unit_kind(Napi::Env env, Napi::Value v) {
+    const std::string k = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+    if (k != "mlp" && k != "resid") throw_coded(env, codes::kArgument, "unit kind must be 'mlp' or 'resid'");
+    return k == "mlp" ? UnitKind::Mlp : UnitKind::Resid;
+  }
+
+  // startTraining({steps, warmup, lr, minLrRatio, weightDecay, beta1, beta2, gradClip, startStep,
+  //   frozenKind?, frozenLayers?: Int32Array, frozenIndices?: Int32Array, loadState?: path}) -> Promise<void>
+  // loadState: an optimizer state saveTrainingState wrote at step startStep.
   Napi::Value StartTraining(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto state = live(env);
@@ -367,14 +419,46 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     c.beta1 = num("beta1", 0.9);
     c.beta2 = num("beta2", 0.95);
     c.grad_clip = num("gradClip", 1.0);
+    c.start_step = static_cast<int64_t>(num("startStep", 0));
+    std::vector<Neuron> frozen;
+    UnitKind frozen_kind = UnitKind::Mlp;
+    if (o.Has("frozenKind") && !o.Get("frozenKind").IsUndefined()) {
+      frozen_kind = unit_kind(env, o.Get("frozenKind"));
+      Napi::Value layers = o.Get("frozenLayers"), indices = o.Get("frozenIndices");
+      if (!layers.IsTypedArray() || !indices.IsTypedArray() || layers.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+          indices.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+        throw_coded(env, codes::kArgument, "frozenLayers and frozenIndices must be Int32Arrays");
+      auto l = layers.As<Napi::Int32Array>();
+      auto i = indices.As<Napi::Int32Array>();
+      if (l.ElementLength() != i.ElementLength()) throw_coded(env, codes::kArgument, "frozenLayers and frozenIndices must have the same length");
+      for (size_t k = 0; k < l.ElementLength(); ++k) frozen.push_back({l[k], i[k]});
+    }
+    std::string load_state;
+    if (o.Has("loadState") && o.Get("loadState").IsString()) load_state = o.Get("loadState").As<Napi::String>().Utf8Value();
     return PromiseWorker::Run(
         env,
-        [state, c] {
+        [state, c, frozen, frozen_kind, load_state] {
           std::lock_guard<std::mutex> lock(state->mutex);
           if (state->editor && state->editor->size() > 0)
             fail(codes::kArgument, "restore the model's edits before training (pruned weights would train back)");
           state->trainer.reset();
           state->trainer = std::make_unique<Trainer>(*state->model, c);
+          if (!frozen.empty()) state->trainer->freeze(unit_slices(*state->model, frozen_kind, frozen));
+          if (!load_state.empty()) state->trainer->load_state(load_state);
+        },
+        nullptr);
+  }
+
+  // saveTrainingState(path) -> Promise<void>: the running trainer's optimizer state, atomically.
+  Napi::Value SaveTrainingState(const Napi::CallbackInfo& info) {
+    auto state = live(info.Env());
+    const std::string file = arg_string(info, 0, "file");
+    return PromiseWorker::Run(
+        info.Env(),
+        [state, file] {
+          std::lock_guard<std::mutex> lock(state->mutex);
+          if (!state->trainer) fail(codes::kArgument, "call startTraining first");
+          state->trainer->save_state(file);
         },
         nullptr);
   }

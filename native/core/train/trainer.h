@@ -4,8 +4,10 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <string>
 #include <vector>
 
+#include "edit/units.h"
 #include "models/model.h"
 
 namespace neuroprune {
@@ -18,6 +20,9 @@ struct TrainConfig {
   double weight_decay = 0.1;  // decoupled (AdamW), on matrices only
   double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
   double grad_clip = 1.0;  // max global L2 norm; 0 = off
+  // Steps already done by an earlier run: the learning-rate schedule continues from here. AdamW's
+  // moments and bias correction start fresh unless load_state() brings back that run's.
+  int64_t start_step = 0;
 };
 
 struct StepStats {
@@ -37,7 +42,17 @@ class Trainer {
   // ids, mask [B, T]; loss on every position t+1 whose mask is 1 (left padding never counts).
   StepStats step(const at::Tensor& ids, const at::Tensor& mask);
   int64_t steps_done() const { return step_; }
+  // Keeps these slices exactly zero: their gradient is zeroed before clipping (so they do not count
+  // in the norm) and the weights are zeroed after every update, so weight decay and the moments
+  // cannot move them either.
+  void freeze(std::vector<Slice> slices);
   double lr_at(int64_t step) const;
+  // The optimizer state (AdamW's moments, its update count, the step, and the float32 master weights
+  // of low-precision models) as safetensors, written atomically (temporary file, then rename).
+  // Plain tensors rather than torch::save, so the file reads the same on every LibTorch version.
+  void save_state(const std::string& path) const;
+  // Brings back a state save_state() wrote; it must be for this model and at start_step (E_ARG else).
+  void load_state(const std::string& path);
 
  private:
   CausalLM& model_;
@@ -47,6 +62,8 @@ class Trainer {
   std::vector<at::Tensor> m_, v_;
   std::vector<bool> decay_;
   int64_t step_ = 0;
+  int64_t adam_t_ = 0;  // updates made by this trainer (bias correction)
+  std::vector<std::pair<size_t, Slice>> frozen_;  // (param index, slice)
 };
 
 }  // namespace neuroprune

@@ -1,0 +1,164 @@
+/** Concept texts as token rows with a concept flag per token, and unit activations over them. */
+import { Model } from '../model';
+import { NeuronSite } from '../neurons';
+import { ConceptText } from '../tasks/concept';
+import { TokenActivations } from './measure';
+
+export type RelearnSite = 'mlp.hook_post' | 'mlp.hook_pre' | 'hook_resid_post';
+
+export interface LabelledRow {
+  ids: number[];
+  /** concept[i]: token i overlaps a concept span. */
+  concept: boolean[];
+}
+
+/**
+ * Where each token's characters lie in the text: its string (with the byte-level "Ġ", SentencePiece
+ * "▁" and WordPiece "##" marks read as what they stand for) matched at the cursor after any
+ * whitespace. A token that does not match there (a special token, a byte-level piece of a non-ASCII
+ * character) covers no characters.
+ */
+export function tokenSpans(text: string, tokens: string[]): Array<[number, number]> {
+  let cursor = 0;
+  return tokens.map((token) => {
+    const piece = token.replace(/^##/, '').replace(/[Ġ▁]/g, ' ').trimStart();
+    let at = cursor;
+    while (at < text.length && /\s/.test(text[at])) at++;
+    if (piece && text.startsWith(piece, at)) {
+      cursor = at + piece.length;
+      return [at, cursor];
+    }
+    return [cursor, cursor];
+  });
+}
+
+/** Tokenizes each text; a token is a concept token when its characters overlap a concept span. */
+export function labelRows(model: Model, texts: ConceptText[], maxLength: number): LabelledRow[] {
+  return texts.map(({ text, spans }) => {
+    const { ids, tokens } = model.tokenizer.encodeTokens(text);
+    const chars = tokenSpans(text, tokens);
+    const concept = chars.map(([start, end]) => end > start && spans.some(([s, e]) => start < e && s < end));
+    return { ids: ids.slice(0, maxLength), concept: concept.slice(0, maxLength) };
+  });
+}
+
+/** Units per layer at a site. */
+export function unitsPerLayer(model: Model, site: RelearnSite): number {
+  return site === 'hook_resid_post' ? model.info.dModel : model.info.dMlp;
+}
+
+/**
+ * Activations of every unit (layer-major: unit = layer * unitsPerLayer + i) at every token of the
+ * rows. Residual dimensions are read at the last token of each prefix (the model's residual read-out).
+ */
+export async function unitActivations(model: Model, rows: LabelledRow[], site: RelearnSite, batch = 16): Promise<TokenActivations> {
+  return (await measureRows(model, rows, site, false, batch)).acts;
+}
+
+/**
+ * Unit activations and, with `scores`, the concept/control scores; at MLP sites both come from one
+ * forward pass per batch (equal to unitActivations and conceptScores run apart).
+ */
+export async function measureRows(model: Model, rows: LabelledRow[], site: RelearnSite, scores: boolean, batch = 16): Promise<{ acts: TokenActivations; scores?: TokenScores }> {
+  if (site === 'hook_resid_post') return { acts: await residActivations(model, rows, batch), scores: scores ? await conceptScores(model, rows, batch) : undefined };
+  const tally = scores ? new ScoreTally() : undefined;
+  const per = unitsPerLayer(model, site);
+  const L = model.info.nLayers;
+  const units = L * per;
+  const tokens = rows.reduce((n, r) => n + r.ids.length, 0);
+  const values = new Float32Array(tokens * units);
+  const concept: boolean[] = [];
+  const tokenIds: number[] = [];
+  let t = 0;
+  const put = (layer: number, src: Float32Array, offset: number, token: number) => values.set(src.subarray(offset, offset + per), token * units + layer * per);
+  for (let from = 0; from < rows.length; from += batch) {
+    const part = rows.slice(from, from + batch);
+    const a = await model.activations(part.map((r) => r.ids), { site: site as NeuronSite, withLogits: scores });
+    const seqLen = a.shape[1];
+    part.forEach((row, b) => {
+      const pad = seqLen - row.ids.length;  // left padding
+      for (let p = 0; p < row.ids.length; p++) for (let l = 0; l < L; l++) put(l, a.layers.get(l)!, (b * seqLen + pad + p) * per, t + p);
+      t += row.ids.length;
+      concept.push(...row.concept);
+      tokenIds.push(...row.ids);
+      if (tally) tally.add(row, (p) => a.logits!.at(b, pad + p));
+    });
+  }
+  return { acts: { values, units, concept, tokenIds }, scores: tally?.result() };
+}
+
+async function residActivations(model: Model, rows: LabelledRow[], batch: number): Promise<TokenActivations> {
+  const per = unitsPerLayer(model, 'hook_resid_post');
+  const L = model.info.nLayers;
+  const units = L * per;
+  const tokens = rows.reduce((n, r) => n + r.ids.length, 0);
+  const values = new Float32Array(tokens * units);
+  const concept: boolean[] = [];
+  const tokenIds: number[] = [];
+  let t = 0;
+  const put = (layer: number, src: Float32Array, offset: number, token: number) => values.set(src.subarray(offset, offset + per), token * units + layer * per);
+  {
+    for (const row of rows) {
+      const prefixes = row.ids.map((_, i) => row.ids.slice(0, i + 1));
+      for (let from = 0; from < prefixes.length; from += batch) {
+        const part = prefixes.slice(from, from + batch);
+        const r = await model.residuals(part);
+        for (let b = 0; b < part.length; b++) for (let l = 0; l < L; l++) put(l, r.layers.get(l)!, b * per, t + from + b);
+      }
+      t += row.ids.length;
+      concept.push(...row.concept);
+      tokenIds.push(...row.ids);
+    }
+  }
+  return { values, units, concept, tokenIds };
+}
+
+export interface TokenScores {
+  loss: { concept: number; control: number };
+  accuracy: { concept: number; control: number };
+  tokens: { concept: number; control: number };
+}
+
+/** Next-token loss and accuracy on held-out rows, split by whether the predicted token is a concept token. */
+export async function conceptScores(model: Model, rows: LabelledRow[], batch = 16): Promise<TokenScores> {
+  const tally = new ScoreTally();
+  for (let from = 0; from < rows.length; from += batch) {
+    const part = rows.slice(from, from + batch);
+    const logits = await model.logits(part.map((r) => r.ids));
+    const seqLen = logits.shape[1];
+    part.forEach((row, b) => tally.add(row, (p) => logits.at(b, seqLen - row.ids.length + p)));
+  }
+  return tally.result();
+}
+
+class ScoreTally {
+  private sum = { concept: 0, control: 0 };
+  private right = { concept: 0, control: 0 };
+  private count = { concept: 0, control: 0 };
+
+  /** One row; logitsAt(p) is the logits at the row's token p (predicting token p + 1). */
+  add(row: LabelledRow, logitsAt: (p: number) => Float32Array) {
+    for (let p = 0; p + 1 < row.ids.length; p++) {
+      const z = logitsAt(p);
+      const target = row.ids[p + 1];
+      let max = -Infinity, arg = 0;
+      for (let v = 0; v < z.length; v++) if (z[v] > max) (max = z[v]), (arg = v);
+      let total = 0;
+      for (let v = 0; v < z.length; v++) total += Math.exp(z[v] - max);
+      const kind = row.concept[p + 1] ? 'concept' : 'control';
+      this.sum[kind] += -(z[target] - max - Math.log(total));  // -log softmax(z)[target]
+      this.right[kind] += arg === target ? 1 : 0;
+      this.count[kind]++;
+    }
+  }
+
+  result(): TokenScores {
+    const { sum, right, count } = this;
+    const mean = (s: number, n: number) => (n ? s / n : NaN);
+    return {
+      loss: { concept: mean(sum.concept, count.concept), control: mean(sum.control, count.control) },
+      accuracy: { concept: mean(right.concept, count.concept), control: mean(right.control, count.control) },
+      tokens: { ...count },
+    };
+  }
+}
