@@ -4,27 +4,15 @@ import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { AttributionResult, initCheckpoint, runtime, layerSums, Model, OBJECTIVES, POSITIONS, readPromptsFile, readSafetensors, RULES } from '../lib';
+import { initCheckpoint, runtime, layerSums, Model, OBJECTIVES, POSITIONS, readPromptsFile, readSafetensors, RULES } from '../lib';
 import { packageRoot } from '../lib/native';
-import { codeOf, float32, tempDir } from './helpers';
+import { codeOf, float32, relDiff, tempDir } from './helpers';
 
 // Byte-level tokenizer: first tokens are first bytes, so targets, distractors and labels start differently.
 const prompts = [
   { prompt: 'example:dog->bird\nexample:sun->moon\nexample:hot->', target: 'cold', distractor: 'warm', labels: ['bird', 'moon'] },
   { prompt: 'Paris is in ', target: 'France!', distractor: 'Italy', labels: ['Spain', 'Italy'] },
 ];
-
-/** Largest |fast - reference| over every score, relative to the largest |reference| score. */
-function relDiff(fast: AttributionResult, ref: AttributionResult): number {
-  let diff = 0, scale = 0;
-  fast.prompts.forEach((p, b) =>
-    p.scores.forEach((v, i) => {
-      diff = Math.max(diff, Math.abs(v - ref.prompts[b].scores[i]));
-      scale = Math.max(scale, Math.abs(ref.prompts[b].scores[i]));
-    }),
-  );
-  return diff / scale;
-}
 
 const architectures = ['gpt2', 'llama', 'mistral', 'qwen2', 'gpt_neox', 'mamba'];
 const models = new Map<string, Model>();

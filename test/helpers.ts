@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { initCheckpoint, InitOptions } from '../lib/checkpoint';
 import { NeuropruneError } from '../lib/errors';
+import type { AttributionResult } from '../lib/attribution';
 
 const created: string[] = [];
 // Every test file runs in its own process: what it made under the temporary folder goes when it exits.
@@ -49,6 +50,18 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;
+}
+
+/** Largest |fast - reference| over every score, relative to the largest |reference| score. */
+export function relDiff(fast: AttributionResult, ref: AttributionResult): number {
+  let diff = 0, scale = 0;
+  fast.prompts.forEach((p, b) =>
+    p.scores.forEach((v, i) => {
+      diff = Math.max(diff, Math.abs(v - ref.prompts[b].scores[i]));
+      scale = Math.max(scale, Math.abs(ref.prompts[b].scores[i]));
+    }),
+  );
+  return diff / scale;
 }
 
 export function maxAbs(a: ArrayLike<number>): number {

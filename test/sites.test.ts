@@ -3,24 +3,13 @@
 // architecture; neuron sets keep their site.
 import test from 'ava';
 import path from 'node:path';
-import { AttributionResult, initCheckpoint, Model, neuronSet, POSITIONS } from '../lib';
-import { codeOf, maxAbsDiff, tempDir } from './helpers';
+import { initCheckpoint, Model, neuronSet, POSITIONS } from '../lib';
+import { codeOf, maxAbsDiff, relDiff, tempDir } from './helpers';
 
 const prompts = [
   { prompt: 'example:dog->bird\nexample:hot->', target: 'cold' },
   { prompt: 'Paris is in ', target: 'France!' },
 ];
-
-function relDiff(fast: AttributionResult, ref: AttributionResult): number {
-  let diff = 0, scale = 0;
-  fast.prompts.forEach((p, b) =>
-    p.scores.forEach((v, i) => {
-      diff = Math.max(diff, Math.abs(v - ref.prompts[b].scores[i]));
-      scale = Math.max(scale, Math.abs(ref.prompts[b].scores[i]));
-    }),
-  );
-  return diff / scale;
-}
 
 const mlpArchitectures = ['gpt2', 'llama', 'mistral', 'qwen2', 'gpt_neox'];
 const models = new Map<string, Model>();

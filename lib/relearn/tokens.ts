@@ -62,15 +62,8 @@ export async function unitActivations(model: Model, rows: LabelledRow[], site: R
 export async function measureRows(model: Model, rows: LabelledRow[], site: RelearnSite, scores: boolean, batch = 16): Promise<{ acts: TokenActivations; scores?: TokenScores }> {
   if (site === 'hook_resid_post') return { acts: await residActivations(model, rows, batch), scores: scores ? await conceptScores(model, rows, batch) : undefined };
   const tally = scores ? new ScoreTally() : undefined;
-  const per = unitsPerLayer(model, site);
-  const L = model.info.nLayers;
-  const units = L * per;
-  const tokens = rows.reduce((n, r) => n + r.ids.length, 0);
-  const values = new Float32Array(tokens * units);
-  const concept: boolean[] = [];
-  const tokenIds: number[] = [];
+  const { per, L, values, units, concept, tokenIds, put } = tokenBuffer(model, rows, site);
   let t = 0;
-  const put = (layer: number, src: Float32Array, offset: number, token: number) => values.set(src.subarray(offset, offset + per), token * units + layer * per);
   for (let from = 0; from < rows.length; from += batch) {
     const part = rows.slice(from, from + batch);
     const a = await model.activations(part.map((r) => r.ids), { site: site as NeuronSite, withLogits: scores });
@@ -87,28 +80,30 @@ export async function measureRows(model: Model, rows: LabelledRow[], site: Relea
   return { acts: { values, units, concept, tokenIds }, scores: tally?.result() };
 }
 
-async function residActivations(model: Model, rows: LabelledRow[], batch: number): Promise<TokenActivations> {
-  const per = unitsPerLayer(model, 'hook_resid_post');
+/** The activations buffer [tokens, layers x per] of the rows, and put(layer, src, offset, token) to fill it. */
+function tokenBuffer(model: Model, rows: LabelledRow[], site: RelearnSite) {
+  const per = unitsPerLayer(model, site);
   const L = model.info.nLayers;
   const units = L * per;
-  const tokens = rows.reduce((n, r) => n + r.ids.length, 0);
-  const values = new Float32Array(tokens * units);
-  const concept: boolean[] = [];
-  const tokenIds: number[] = [];
-  let t = 0;
+  const values = new Float32Array(rows.reduce((n, r) => n + r.ids.length, 0) * units);
   const put = (layer: number, src: Float32Array, offset: number, token: number) => values.set(src.subarray(offset, offset + per), token * units + layer * per);
-  {
-    for (const row of rows) {
-      const prefixes = row.ids.map((_, i) => row.ids.slice(0, i + 1));
-      for (let from = 0; from < prefixes.length; from += batch) {
-        const part = prefixes.slice(from, from + batch);
-        const r = await model.residuals(part);
-        for (let b = 0; b < part.length; b++) for (let l = 0; l < L; l++) put(l, r.layers.get(l)!, b * per, t + from + b);
-      }
-      t += row.ids.length;
-      concept.push(...row.concept);
-      tokenIds.push(...row.ids);
+  return { per, L, values, units, concept: [] as boolean[], tokenIds: [] as number[], put };
+}
+
+async function residActivations(model: Model, rows: LabelledRow[], batch: number): Promise<TokenActivations> {
+  const { per, L, values, units, concept, tokenIds, put } = tokenBuffer(model, rows, 'hook_resid_post');
+  let t = 0;
+  // One forward per prefix: the residual read-out is the last token's (model.residuals).
+  for (const row of rows) {
+    const prefixes = row.ids.map((_, i) => row.ids.slice(0, i + 1));
+    for (let from = 0; from < prefixes.length; from += batch) {
+      const part = prefixes.slice(from, from + batch);
+      const r = await model.residuals(part);
+      for (let b = 0; b < part.length; b++) for (let l = 0; l < L; l++) put(l, r.layers.get(l)!, b * per, t + from + b);
     }
+    t += row.ids.length;
+    concept.push(...row.concept);
+    tokenIds.push(...row.ids);
   }
   return { values, units, concept, tokenIds };
 }
