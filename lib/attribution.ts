@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { writeSafetensors } from './checkpoint';
 import { NeuropruneError } from './errors';
 import { readJsonLines } from './jsonl';
-import { NEURON_SITES, NeuronSite } from './neurons';
+import { NeuronSite, UNIT_SET_SITES, UnitSetSite } from './neurons';
 import { checkLayers, describeValue, MAX_IG_STEPS, MAX_MEMORY_BUDGET_MB } from './validate';
 
 export type Objective = 'prob' | 'logprob' | 'logit_diff' | 'copy';
@@ -40,8 +40,11 @@ export interface AttributeOptions {
   layers?: number[];
   /** fast (default) or the reference that reruns the model per layer. */
   method?: Method;
-  /** The neuron site: the model's neuronSite (default; mlp.hook_post) or mlp.hook_pre (QRNCA's). */
-  site?: NeuronSite;
+  /**
+   * The site: the model's neuronSite (default; mlp.hook_post), mlp.hook_pre (QRNCA's), or
+   * hook_resid_post (the residual dimensions after each block: scores [layers, dModel]).
+   */
+  site?: UnitSetSite;
   /** Memory for activations kept for the backward pass; rows are micro-batched to fit (default 2048). */
   memoryBudgetMB?: number;
   onProgress?: (done: number, total: number) => void;
@@ -60,6 +63,7 @@ export interface PromptAttribution {
 
 export interface AttributionResult {
   layers: number[];
+  /** Units per layer: dMlp at the MLP sites, dModel at hook_resid_post. */
   dMlp: number;
   prompts: PromptAttribution[];
   options: Required<Omit<AttributeOptions, 'prompts' | 'onProgress' | 'signal'>>;
@@ -87,7 +91,7 @@ export function attributeDefaults(options: AttributeOptions, nLayers: number, de
   oneOf('rule', resolved.rule, RULES);
   oneOf('positions', resolved.positions, POSITIONS);
   oneOf('method', resolved.method, ['fast', 'reference']);
-  oneOf('site', resolved.site, NEURON_SITES);
+  oneOf('site', resolved.site, UNIT_SET_SITES);
   if (!Number.isInteger(resolved.steps) || resolved.steps < 1 || resolved.steps > MAX_IG_STEPS) {
     throw new NeuropruneError('E_ARG', `steps must be an integer in [1, ${MAX_IG_STEPS}], got ${describeValue(resolved.steps)}`);
   }

@@ -206,7 +206,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
   // attribute(ids, mask, batch, seqLen, prompts, options, onProgress?, cancel?) -> Promise<{...}>
   //   prompts: [{target: number[], distractor: number, labels: number[]}]
-  //   options: {method: 'fast'|'reference', objective, rule, positions, steps, layers: number[], memoryBudgetMB}
+  //   options: {method: 'fast'|'reference', objective, rule, positions, steps, layers: number[], memoryBudgetMB,
+  //             site?: 'post'|'pre'|'resid' (resid: blocks.{l}.hook_resid_post, [B, layers, d_model])}
   Napi::Value Attribute(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto state = live(env);
@@ -244,8 +245,11 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     request->rule = static_cast<IgRule>(pick("rule", {{"riemann_left", 0}, {"riemann_right", 1}, {"riemann_middle", 2}, {"riemann_trapezoid", 3}}));
     request->positions = static_cast<IgPositions>(pick("positions", {{"last", 0}, {"answer", 1}, {"all", 2}}));
     const bool fast = pick("method", {{"reference", 0}, {"fast", 1}}) == 1;
-    if (opt.Has("site") && !opt.Get("site").IsUndefined())
-      request->site = static_cast<MlpSite>(pick("site", {{"post", 0}, {"pre", 1}}));
+    if (opt.Has("site") && !opt.Get("site").IsUndefined()) {
+      const int site = pick("site", {{"post", 0}, {"pre", 1}, {"resid", 2}});
+      if (site == 2) request->resid_post = true;  // blocks.{l}.hook_resid_post
+      else request->site = static_cast<MlpSite>(site);
+    }
     request->steps = opt.Get("steps").ToNumber().Int64Value();
     request->layers = ints(opt.Get("layers"), "layers");
     request->memory_budget_bytes = static_cast<int64_t>(opt.Get("memoryBudgetMB").ToNumber().DoubleValue() * (1 << 20));
@@ -280,7 +284,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
             ~Release() { fn(); }
           } on_exit{release};
           std::lock_guard<std::mutex> lock(state->mutex);
-          *out = fast ? ig_fast(*state->model, *request) : ig_reference(*state->model, *request);
+          const CausalLM& m = *state->model;
+          if (request->resid_post) *out = fast ? ig_resid_fast(m, *request) : ig_resid_reference(m, *request);
+          else *out = fast ? ig_fast(m, *request) : ig_reference(m, *request);
         },
         [out](Napi::Env env) -> Napi::Value {
           auto copy = [&](const at::Tensor& t) {

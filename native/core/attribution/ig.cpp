@@ -11,6 +11,7 @@
 // Recurrent models (Mamba): the clean run goes in two pieces, the positions before p0 and the suffix,
 // and the "prefix cache" is each layer's conv and SSM state after the prefix.
 #include "attribution/ig.h"
+#include "attribution/ig_detail.h"
 
 #include <ATen/core/grad_mode.h>  // at::NoGradGuard, at::AutoGradMode (not in ATen.h on 2.x)
 
@@ -21,21 +22,7 @@
 #include "models/blocks.h"
 
 namespace neuroprune {
-namespace {
-
-// Where each prompt's predictions and scaled positions sit in the padded [B, T] batch.
-struct Geometry {
-  int64_t T = 0, n_max = 0, p0 = 0;
-  std::vector<int64_t> n_target, first_real;
-  at::Tensor scaled;  // [B, T] bool (CPU)
-};
-
-// One (prompt, layer, alpha) row. Baseline rows (alpha 0, weight 0) give F(0).
-struct Row {
-  int64_t prompt, layer_index, layer;
-  double alpha, weight;
-  bool baseline;
-};
+namespace ig_detail {
 
 void check(const CausalLM& model, const IgRequest& r) {
   const ModelInfo& info = model.info();
@@ -172,7 +159,9 @@ void cancel_in_backward(const at::Tensor& x, const IgRequest& r) {
   if (r.cancelled) x.register_hook([&r](const auto&) { check_cancelled(r, "during the backward pass"); });
 }
 
-}  // namespace
+}  // namespace ig_detail
+
+using namespace ig_detail;
 
 std::vector<std::pair<double, double>> ig_rule_points(IgRule rule, int64_t m) {
   std::vector<std::pair<double, double>> out;
@@ -262,60 +251,86 @@ IgResult ig_fast(const CausalLM& model, const IgRequest& r) {
   check(model, r);
   const Geometry g = geometry(r);
   const ModelInfo& info = model.info();
-  const auto device = model.device();
-  const int64_t B = r.ids.size(0), L = static_cast<int64_t>(r.layers.size()), N = info.d_mlp, T = g.T;
-  const int64_t S = T - g.p0;  // the suffix every row carries
-  const at::Tensor ids = r.ids.to(device), mask = r.mask.to(device);
+  const int64_t S = g.T - g.p0;  // the suffix every row carries
 
   // (a) One clean run: activations, the residual each MLP adds to, keys/values, F(a).
   // post and resid hold the last S positions (or all T of them); both are read as their last S.
   // post: the site's activations; gate: at hook_pre of gated MLPs, the factor it is multiplied by.
   std::vector<at::Tensor> post(info.n_layers), gate(info.n_layers), resid(info.n_layers);
   const bool pre_site = r.site == MlpSite::Pre;
-  KVCache clean;
-  std::vector<at::Tensor> prefix_conv, prefix_ssm;  // recurrent models: the states after the prefix
-  at::Tensor f_clean;
-  {
-    at::NoGradGuard no_grad;
-    Hooks capture;
-    if (pre_site) {
-      capture.mlp_pre = [&](int64_t l, const at::Tensor& p, const at::Tensor& gt) {
-        check_cancelled(r, "during the clean forward pass");
-        gate[l] = gt;
-        return post[l] = p;
-      };
-    } else {
-      capture.mlp_post = [&](int64_t l, const at::Tensor& p) {
-        check_cancelled(r, "during the clean forward pass");  // layer by layer: this run holds every prompt at once
-        return post[l] = p;
-      };
-    }
-    capture.resid_mid = [&](int64_t l, const at::Tensor& x) { resid[l] = x.narrow(1, x.size(1) - S, S); };
-    const bool split = info.recurrent && g.p0 > 0;
-    if (split) {
-      Hooks poll_only;
-      poll_only.mlp_post = [&](int64_t, const at::Tensor& p) {
-        check_cancelled(r, "during the clean forward pass");
-        return p;
-      };
-      model.forward(ids.narrow(1, 0, g.p0), mask.narrow(1, 0, g.p0), &clean, &poll_only, /*last_only=*/true);
-      prefix_conv = clean.conv_state;
-      prefix_ssm = clean.ssm_state;
-    }
-    // The LM head only where F reads it: the last position when every target is one token.
-    const at::Tensor logits = split ? model.forward(ids.narrow(1, g.p0, S), mask.narrow(1, g.p0, S), &clean, &capture, g.n_max == 1)
-                                    : model.forward(ids, mask, &clean, &capture, /*last_only=*/g.n_max == 1);
-    std::vector<int64_t> each(B);
-    for (int64_t b = 0; b < B; ++b) each[b] = b;
-    f_clean = objective_values(logits.narrow(1, logits.size(1) - g.n_max, g.n_max), each, r, g).cpu();
+  Hooks capture;
+  if (pre_site) {
+    capture.mlp_pre = [&](int64_t l, const at::Tensor& p, const at::Tensor& gt) {
+      check_cancelled(r, "during the clean forward pass");
+      gate[l] = gt;
+      return post[l] = p;
+    };
+  } else {
+    capture.mlp_post = [&](int64_t l, const at::Tensor& p) {
+      check_cancelled(r, "during the clean forward pass");  // layer by layer: this run holds every prompt at once
+      return post[l] = p;
+    };
   }
-  const at::Tensor positions = blocks::position_ids(mask, T).narrow(1, g.p0, S);
-  const at::Tensor scaled = g.scaled.narrow(1, g.p0, S).to(device).unsqueeze(-1);  // [B, S, 1]
+  capture.resid_mid = [&](int64_t l, const at::Tensor& x) { resid[l] = x.narrow(1, x.size(1) - S, S); };
+  const CleanRun clean = clean_run(model, r, g, capture);
 
+  // (b) Rows for layer j: the clean residual plus the MLP output of alpha * a at the scaled positions.
+  auto join = [&](int64_t j, const at::Tensor& bidx, const at::Tensor& scaled, const std::vector<double>& alphas) {
+    const int64_t n = bidx.size(0);
+    const at::Tensor a = post[j].narrow(1, post[j].size(1) - S, S).index_select(0, bidx);
+    const at::Tensor alpha = at::tensor(alphas, at::kDouble).to(a.device(), a.scalar_type()).view({n, 1, 1});
+    const at::Tensor leaf = (a * alpha).detach().requires_grad_(true);
+    at::Tensor mixed = at::where(scaled, leaf, a);
+    if (pre_site) {  // on through the activation (and any hook_post scales), as finish_mlp does
+      at::Tensor gt = gate[j].defined() ? gate[j].narrow(1, gate[j].size(1) - S, S).index_select(0, bidx) : at::Tensor();
+      mixed = model.apply_mlp_scale(j, MlpSite::Post, model.mlp_activation(j, mixed, gt));
+    }
+    return Joined{resid[j].index_select(0, bidx) + model.mlp_out(j, mixed), leaf, a};
+  };
+  return fast_rows(model, r, g, clean, info.d_mlp, join);
+}
+
+namespace ig_detail {
+
+CleanRun clean_run(const CausalLM& model, const IgRequest& r, const Geometry& g, const Hooks& capture) {
+  const ModelInfo& info = model.info();
+  const auto device = model.device();
+  const int64_t B = r.ids.size(0), S = g.T - g.p0;
+  CleanRun c;
+  c.mask = r.mask.to(device);
+  const at::Tensor ids = r.ids.to(device);
+  at::NoGradGuard no_grad;
+  const bool split = info.recurrent && g.p0 > 0;
+  if (split) {
+    Hooks poll_only;
+    poll_only.resid_post = [&](int64_t, const at::Tensor& x) {
+      check_cancelled(r, "during the clean forward pass");
+      return x;
+    };
+    model.forward(ids.narrow(1, 0, g.p0), c.mask.narrow(1, 0, g.p0), &c.cache, &poll_only, /*last_only=*/true);
+    c.prefix_conv = c.cache.conv_state;
+    c.prefix_ssm = c.cache.ssm_state;
+  }
+  // The LM head only where F reads it: the last position when every target is one token.
+  const at::Tensor logits = split ? model.forward(ids.narrow(1, g.p0, S), c.mask.narrow(1, g.p0, S), &c.cache, &capture, g.n_max == 1)
+                                  : model.forward(ids, c.mask, &c.cache, &capture, /*last_only=*/g.n_max == 1);
+  std::vector<int64_t> each(B);
+  for (int64_t b = 0; b < B; ++b) each[b] = b;
+  c.f_clean = objective_values(logits.narrow(1, logits.size(1) - g.n_max, g.n_max), each, r, g).cpu();
+  c.positions = blocks::position_ids(c.mask, g.T).narrow(1, g.p0, S);
+  c.scaled = g.scaled.narrow(1, g.p0, S).to(device).unsqueeze(-1);  // [B, S, 1]
+  return c;
+}
+
+IgResult fast_rows(const CausalLM& model, const IgRequest& r, const Geometry& g, const CleanRun& c, int64_t N, const JoinFn& join) {
+  const ModelInfo& info = model.info();
+  const auto device = model.device();
+  const int64_t B = r.ids.size(0), L = static_cast<int64_t>(r.layers.size());
+  const int64_t S = g.T - g.p0;
   const std::vector<Row> rows = make_rows(r, B);
   const int64_t total = static_cast<int64_t>(rows.size());
   const int64_t min_layer = *std::min_element(r.layers.begin(), r.layers.end());
-  const int64_t per_batch = rows_per_batch(info, r, info.n_layers - min_layer, S, T);
+  const int64_t per_batch = rows_per_batch(info, r, info.n_layers - min_layer, S, g.T);
   at::Tensor att = at::zeros({B * L, N}, at::TensorOptions().device(device).dtype(at::kFloat));
   at::Tensor f_base = at::zeros({B, L}, at::kFloat);
   int64_t batches = 0;
@@ -353,15 +368,15 @@ IgResult ig_fast(const CausalLM& model, const IgRequest& r) {
           if (info.recurrent) {
             cache.shared_conv.resize(info.n_layers);
             cache.shared_ssm.resize(info.n_layers);
-            cache.shared_conv[j] = prefix_conv[j].index_select(0, pidx);
-            cache.shared_ssm[j] = prefix_ssm[j].index_select(0, pidx);
+            cache.shared_conv[j] = c.prefix_conv[j].index_select(0, pidx);
+            cache.shared_ssm[j] = c.prefix_ssm[j].index_select(0, pidx);
           } else {
-            cache.shared_k[j] = clean.k[j].narrow(2, 0, g.p0).index_select(0, pidx);
-            cache.shared_v[j] = clean.v[j].narrow(2, 0, g.p0).index_select(0, pidx);
+            cache.shared_k[j] = c.cache.k[j].narrow(2, 0, g.p0).index_select(0, pidx);
+            cache.shared_v[j] = c.cache.v[j].narrow(2, 0, g.p0).index_select(0, pidx);
           }
         }
-        cache.mask = mask.index_select(0, idx);
-        const at::Tensor pos = positions.index_select(0, idx);
+        cache.mask = c.mask.index_select(0, idx);
+        const at::Tensor pos = c.positions.index_select(0, idx);
         check_cancelled(r, "during the forward pass");
         x = model.block(j, x, BlockContext{cache, pos, nullptr});
         cancel_in_backward(x, r);
@@ -369,24 +384,14 @@ IgResult ig_fast(const CausalLM& model, const IgRequest& r) {
       const size_t first = next;
       while (next < batch.size() && batch[next].layer == j) ++next;
       if (next == first) continue;
-      // (b) Rows for layer j: the clean residual plus the MLP output of alpha * a at the scaled positions.
       std::vector<int64_t> prompts;
       std::vector<double> alphas;
       for (size_t i = first; i < next; ++i) prompts.push_back(batch[i].prompt), alphas.push_back(batch[i].alpha);
       const at::Tensor bidx = at::tensor(prompts, at::kLong).to(device);
-      const int64_t n = static_cast<int64_t>(prompts.size());
-      const at::Tensor a = post[j].narrow(1, post[j].size(1) - S, S).index_select(0, bidx);
-      const at::Tensor alpha = at::tensor(alphas, at::kDouble).to(device, a.scalar_type()).view({n, 1, 1});
-      const at::Tensor leaf = (a * alpha).detach().requires_grad_(true);
-      at::Tensor mixed = at::where(scaled.index_select(0, bidx), leaf, a);
-      if (pre_site) {  // on through the activation (and any hook_post scales), as finish_mlp does
-        at::Tensor gt = gate[j].defined() ? gate[j].narrow(1, gate[j].size(1) - S, S).index_select(0, bidx) : at::Tensor();
-        mixed = model.apply_mlp_scale(j, MlpSite::Post, model.mlp_activation(j, mixed, gt));
-      }
-      const at::Tensor x_new = resid[j].index_select(0, bidx) + model.mlp_out(j, mixed);
-      x = x.defined() ? at::cat({x, x_new}, 0) : x_new;
+      const Joined joined = join(j, bidx, c.scaled.index_select(0, bidx), alphas);
+      x = x.defined() ? at::cat({x, joined.x}, 0) : joined.x;
       row_prompt.insert(row_prompt.end(), prompts.begin(), prompts.end());
-      leaves.push_back({leaf, a, first, next - first});
+      leaves.push_back({joined.leaf, joined.clean, first, next - first});
     }
     // (d) The objective at the prediction positions, one backward for every row.
     check_cancelled(r, "before the LM head");
@@ -405,14 +410,16 @@ IgResult ig_fast(const CausalLM& model, const IgRequest& r) {
       }
       const at::Tensor bidx = at::tensor(targets, at::kLong).to(device);
       const at::Tensor w = at::tensor(weights, at::kDouble).to(device, at::kFloat).view({-1, 1});
-      const at::Tensor sc = scaled.index_select(0, bidx.div(L, "floor"));
+      const at::Tensor sc = c.scaled.index_select(0, bidx.div(L, "floor"));
       const at::Tensor contribution = (lf.clean.to(at::kFloat) * lf.leaf.grad().to(at::kFloat) * sc).sum(1);  // [n, N]
       att.index_add_(0, bidx, contribution * w);
     }
     ++batches;
     poll(r, start + static_cast<int64_t>(batch.size()), total);
   }
-  return {att.view({B, L, N}).cpu(), f_clean.view({B, 1}).expand({B, L}).contiguous(), f_base, total, batches};
+  return {att.view({B, L, N}).cpu(), c.f_clean.view({B, 1}).expand({B, L}).contiguous(), f_base, total, batches};
 }
+
+}  // namespace ig_detail
 
 }  // namespace neuroprune

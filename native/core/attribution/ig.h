@@ -1,4 +1,5 @@
-// Integrated Gradients over MLP neurons (blocks.{l}.mlp.hook_post, or hook_pre), baseline 0:
+// Integrated Gradients over MLP neurons (blocks.{l}.mlp.hook_post, or hook_pre), or over residual
+// dimensions (blocks.{l}.hook_resid_post, ig_resid.cpp), baseline 0:
 //   IG_i = sum_p a_{p,i} * sum_k w_k dF(alpha_k a)/da_{p,i}
 // over the scaled positions p, with a Riemann rule (alpha_k, w_k). Two implementations that must
 // agree: the reference reruns the whole model per layer; the fast path shares everything that the
@@ -31,6 +32,7 @@ struct IgRequest {
   int64_t steps = 20;
   IgPositions positions = IgPositions::Last;
   MlpSite site = MlpSite::Post;  // hook_pre: the up projection's output before the activation (QRNCA)
+  bool resid_post = false;       // attribute blocks.{l}.hook_resid_post (ig_resid_*; site is not read)
   std::vector<int64_t> layers;
   int64_t memory_budget_bytes = int64_t(2) << 30;  // for activations kept for the backward pass
   std::function<void(int64_t done, int64_t total)> progress;
@@ -38,7 +40,7 @@ struct IgRequest {
 };
 
 struct IgResult {
-  at::Tensor attributions;  // [B, layers, d_mlp] float32 on CPU
+  at::Tensor attributions;  // [B, layers, d_mlp] (hook_resid_post: d_model) float32 on CPU
   at::Tensor f_full;        // [B, layers]: F(a), the objective with the site untouched
   at::Tensor f_baseline;    // [B, layers]: F(0), the site's scaled positions zeroed at that layer
   int64_t rows = 0;         // (prompt, layer, alpha) rows computed
@@ -50,5 +52,12 @@ std::vector<std::pair<double, double>> ig_rule_points(IgRule rule, int64_t steps
 
 IgResult ig_reference(const CausalLM& model, const IgRequest& request);
 IgResult ig_fast(const CausalLM& model, const IgRequest& request);
+
+// The same over the residual stream: IG_d = sum_p x_{p,d} * sum_k w_k dF(x with alpha_k x at the
+// scaled positions)/dx_{p,d}, x = blocks.{l}.hook_resid_post. The reference reruns the whole model
+// per layer; the fast path runs every prompt once and carries the scaled copies only through the
+// blocks above l (ig_resid.cpp).
+IgResult ig_resid_reference(const CausalLM& model, const IgRequest& request);
+IgResult ig_resid_fast(const CausalLM& model, const IgRequest& request);
 
 }  // namespace neuroprune
