@@ -109,6 +109,15 @@ export interface Residuals {
   tokens: TokenBatch;
 }
 
+export interface ResidualsAll {
+  /** blocks.{layer}.hook_resid_post at every position, per requested layer, row-major [batch, seqLen, dModel] (left padding included). */
+  layers: Map<number, Float32Array>;
+  shape: [number, number, number];
+  tokens: TokenBatch;
+  /** With `withLogits`: the same forward pass's logits at every position. */
+  logits?: Logits;
+}
+
 export interface PatchedGenerateOptions extends GenerateOptions {
   /** The layer whose hook_resid_post is patched (0 = after the first block). */
   layer: number;
@@ -272,12 +281,26 @@ export class Model {
     return Array.isArray(prompts) ? generations : generations[0];
   }
 
-  /** blocks.{l}.hook_resid_post at each row's last token (one forward) at the given layers (default all). */
-  async residuals(input: ModelInput, options: { layers?: number[] } = {}): Promise<Residuals> {
+  /**
+   * blocks.{l}.hook_resid_post at the given layers (default all), one forward: at each row's last
+   * token (default), or with `positions: 'all'` at every position ([batch, seqLen, dModel], left
+   * padded as `activations`), optionally with the same forward's logits (`withLogits`).
+   */
+  residuals(input: ModelInput, options?: { layers?: number[]; positions?: 'last' }): Promise<Residuals>;
+  residuals(input: ModelInput, options: { layers?: number[]; positions: 'all'; withLogits?: boolean }): Promise<ResidualsAll>;
+  async residuals(input: ModelInput, options: { layers?: number[]; positions?: 'last' | 'all'; withLogits?: boolean } = {}): Promise<Residuals | ResidualsAll> {
     const tokens = this.encode(input);
     const layers = checkLayers(options.layers ?? Array.from({ length: this.info.nLayers }, (_, l) => l), this.info.nLayers);
-    const arrays = await this.run(() => this.handle.residuals(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, Int32Array.from(layers)));
-    return { layers: new Map(layers.map((l, i) => [l, arrays[i]])), shape: [tokens.batch, this.info.dModel], tokens };
+    const positions = options.positions ?? 'last';
+    if (positions !== 'last' && positions !== 'all') throw new NeuropruneError('E_ARG', `positions must be last or all, got ${describeValue(positions)}`);
+    const all = positions === 'all', withLogits = options.withLogits === true;
+    if (withLogits && !all) throw new NeuropruneError('E_ARG', "withLogits needs positions: 'all'");
+    const arrays = await this.run(() => this.handle.residuals(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, Int32Array.from(layers), all, withLogits));
+    const byLayer = new Map(layers.map((l, i) => [l, arrays[i]]));
+    if (!all) return { layers: byLayer, shape: [tokens.batch, this.info.dModel], tokens };
+    const result: ResidualsAll = { layers: byLayer, shape: [tokens.batch, tokens.seqLen, this.info.dModel], tokens };
+    if (withLogits) result.logits = logitsView(arrays[layers.length], tokens, this.info.vocabSize);
+    return result;
   }
 
   /** Shared by generate and generatePatched: checks, the native call with an abort flag, decoding. */
@@ -320,22 +343,21 @@ export class Model {
     const withLogits = options.withLogits === true;
     const arrays = await this.run(() => this.handle.activations(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, Int32Array.from(layers), site, withLogits));
     const result: Activations = { layers: new Map(layers.map((l, i) => [l, arrays[i]])), shape: [tokens.batch, tokens.seqLen, this.info.dMlp], tokens };
-    if (withLogits) {
-      const data = arrays[layers.length], positions = tokens.seqLen, vocab = this.info.vocabSize;
-      result.logits = { data, shape: [tokens.batch, positions, vocab], tokens, at: (row, position) => data.subarray((row * positions + position) * vocab, (row * positions + position + 1) * vocab) };
-    }
+    if (withLogits) result.logits = logitsView(arrays[layers.length], tokens, this.info.vocabSize);
     return result;
   }
 
   /**
-   * Integrated Gradients over the neurons (blocks.{l}.mlp.hook_post; Mamba: mixer.hook_post) of every requested layer:
-   * per prompt a [layers, dMlp] score, plus F(a) and F(0) per layer so completeness can be checked
+   * Integrated Gradients over the neurons (blocks.{l}.mlp.hook_post; Mamba: mixer.hook_post; or
+   * mlp.hook_pre) or, with site hook_resid_post, the residual dimensions of every requested layer:
+   * per prompt a [layers, dMlp] (resid: [layers, dModel]) score, plus F(a) and F(0) per layer so completeness can be checked
    * (the scores of a layer sum to F(a) - F(0) as the steps grow). Cancel with `signal`; the model is
    * left as it was.
    */
   async attribute(options: AttributeOptions): Promise<AttributionResult> {
     const resolved = attributeDefaults(options, this.info.nLayers, this.info.neuronSite);
-    const site = this.nativeSite(resolved.site);
+    const resid = resolved.site === 'hook_resid_post';
+    const site = resid ? 'resid' : this.nativeSite(resolved.site as NeuronSite);
     const ids = (x: string | number[], special: boolean, where = 'a prompt field') => {
       if (typeof x === 'string') return this.tokenizer.encode(x, { addSpecialTokens: special });
       if (!Array.isArray(x)) throw new NeuropruneError('E_ARG', `${where} must be text or an array of token ids, got ${x === null ? 'null' : typeof x}`);
@@ -387,7 +409,7 @@ export class Model {
     }
     if (progressError !== undefined) throw progressError;
     if (onProgress && reported < raw.rows) onProgress(raw.rows, raw.rows);
-    const L = resolved.layers.length, N = this.info.dMlp;
+    const L = resolved.layers.length, N = resid ? this.info.dModel : this.info.dMlp;
     return {
       layers: resolved.layers,
       dMlp: N,
@@ -612,6 +634,12 @@ async function withAbortFlag<T>(signal: AbortSignal | undefined, call: (flag: In
   } finally {
     signal.removeEventListener('abort', raise);
   }
+}
+
+/** Logits [batch, seqLen, vocab] of every position of a batch, with at(row, position). */
+function logitsView(data: Float32Array, tokens: TokenBatch, vocab: number): Logits {
+  const positions = tokens.seqLen;
+  return { data, shape: [tokens.batch, positions, vocab], tokens, at: (row, position) => data.subarray((row * positions + position) * vocab, (row * positions + position + 1) * vocab) };
 }
 
 function neuronArrays(neurons: NeuronRef[] | NeuronSet): [Int32Array, Int32Array, number] {

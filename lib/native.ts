@@ -37,7 +37,7 @@ export interface NativeModel {
   ): Promise<NativeGeneration>;
   activations(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, layers: Int32Array, site?: 'post' | 'pre', withLogits?: boolean): Promise<Float32Array[]>;
   /** blocks.{l}.hook_resid_post at each row's last position, [batch, dModel] per layer. */
-  residuals(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, layers: Int32Array): Promise<Float32Array[]>;
+  residuals(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, layers: Int32Array, allPositions?: boolean, withLogits?: boolean): Promise<Float32Array[]>;
   /** generate() with blocks.{layer}.hook_resid_post at the prompt's last position replaced by each row's vector. */
   generatePatched(
     ids: Int32Array,
@@ -56,7 +56,7 @@ export interface NativeModel {
     batch: number,
     seqLen: number,
     prompts: Array<{ target: number[]; distractor?: number; labels?: number[] }>,
-    options: { method: string; objective: string; rule: string; positions: string; steps: number; layers: number[]; memoryBudgetMB: number; site?: 'post' | 'pre' },
+    options: { method: string; objective: string; rule: string; positions: string; steps: number; layers: number[]; memoryBudgetMB: number; site?: 'post' | 'pre' | 'resid' },
     onProgress?: (done: number, total: number) => void,
     cancel?: Int32Array,
   ): Promise<{ attributions: Float32Array; fFull: Float32Array; fBaseline: Float32Array; rows: number; microBatches: number }>;

@@ -49,24 +49,26 @@ export function unitsPerLayer(model: Model, site: RelearnSite): number {
 
 /**
  * Activations of every unit (layer-major: unit = layer * unitsPerLayer + i) at every token of the
- * rows. Residual dimensions are read at the last token of each prefix (the model's residual read-out).
+ * rows; residual dimensions are blocks.{l}.hook_resid_post at each token.
  */
 export async function unitActivations(model: Model, rows: LabelledRow[], site: RelearnSite, batch = 16): Promise<TokenActivations> {
   return (await measureRows(model, rows, site, false, batch)).acts;
 }
 
 /**
- * Unit activations and, with `scores`, the concept/control scores; at MLP sites both come from one
- * forward pass per batch (equal to unitActivations and conceptScores run apart).
+ * Unit activations and, with `scores`, the concept/control scores, both from one forward pass per
+ * batch of rows (equal to unitActivations and conceptScores run apart).
  */
 export async function measureRows(model: Model, rows: LabelledRow[], site: RelearnSite, scores: boolean, batch = 16): Promise<{ acts: TokenActivations; scores?: TokenScores }> {
-  if (site === 'hook_resid_post') return { acts: await residActivations(model, rows, batch), scores: scores ? await conceptScores(model, rows, batch) : undefined };
   const tally = scores ? new ScoreTally() : undefined;
   const { per, L, values, units, concept, tokenIds, put } = tokenBuffer(model, rows, site);
   let t = 0;
   for (let from = 0; from < rows.length; from += batch) {
     const part = rows.slice(from, from + batch);
-    const a = await model.activations(part.map((r) => r.ids), { site: site as NeuronSite, withLogits: scores });
+    const ids = part.map((r) => r.ids);
+    const a = site === 'hook_resid_post'
+      ? await model.residuals(ids, { positions: 'all', withLogits: scores })
+      : await model.activations(ids, { site: site as NeuronSite, withLogits: scores });
     const seqLen = a.shape[1];
     part.forEach((row, b) => {
       const pad = seqLen - row.ids.length;  // left padding
@@ -88,24 +90,6 @@ function tokenBuffer(model: Model, rows: LabelledRow[], site: RelearnSite) {
   const values = new Float32Array(rows.reduce((n, r) => n + r.ids.length, 0) * units);
   const put = (layer: number, src: Float32Array, offset: number, token: number) => values.set(src.subarray(offset, offset + per), token * units + layer * per);
   return { per, L, values, units, concept: [] as boolean[], tokenIds: [] as number[], put };
-}
-
-async function residActivations(model: Model, rows: LabelledRow[], batch: number): Promise<TokenActivations> {
-  const { per, L, values, units, concept, tokenIds, put } = tokenBuffer(model, rows, 'hook_resid_post');
-  let t = 0;
-  // One forward per prefix: the residual read-out is the last token's (model.residuals).
-  for (const row of rows) {
-    const prefixes = row.ids.map((_, i) => row.ids.slice(0, i + 1));
-    for (let from = 0; from < prefixes.length; from += batch) {
-      const part = prefixes.slice(from, from + batch);
-      const r = await model.residuals(part);
-      for (let b = 0; b < part.length; b++) for (let l = 0; l < L; l++) put(l, r.layers.get(l)!, b * per, t + from + b);
-    }
-    t += row.ids.length;
-    concept.push(...row.concept);
-    tokenIds.push(...row.ids);
-  }
-  return { values, units, concept, tokenIds };
 }
 
 export interface TokenScores {

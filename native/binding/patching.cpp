@@ -16,15 +16,21 @@ Napi::Value residuals(const Napi::CallbackInfo& info, std::shared_ptr<ModelState
   const CausalLM& model = *state->model;
   auto [ids, mask] = tokens_from_js(info, 0, model.info().vocab_size);
   const std::vector<int64_t> layers = layers_from_js(info, 4, model);
+  const bool all = info.Length() > 5 && info[5].ToBoolean();
+  const bool with_logits = info.Length() > 6 && info[6].ToBoolean();
+  if (with_logits && !all) throw_coded(env, codes::kArgument, "withLogits needs every position");
   auto out = std::make_shared<std::vector<at::Tensor>>();
   return PromiseWorker::Run(
       env,
-      [state, ids = ids, mask = mask, layers, out] {
+      [state, ids = ids, mask = mask, layers, all, with_logits, out] {
         std::lock_guard<std::mutex> lock(state->mutex);
         at::NoGradGuard no_grad;
         const CausalLM& m = *state->model;
-        for (auto& t : last_position_resid(m, ids.to(m.device()), mask.to(m.device()), layers))
-          out->push_back(t.to(at::kCPU, at::kFloat).contiguous());
+        at::Tensor logits;
+        const std::vector<at::Tensor> got = all ? all_positions_resid(m, ids.to(m.device()), mask.to(m.device()), layers, with_logits ? &logits : nullptr)
+                                                : last_position_resid(m, ids.to(m.device()), mask.to(m.device()), layers);
+        for (const auto& t : got) out->push_back(t.to(at::kCPU, at::kFloat).contiguous());
+        if (with_logits) out->push_back(logits.to(at::kCPU, at::kFloat).contiguous());
       },
       [out](Napi::Env env) -> Napi::Value { return float_arrays_to_js(env, *out); });
 }

@@ -30,6 +30,25 @@ std::vector<at::Tensor> last_position_resid(const CausalLM& model, const at::Ten
   return out;
 }
 
+std::vector<at::Tensor> all_positions_resid(const CausalLM& model, const at::Tensor& ids, const at::Tensor& mask,
+                                            const std::vector<int64_t>& layers, at::Tensor* logits) {
+  for (int64_t l : layers) check_resid_layer(model, l, "layer");
+  std::map<int64_t, at::Tensor> seen;
+  for (int64_t l : layers) seen[l] = at::Tensor();
+  Hooks hooks;
+  hooks.resid_post = [&seen](int64_t layer, const at::Tensor& x) {
+    auto it = seen.find(layer);
+    if (it != seen.end()) it->second = x;  // [B, T, d_model]; x is never changed in place
+    return x;
+  };
+  // Without logits the LM head runs at the last position only (its output is dropped).
+  at::Tensor out = model.forward(ids, mask, nullptr, &hooks, /*last_only=*/logits == nullptr);
+  if (logits) *logits = out;
+  std::vector<at::Tensor> result;
+  for (int64_t l : layers) result.push_back(seen.at(l));
+  return result;
+}
+
 Hooks patch_last_position(const CausalLM& model, int64_t layer, at::Tensor vectors) {
   check_resid_layer(model, layer, "layer");
   const int64_t d = model.info().d_model;

@@ -1,4 +1,5 @@
-// Reads and patches of the residual stream (blocks.{l}.hook_resid_post) at each row's last position:
+// Reads and patches of the residual stream (blocks.{l}.hook_resid_post) at each row's last position
+// (or every position, for reads):
 // the primitive behind task vectors (Hendel et al. 2023), on the Hooks every forward takes.
 #pragma once
 #include <ATen/ATen.h>
@@ -16,6 +17,12 @@ void check_resid_layer(const CausalLM& model, int64_t layer, const char* what);
 // returns, per requested layer, blocks.{l}.hook_resid_post at the last position, [B, d_model].
 std::vector<at::Tensor> last_position_resid(const CausalLM& model, const at::Tensor& ids, const at::Tensor& mask,
                                             const std::vector<int64_t>& layers);
+
+// One forward of ids, mask [B, T]; per requested layer blocks.{l}.hook_resid_post at every position,
+// [B, T, d_model] (padding positions included: left padding, the caller skips them). With `logits`,
+// the same forward's logits [B, T, vocab] go there (one pass for residuals and scores).
+std::vector<at::Tensor> all_positions_resid(const CausalLM& model, const at::Tensor& ids, const at::Tensor& mask,
+                                            const std::vector<int64_t>& layers, at::Tensor* logits = nullptr);
 
 // Hooks that replace blocks.{layer}.hook_resid_post at the last position of the forward's input by
 // `vectors` [B, d_model] (row b gets vectors[b]); every other position and layer flows unchanged.
