@@ -63,3 +63,11 @@ export function pairedBootstrap(strata: PairedSample[], options: { resamples?: n
   const tail = (1 - level) / 2;
   return { delta, low: quantile(draws, tail), high: quantile(draws, 1 - tail), level, resamples };
 }
+
+/**
+ * The mean of per-item values with a bootstrap interval over the items (the percentile method of
+ * pairedBootstrap, against 0): `delta` is the mean.
+ */
+export function bootstrapMean(values: ArrayLike<number>, options: { resamples?: number; level?: number; seed?: number } = {}): Interval {
+  return pairedBootstrap([{ before: new Float64Array(values.length), after: values }], options);
+}

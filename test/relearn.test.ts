@@ -105,9 +105,9 @@ test('free: pruned neurons come back to life during retraining', async (t) => {
   t.true(last.prunedNorm > 0, 'the output weights regrow');
 });
 
-test('random ranking and the residual site run, with the control beside; the unit set says hook_resid_post and MLP edits refuse it', async (t) => {
+test('the residual site with the control beside: seeded random draws, their band and the paired difference; the unit set says hook_resid_post and MLP edits refuse it', async (t) => {
   const out = path.join(tempDir(), 'resid');
-  const { runs } = await relearn(await trained, { ...base(out), site: 'hook_resid_post', steps: 20, control: true });
+  const { runs, results } = await relearn(await trained, { ...base(out), site: 'hook_resid_post', steps: 20, control: true, randomDraws: 2 });
   const set = await readNeuronSet(path.join(out, 'neurons.json'));
   t.is(set.site, 'hook_resid_post');
   t.deepEqual(set.neurons.map((n) => [n.layer, n.index]), runs[0].pruned.map((n) => [n.layer, n.index]));
@@ -116,10 +116,58 @@ test('random ranking and the residual site run, with the control beside; the uni
   t.is(await codeOf(model.scale(set, 0)), 'E_SITE');
   t.is(await codeOf(model.scale(set, 0, { site: 'mlp.hook_pre' })), 'E_SITE');
   model.dispose();
-  t.deepEqual(runs.map((r) => r.ranking), ['probeless', 'random']);
+  t.deepEqual(runs.map((r) => [r.ranking, r.draw]), [['probeless', undefined], ['random', 0], ['random', 1]]);
   t.is(runs[0].pruned.length, 8);  // 25% of 32 dimensions
   t.notDeepEqual(runs[0].pruned, runs[1].pruned);
+  t.notDeepEqual(runs[1].pruned, runs[2].pruned, 'each draw has its own sub-seed');
   t.is(runs[0].checkpoints[1].prunedMaxAbs, 0, 'pruned residual dimensions read 0 at every layer');
+  // Per checkpoint: the draws' mean accuracy inside its interval, their range, and main minus random.
+  const control = results.control!;
+  t.deepEqual(control.map((p) => [p.step, p.phase]), runs[0].checkpoints.map((c) => [c.step, c.phase]));
+  control.forEach((p, i) => {
+    const c = p.concept!;
+    const accuracies = runs.slice(1).map((r) => r.checkpoints[i].scores.accuracy.concept);
+    t.true(Math.abs(c.random.mean - (accuracies[0] + accuracies[1]) / 2) < 1e-6, 'mean over draws');
+    t.deepEqual([c.random.min, c.random.max], [Math.min(...accuracies), Math.max(...accuracies)].map((x) => Math.round(x * 1e6) / 1e6));
+    t.true(c.random.low <= c.random.mean + 1e-9 && c.random.mean <= c.random.high + 1e-9);
+    t.true(Math.abs(c.difference.delta - (runs[0].checkpoints[i].scores.accuracy.concept - c.random.mean)) < 1e-5);
+    t.true(c.difference.low <= c.difference.delta + 1e-9 && c.difference.delta <= c.difference.high + 1e-9);
+  });
+  // Before pruning every run is the same model: no difference, and a zero-width interval.
+  t.deepEqual([control[0].concept!.difference.delta, control[0].concept!.difference.low, control[0].concept!.difference.high], [0, 0, 0]);
+  t.true(results.notes.control.includes('held-out tokens'));
+  const sal = await readSafetensors(path.join(out, 'saliency.safetensors'));
+  t.deepEqual(Object.keys(sal.tensors).sort(), ['saliency', 'saliency_random_0', 'saliency_random_1']);
+  const html = fs.readFileSync(path.join(out, 'report.html'), 'utf8');
+  t.true(html.includes('random pruning (mean of 2, 95% band)') && html.includes('<polygon'), 'the random band beside the main curve');
+});
+
+test('ig ranking at hook_resid_post: the dimensions with the largest IG summed over layers are pruned', async (t) => {
+  const out = path.join(tempDir(), 'resid-ig');
+  const { runs } = await relearn(await trained, { ...base(out), site: 'hook_resid_post', ranking: 'ig', steps: 20 });
+  t.is(runs[0].pruned.length, 8);
+  // The same ranking by hand: the IG prompts relearn builds, scores summed over layers.
+  const model = await Model.load(await trained);
+  const rows = labelRows(model, base(out).corpus.slice(0, 60), 128);
+  const prompts: Array<{ prompt: number[]; target: number[] }> = [];
+  for (const row of rows) {
+    for (let i = 1; i < row.ids.length; i++) {
+      if (!row.concept[i] || row.concept[i - 1]) continue;  // one prompt per run of concept tokens
+      let j = i;
+      while (j < row.ids.length && row.concept[j]) j++;
+      prompts.push({ prompt: row.ids.slice(0, i), target: row.ids.slice(i, j) });
+    }
+  }
+  const r = await model.attribute({ prompts, objective: 'logprob', site: 'hook_resid_post', steps: 20 });
+  model.dispose();
+  // Accumulated as relearn does (float32), so that near-ties order the same.
+  const mean = new Float32Array(2 * 32), dims = new Float32Array(32);
+  for (const p of r.prompts) for (let u = 0; u < mean.length; u++) mean[u] += p.scores[u] / r.prompts.length;
+  for (let u = 0; u < mean.length; u++) dims[u % 32] += mean[u];
+  const top = Array.from(dims.keys()).sort((a, b) => dims[b] - dims[a]).slice(0, 8).sort((a, b) => a - b);
+  t.deepEqual(runs[0].pruned.map((n) => n.index), top);
+  t.true(runs[0].pruned.every((n) => n.layer === 0));
+  t.is(runs[0].checkpoints[1].prunedMaxAbs, 0);
 });
 
 test('a run killed with SIGKILL resumes from its last checkpoint and ends as an uninterrupted one', async (t) => {

@@ -25,6 +25,7 @@ export interface RelearnFlags {
   seed: number;
   saliencyTop: number;
   control: boolean;
+  randomDraws: number;
   dataDir: string;
   limit?: number;
   measureTexts: number;
@@ -61,7 +62,7 @@ export async function runRelearn(id: string, o: RelearnFlags): Promise<void> {
     let stage = '';
     const r = await relearn(id, {
       corpus, out, site: o.site, ranking: o.ranking, mode: o.mode, pruneFraction: o.pruneFraction, steps: o.steps, checkpointEvery: o.checkpointEvery,
-      batchSize: o.batchSize, lr: o.lr, seed: o.seed, saliencyTop: o.saliencyTop, measureTexts: o.measureTexts, control: o.control ? undefined : false, resume: o.resume,
+      batchSize: o.batchSize, lr: o.lr, seed: o.seed, saliencyTop: o.saliencyTop, measureTexts: o.measureTexts, control: o.control ? undefined : false, randomDraws: o.randomDraws, resume: o.resume,
       load: { device: o.device as never, dtype: o.dtype }, signal,
       onProgress: (what, done, total) => {
         if (what !== stage) (bar.stop(), (stage = what), (bar = progressBar(what.padEnd(20))));
@@ -70,10 +71,18 @@ export async function runRelearn(id: string, o: RelearnFlags): Promise<void> {
     });
     bar.stop();
     for (const run of r.runs) {
-      process.stdout.write(`\n${run.ranking} pruning of ${run.pruned.length} units (${o.mode}):\n  step     phase    concept acc  control acc  concept loss  control loss\n`);
+      process.stdout.write(`\n${run.ranking} pruning${run.draw === undefined ? '' : ` (draw ${run.draw})`} of ${run.pruned.length} units (${o.mode}):\n  step     phase    concept acc  control acc  concept loss  control loss\n`);
       for (const c of run.checkpoints) {
         const pct = (x: number) => `${(100 * x).toFixed(1)}%`.padStart(11);
         process.stdout.write(`  ${String(c.step).padStart(5)}  ${c.phase.padEnd(8)} ${pct(c.scores.accuracy.concept)}  ${pct(c.scores.accuracy.control)}  ${c.scores.loss.concept.toFixed(3).padStart(12)}  ${c.scores.loss.control.toFixed(3).padStart(12)}\n`);
+      }
+    }
+    if (r.results.control) {
+      const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+      process.stdout.write(`\n${r.runs[0].ranking} minus random pruning (mean of ${r.runs.length - 1} draws), concept accuracy [paired 95% interval]:\n`);
+      for (const p of r.results.control) {
+        const d = p.concept?.difference;
+        process.stdout.write(`  ${String(p.step).padStart(5)}  ${p.phase.padEnd(8)} ${d ? `${pct(d.delta).padStart(7)} [${pct(d.low)}, ${pct(d.high)}]` : 'n/a'}\n`);
       }
     }
     process.stdout.write(`\nwrote ${path.join(out, 'results.json')}, neurons.json, saliency.safetensors and report.html\n`);

@@ -1,7 +1,8 @@
 /**
  * Relearning after pruning (Lo, Cohen & Barez 2024): rank a concept's units, prune the top fraction
  * (frozen: kept exactly zero through training; free: zeroed once), retrain, and measure at every
- * checkpoint how the concept comes back, beside the same run with randomly ranked units.
+ * checkpoint how the concept comes back, beside the same run with randomly ranked units (several
+ * seeded draws, summarised with bootstrap intervals).
  *
  * Retraining runs in segments of `checkpointEvery` steps of one learning-rate schedule and one batch
  * order, with the optimizer state (AdamW's moments) saved beside each checkpoint and carried into the
@@ -20,6 +21,7 @@ import { ConceptText } from '../tasks/concept';
 import { subSeed } from '../tasks/random';
 import { relearnReport } from '../report/relearn';
 import { cosine, jaccard, meanRows, probelessScores, randomRanking, rankByScore, saliencyFromRanking, saliencyPerLayer, topTokens, TokenActivations } from '../relearn/measure';
+import { controlSummary } from '../relearn/control';
 import { labelRows, LabelledRow, measureRows, RelearnSite, TokenScores, unitsPerLayer } from '../relearn/tokens';
 
 export type Ranking = 'probeless' | 'ig' | 'random';
@@ -50,6 +52,8 @@ export interface RelearnOptions {
   saliencyTop?: number;
   /** Run the random-ranking control beside (default true unless ranking is random). */
   control?: boolean;
+  /** Seeded random rankings the control runs, each a whole retraining (default 3). */
+  randomDraws?: number;
   resume?: boolean;
   load?: LoadOptions;
   onProgress?: (what: string, done: number, total: number) => void;
@@ -75,6 +79,8 @@ export interface Checkpoint {
 
 export interface RunResult {
   ranking: Ranking;
+  /** The control's draw (0, 1, ...; its own sub-seed); undefined for the main run. */
+  draw?: number;
   layers: number;
   /** Wall time of this process's share of the run: measuring (with ranking) and training (with saving state). */
   seconds: { measure: number; train: number };
@@ -84,7 +90,7 @@ export interface RunResult {
   saliency: Float32Array;
 }
 
-interface RunState extends Omit<RunResult, 'saliency' | 'layers' | 'seconds'> {
+interface RunState extends Omit<RunResult, 'saliency' | 'layers' | 'seconds' | 'draw'> {
   saliency: number[];
   topBefore: number[][];
   modelDir?: string;
@@ -98,14 +104,14 @@ export async function relearn(modelSource: string, options: RelearnOptions) {
     site: options.site ?? 'mlp.hook_post', ranking: options.ranking ?? 'probeless', mode: options.mode ?? 'frozen',
     pruneFraction: options.pruneFraction ?? 0.05, steps: options.steps ?? 200, checkpointEvery: options.checkpointEvery ?? 50,
     batchSize: options.batchSize ?? 16, lr: options.lr ?? 1e-3, seed: options.seed ?? 0, heldOut: options.heldOut ?? 0.1, measureTexts: options.measureTexts ?? 64,
-    saliencyTop: options.saliencyTop ?? 100, maxLength: 128,
+    saliencyTop: options.saliencyTop ?? 100, maxLength: 128, randomDraws: options.randomDraws ?? 3,
   };
   const control = options.control ?? o.ranking !== 'random';
   if (!(o.pruneFraction > 0 && o.pruneFraction < 1)) throw new NeuropruneError('E_ARG', `pruneFraction must be in (0, 1), got ${o.pruneFraction}`);
   if (!Number.isInteger(o.checkpointEvery) || o.checkpointEvery < 1) throw new NeuropruneError('E_ARG', `checkpointEvery must be a positive integer`);
   if (!['probeless', 'ig', 'random'].includes(o.ranking)) throw new NeuropruneError('E_ARG', `ranking must be probeless, ig or random, got ${o.ranking}`);
   if (!['frozen', 'free'].includes(o.mode)) throw new NeuropruneError('E_ARG', `mode must be frozen or free, got ${o.mode}`);
-  if (o.ranking === 'ig' && o.site === 'hook_resid_post') throw new NeuropruneError('E_ARG', 'the ig ranking attributes MLP neurons; use probeless or random at hook_resid_post');
+  if (!Number.isInteger(o.randomDraws) || o.randomDraws < 1) throw new NeuropruneError('E_ARG', `randomDraws must be a positive integer, got ${o.randomDraws}`);
   if (!Number.isInteger(o.measureTexts) || o.measureTexts < 1) throw new NeuropruneError('E_ARG', `measureTexts must be a positive integer, got ${o.measureTexts}`);
   const heldCount = Math.min(o.measureTexts, Math.max(1, Math.round(options.corpus.length * o.heldOut)));
   if (options.corpus.length < heldCount + 1) throw new NeuropruneError('E_ARG', 'the corpus needs more texts than the held-out share');
@@ -121,10 +127,13 @@ export async function relearn(modelSource: string, options: RelearnOptions) {
     writeWhole(path.join(work, 'settings.json'), settings);
   }
   const started = performance.now();
-  const rankings: Ranking[] = control ? [o.ranking, 'random'] : [o.ranking];
-  const runs: RunResult[] = [];
-  for (const ranking of rankings) runs.push(await oneRun(modelSource, ranking, { ...o, ranking }, train, held, path.join(work, ranking), options));
+  // The main run, then each control draw in a folder of its own (a resume picks up where each stood).
+  const runs: RunResult[] = [await oneRun(modelSource, o.ranking, { ...o }, train, held, path.join(work, o.ranking), options)];
+  if (control) {
+    for (let draw = 0; draw < o.randomDraws; draw++) runs.push(await oneRun(modelSource, 'random', { ...o, ranking: 'random' }, train, held, path.join(work, `random-${draw}`), options, draw));
+  }
   const info = { nLayers: runs[0].layers };
+  const draws = runs.slice(1);
   const results = {
     environment: environment(), model: modelSource, settings: { ...o, control, trainTexts: train.length, heldOutTexts: held.length },
     notes: {
@@ -132,9 +141,11 @@ export async function relearn(modelSource: string, options: RelearnOptions) {
       similarity: 'Jaccard of the top-5 activating held-out tokens before pruning and at the checkpoint, and cosine of their mean input embeddings (the starting model\'s); null for a unit with no nonzero activation',
       optimizer: 'one AdamW training over all steps: the learning-rate schedule, batch order and optimizer state (moments, update count) carry across checkpoint segments and through a resume',
       pruning: 'frozen: an MLP neuron loses its up/gate rows, biases and down-projection column and gets no gradient (it reads exactly 0); free: only its down-projection column is zeroed, once (with every weight at 0 it could never regrow)',
-      resid: 'pruning a residual dimension d zeroes column d of the embeddings and row d of every residual writer, so hook_resid_post[d] is 0 at every layer',
+      resid: 'pruning a residual dimension d zeroes column d of the embeddings and row d of every residual writer, so hook_resid_post[d] is 0 at every layer; its ig score is its hook_resid_post IG summed over layers (probeless: its probeless score summed over layers)',
+      control: `${draws.length} random rankings, each with its own sub-seed and the same training order as the main run. Per checkpoint: the draws' mean accuracy with a 95% percentile-bootstrap interval, and main minus random with a paired 95% bootstrap interval, both resampling the held-out tokens (every run scores the same tokens; per token the control is its mean over draws). Tokens, not draws, are resampled because a bootstrap over ${draws.length} draws has too few distinct resamples to mean anything; the draws' own spread is given as random.min and random.max.`,
     },
-    runs: runs.map((r) => ({ ranking: r.ranking, pruned: r.pruned.length, seconds: r.seconds, checkpoints: r.checkpoints })),
+    runs: runs.map((r) => ({ ranking: r.ranking, ...(r.draw === undefined ? {} : { draw: r.draw }), pruned: r.pruned.length, seconds: r.seconds, checkpoints: r.checkpoints })),
+    control: draws.length ? controlSummary(runs[0].checkpoints, draws.map((r) => r.checkpoints), { seed: o.seed }) : null,
     ms: Math.round(performance.now() - started),
   };
   throwIfAborted(options.signal, 'relearn');
@@ -146,7 +157,7 @@ export async function relearn(modelSource: string, options: RelearnOptions) {
     fs.writeFileSync(path.join(tmp, 'neurons.json'), JSON.stringify(set, null, 2) + '\n');
     const per = main.saliency.length / main.checkpoints.length / info.nLayers;
     await writeSafetensors(path.join(tmp, 'saliency.safetensors'), runs.map((r) => ({
-      name: r.ranking === main.ranking && r === main ? 'saliency' : `saliency_${r.ranking}`, dtype: 'F32',
+      name: r === main ? 'saliency' : `saliency_random_${r.draw}`, dtype: 'F32',
       shape: [r.checkpoints.length, info.nLayers, per], data: Buffer.from(r.saliency.buffer, r.saliency.byteOffset, r.saliency.byteLength),
     })));
     fs.writeFileSync(path.join(tmp, 'report.html'), relearnReport(results, runs, info.nLayers));
@@ -162,8 +173,8 @@ export async function relearn(modelSource: string, options: RelearnOptions) {
 
 type Resolved = { site: RelearnSite; ranking: Ranking; mode: PruneMode; pruneFraction: number; steps: number; checkpointEvery: number; batchSize: number; lr: number; seed: number; saliencyTop: number; maxLength: number };
 
-/** One ranking's run: measure, rank, prune, retrain in segments; state.json after each checkpoint. */
-async function oneRun(source: string, ranking: Ranking, o: Resolved, train: ConceptText[], held: ConceptText[], dir: string, options: RelearnOptions): Promise<RunResult> {
+/** One ranking's run (a control draw with `draw`): measure, rank, prune, retrain in segments; state.json after each checkpoint. */
+async function oneRun(source: string, ranking: Ranking, o: Resolved, train: ConceptText[], held: ConceptText[], dir: string, options: RelearnOptions, draw?: number): Promise<RunResult> {
   const stateFile = path.join(dir, 'state.json');
   let state: RunState | undefined = fs.existsSync(stateFile) ? JSON.parse(fs.readFileSync(stateFile, 'utf8')) : undefined;
   fs.mkdirSync(dir, { recursive: true });
@@ -214,7 +225,7 @@ async function oneRun(source: string, ranking: Ranking, o: Resolved, train: Conc
       const acts = await measure('before', 0, state);
       state.topBefore = Array.from({ length: acts.units }, (_, u) => topTokens(acts, u));
       state.checkpoints[0].similarity = { pruned: [], top: [], prunedCosine: [], topCosine: [] };
-      state.pruned = await timed('measure', () => rankUnits(model, ranking, o, acts, rows, L, per));
+      state.pruned = await timed('measure', () => rankUnits(model, ranking, o, acts, rows, L, per, draw));
       // Frozen MLP neurons lose their input weights too (they read exactly 0); free ones keep them,
       // since a neuron with every weight at 0 has no gradient and could never regrow.
       await model.pruneUnits(o.site === 'hook_resid_post' ? 'resid' : 'mlp', state.pruned, { inputs: o.mode === 'frozen' });
@@ -233,7 +244,7 @@ async function oneRun(source: string, ranking: Ranking, o: Resolved, train: Conc
         samples, steps: o.steps, batchSize: o.batchSize, lr: o.lr, seed: o.seed, maxLength: o.maxLength, fromStep: from, untilStep: until,
         optimizerState,
         frozen: o.mode === 'frozen' ? { kind, units: pruned } : undefined, signal: options.signal,
-        onStep: (p) => options.onProgress?.(`${ranking} training`, p.step, o.steps),
+        onStep: (p) => options.onProgress?.(`${draw === undefined ? ranking : `random draw ${draw}`} training`, p.step, o.steps),
       }));
       await measure('trained', until, state);
       const done = state;
@@ -241,7 +252,7 @@ async function oneRun(source: string, ranking: Ranking, o: Resolved, train: Conc
       from = until;
     }
     const round = (x: number) => Math.round(x * 1000) / 1000;
-    return { ranking, layers: L, seconds: { measure: round(seconds.measure), train: round(seconds.train) }, pruned: state.pruned, checkpoints: state.checkpoints, saliency: Float32Array.from(state.saliency) };
+    return { ranking, ...(draw === undefined ? {} : { draw }), layers: L, seconds: { measure: round(seconds.measure), train: round(seconds.train) }, pruned: state.pruned, checkpoints: state.checkpoints, saliency: Float32Array.from(state.saliency) };
   } finally {
     model.dispose();
   }
@@ -253,15 +264,19 @@ function unitIds(pruned: Array<{ layer: number; index: number }>, site: RelearnS
   return pruned.flatMap((n) => Array.from({ length: L }, (_, l) => l * per + n.index));
 }
 
-/** The pruned units: the top fraction of the ranking (resid: of dimensions, scores summed over layers). */
-async function rankUnits(model: Model, ranking: Ranking, o: Resolved, acts: TokenActivations, rows: LabelledRow[], L: number, per: number) {
-  const seed = subSeed(o.seed, 'relearn-random', o.site);
+/**
+ * The pruned units: the top fraction of the ranking (resid: of dimensions, scores summed over
+ * layers). A random ranking's seed comes from the run's seed, the site and the control draw.
+ */
+async function rankUnits(model: Model, ranking: Ranking, o: Resolved, acts: TokenActivations, rows: LabelledRow[], L: number, per: number, draw?: number) {
+  const seed = draw === undefined ? subSeed(o.seed, 'relearn-random', o.site) : subSeed(o.seed, 'relearn-random', o.site, 'draw', draw);
   if (o.site === 'hook_resid_post') {
     const count = Math.max(1, Math.round(o.pruneFraction * per));
     let order: number[];
     if (ranking === 'random') order = randomRanking(per, seed);
     else {
-      const s = probelessScores(acts), dims = new Float32Array(per);
+      // A dimension is pruned at every layer at once: its score is the sum of its per-layer scores.
+      const s = ranking === 'ig' ? await igScores(model, rows, o.site, L, per) : probelessScores(acts), dims = new Float32Array(per);
       for (let u = 0; u < s.length; u++) dims[u % per] += s[u];
       order = rankByScore(dims);
     }
@@ -277,7 +292,8 @@ async function rankUnits(model: Model, ranking: Ranking, o: Resolved, acts: Toke
 
 /**
  * IG of the concept tokens' log-probability: one prompt per concept token run (the text before it),
- * target the run's tokens; a unit's score is its mean attribution over prompts.
+ * target the run's tokens, the site scaled at the prompt's last token; a unit's score is its mean
+ * attribution over prompts ([layers, units]: MLP neurons, or hook_resid_post dimensions).
  */
 async function igScores(model: Model, rows: LabelledRow[], site: RelearnSite, L: number, per: number): Promise<Float32Array> {
   const prompts: Array<{ prompt: number[]; target: number[] }> = [];
@@ -290,7 +306,7 @@ async function igScores(model: Model, rows: LabelledRow[], site: RelearnSite, L:
     }
   }
   if (prompts.length === 0) throw new NeuropruneError('E_ARG', 'the held-out texts have no concept token after the first position');
-  const r = await model.attribute({ prompts, objective: 'logprob', site: site as 'mlp.hook_post' | 'mlp.hook_pre', steps: 20 });
+  const r = await model.attribute({ prompts, objective: 'logprob', site, steps: 20 });
   const out = new Float32Array(L * per);
   for (const p of r.prompts) for (let u = 0; u < out.length; u++) out[u] += p.scores[u] / r.prompts.length;
   return out;

@@ -96,6 +96,11 @@ export interface TokenScores {
   loss: { concept: number; control: number };
   accuracy: { concept: number; control: number };
   tokens: { concept: number; control: number };
+  /**
+   * Per held-out token of each kind, in row and position order, '1' where the top prediction was
+   * right: the items the paired bootstrap against the random control resamples.
+   */
+  hits: { concept: string; control: string };
 }
 
 /** Next-token loss and accuracy on held-out rows, split by whether the predicted token is a concept token. */
@@ -114,6 +119,7 @@ class ScoreTally {
   private sum = { concept: 0, control: 0 };
   private right = { concept: 0, control: 0 };
   private count = { concept: 0, control: 0 };
+  private hits = { concept: [] as string[], control: [] as string[] };
 
   /** One row; logitsAt(p) is the logits at the row's token p (predicting token p + 1). */
   add(row: LabelledRow, logitsAt: (p: number) => Float32Array) {
@@ -127,6 +133,7 @@ class ScoreTally {
       const kind = row.concept[p + 1] ? 'concept' : 'control';
       this.sum[kind] += -(z[target] - max - Math.log(total));  // -log softmax(z)[target]
       this.right[kind] += arg === target ? 1 : 0;
+      this.hits[kind].push(arg === target ? '1' : '0');
       this.count[kind]++;
     }
   }
@@ -138,6 +145,7 @@ class ScoreTally {
       loss: { concept: mean(sum.concept, count.concept), control: mean(sum.control, count.control) },
       accuracy: { concept: mean(right.concept, count.concept), control: mean(right.control, count.control) },
       tokens: { ...count },
+      hits: { concept: this.hits.concept.join(''), control: this.hits.control.join('') },
     };
   }
 }

@@ -10,6 +10,8 @@ export interface Series {
   values: number[];
   /** Drawn dashed and without markers (reference lines). */
   dashed?: boolean;
+  /** lineChart: a shaded band from low to high around the line (an interval per x). */
+  band?: { low: number[]; high: number[] };
 }
 
 /** Grouped bars: one group per label, one bar per series. */
@@ -41,13 +43,18 @@ export function lineChart(title: string, labels: string[], series: Series[], opt
   const x = (i: number) => PAD.left + (labels.length === 1 ? plotW / 2 : (i / (labels.length - 1)) * plotW);
   const y = (v: number) => PAD.top + plotH - (v / max) * plotH;
   const fmt = (v: number) => (options.percent ? `${(100 * v).toFixed(0)}%` : String(Math.round(v * 100) / 100));
+  const bands = series.filter((s) => s.band).map((s) => {
+    const upper = s.band!.high.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`);
+    const lower = s.band!.low.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).reverse();
+    return `<polygon fill="${s.color}" fill-opacity="0.18" stroke="none" points="${[...upper, ...lower].join(' ')}"><title>${escapeHtml(`${s.name}: 95% interval`)}</title></polygon>`;
+  });
   const lines = series.map(
     (s) =>
       `<polyline fill="none" stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''} points="${s.values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ')}"/>` +
       (s.dashed ? '' : s.values.map((v, i) => `<circle cx="${x(i).toFixed(1)}" cy="${y(v).toFixed(1)}" r="3" fill="${s.color}"><title>${escapeHtml(`${labels[i]} ${s.name}: ${fmt(v)}`)}</title></circle>`).join('')),
   );
   const ticks = labels.map((l, i) => `<text x="${x(i).toFixed(1)}" y="${H - PAD.bottom + 14}" font-size="10" text-anchor="middle">${escapeHtml(l)}</text>`);
-  return frame(title, [...axes(max, fmt), ...lines, ...ticks, ...legend(series)]);
+  return frame(title, [...axes(max, fmt), ...bands, ...lines, ...ticks, ...legend(series)]);
 }
 
 function axes(max: number, fmt: (v: number) => string): string[] {
