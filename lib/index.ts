@@ -1,5 +1,5 @@
 export { Model } from './model';
-export type { Device, DType, LoadOptions, ModelInfo, ModelInput, TokenBatch, Logits, GenerateOptions, Generation, Edit, Activations, Residuals, ResidualsAll, PatchedGenerateOptions } from './model';
+export type { Device, DType, LoadOptions, ModelInfo, ModelInput, TokenBatch, Logits, GenerateOptions, Generation, Edit, Activations, Residuals, ResidualsAll, NextTokenScores, PatchedGenerateOptions } from './model';
 export { neuronSet, readNeuronSet, writeNeuronSet, NEURON_SET_FORMAT, NEURON_SITES, UNIT_SET_SITES } from './neurons';
 export type { NeuronRef, NeuronSet, NeuronSite, UnitSetSite } from './neurons';
 export { NeuropruneError } from './errors';

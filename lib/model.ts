@@ -93,6 +93,16 @@ export interface Edit {
   readonly neurons: number;
 }
 
+/**
+ * Next-token scores of a forward pass, row-major [batch, seqLen]: at each position the log-probability
+ * of the following token and 1 where it is the top prediction (0 at the last position; positions of
+ * left padding hold values to skip). Computed natively, so the [batch, seqLen, vocab] logits stay there.
+ */
+export interface NextTokenScores {
+  logprob: Float32Array;
+  hit: Float32Array;
+}
+
 export interface Activations {
   /** blocks.{layer}.<site> per requested layer, row-major [batch, seqLen, dMlp]. */
   layers: Map<number, Float32Array>;
@@ -100,6 +110,8 @@ export interface Activations {
   tokens: TokenBatch;
   /** With `withLogits`: the same forward pass's logits at every position. */
   logits?: Logits;
+  /** With `nextToken`: the same forward pass's next-token scores. */
+  nextToken?: NextTokenScores;
 }
 
 export interface Residuals {
@@ -116,6 +128,8 @@ export interface ResidualsAll {
   tokens: TokenBatch;
   /** With `withLogits`: the same forward pass's logits at every position. */
   logits?: Logits;
+  /** With `nextToken`: the same forward pass's next-token scores. */
+  nextToken?: NextTokenScores;
 }
 
 export interface PatchedGenerateOptions extends GenerateOptions {
@@ -284,22 +298,24 @@ export class Model {
   /**
    * blocks.{l}.hook_resid_post at the given layers (default all), one forward: at each row's last
    * token (default), or with `positions: 'all'` at every position ([batch, seqLen, dModel], left
-   * padded as `activations`), optionally with the same forward's logits (`withLogits`).
+   * padded as `activations`), optionally with the same forward's logits (`withLogits`) or next-token
+   * scores (`nextToken`).
    */
   residuals(input: ModelInput, options?: { layers?: number[]; positions?: 'last' }): Promise<Residuals>;
-  residuals(input: ModelInput, options: { layers?: number[]; positions: 'all'; withLogits?: boolean }): Promise<ResidualsAll>;
-  async residuals(input: ModelInput, options: { layers?: number[]; positions?: 'last' | 'all'; withLogits?: boolean } = {}): Promise<Residuals | ResidualsAll> {
+  residuals(input: ModelInput, options: { layers?: number[]; positions: 'all'; withLogits?: boolean; nextToken?: boolean }): Promise<ResidualsAll>;
+  async residuals(input: ModelInput, options: { layers?: number[]; positions?: 'last' | 'all'; withLogits?: boolean; nextToken?: boolean } = {}): Promise<Residuals | ResidualsAll> {
     const tokens = this.encode(input);
     const layers = checkLayers(options.layers ?? Array.from({ length: this.info.nLayers }, (_, l) => l), this.info.nLayers);
     const positions = options.positions ?? 'last';
     if (positions !== 'last' && positions !== 'all') throw new NeuropruneError('E_ARG', `positions must be last or all, got ${describeValue(positions)}`);
-    const all = positions === 'all', withLogits = options.withLogits === true;
-    if (withLogits && !all) throw new NeuropruneError('E_ARG', "withLogits needs positions: 'all'");
-    const arrays = await this.run(() => this.handle.residuals(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, Int32Array.from(layers), all, withLogits));
+    const all = positions === 'all', withLogits = options.withLogits === true, nextToken = options.nextToken === true;
+    if ((withLogits || nextToken) && !all) throw new NeuropruneError('E_ARG', "withLogits and nextToken need positions: 'all'");
+    const arrays = await this.run(() => this.handle.residuals(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, Int32Array.from(layers), all, withLogits, nextToken));
     const byLayer = new Map(layers.map((l, i) => [l, arrays[i]]));
     if (!all) return { layers: byLayer, shape: [tokens.batch, this.info.dModel], tokens };
     const result: ResidualsAll = { layers: byLayer, shape: [tokens.batch, tokens.seqLen, this.info.dModel], tokens };
     if (withLogits) result.logits = logitsView(arrays[layers.length], tokens, this.info.vocabSize);
+    if (nextToken) result.nextToken = { logprob: arrays[arrays.length - 2], hit: arrays[arrays.length - 1] };
     return result;
   }
 
@@ -334,16 +350,17 @@ export class Model {
   /**
    * The neuron activations at the given layers (default all) and site (default info.neuronSite:
    * blocks.{l}.mlp.hook_post, Mamba mixer.hook_post; or mlp.hook_pre). `withLogits` also returns the
-   * same forward pass's logits (one pass instead of two).
+   * same forward pass's logits (one pass instead of two); `nextToken` its next-token scores.
    */
-  async activations(input: ModelInput, options: { layers?: number[]; site?: NeuronSite; withLogits?: boolean } = {}): Promise<Activations> {
+  async activations(input: ModelInput, options: { layers?: number[]; site?: NeuronSite; withLogits?: boolean; nextToken?: boolean } = {}): Promise<Activations> {
     const tokens = this.encode(input);
     const layers = checkLayers(options.layers ?? Array.from({ length: this.info.nLayers }, (_, l) => l), this.info.nLayers);
     const site = this.nativeSite(options.site);
-    const withLogits = options.withLogits === true;
-    const arrays = await this.run(() => this.handle.activations(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, Int32Array.from(layers), site, withLogits));
+    const withLogits = options.withLogits === true, nextToken = options.nextToken === true;
+    const arrays = await this.run(() => this.handle.activations(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, Int32Array.from(layers), site, withLogits, nextToken));
     const result: Activations = { layers: new Map(layers.map((l, i) => [l, arrays[i]])), shape: [tokens.batch, tokens.seqLen, this.info.dMlp], tokens };
     if (withLogits) result.logits = logitsView(arrays[layers.length], tokens, this.info.vocabSize);
+    if (nextToken) result.nextToken = { logprob: arrays[arrays.length - 2], hit: arrays[arrays.length - 1] };
     return result;
   }
 
@@ -554,7 +571,7 @@ export class Model {
     const frozen = options.frozen && options.frozen.units.length > 0
       ? { frozenKind: options.frozen.kind, frozenLayers: Int32Array.from(options.frozen.units, (u) => u.layer), frozenIndices: Int32Array.from(options.frozen.units, (u) => u.index) }
       : {};
-    const state = typeof options.optimizerState === 'string' ? { load: options.optimizerState, save: options.optimizerState } : options.optimizerState ?? {};
+    const state: { load?: string; save?: string; weights?: boolean } = typeof options.optimizerState === 'string' ? { load: options.optimizerState, save: options.optimizerState } : options.optimizerState ?? {};
     const loadState = state.load && fs.existsSync(state.load) ? path.resolve(state.load) : undefined;
     await this.run(() => this.handle.startTraining({ steps: o.steps, warmup: o.warmup, lr: o.lr, minLrRatio: o.minLrRatio, weightDecay: o.weightDecay, gradClip: o.gradClip, startStep: from, ...frozen, ...(loadState ? { loadState } : {}) }));
     try {
@@ -573,7 +590,7 @@ export class Model {
       }
       if (state.save) {
         const file = path.resolve(state.save);
-        await this.run(() => this.handle.saveTrainingState(file));
+        await this.run(() => this.handle.saveTrainingState(file, state.weights === true));
       }
     } finally {
       await this.run(() => this.handle.endTraining());

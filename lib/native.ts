@@ -35,9 +35,9 @@ export interface NativeModel {
     eos: number,
     cancel?: Int32Array,
   ): Promise<NativeGeneration>;
-  activations(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, layers: Int32Array, site?: 'post' | 'pre', withLogits?: boolean): Promise<Float32Array[]>;
+  activations(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, layers: Int32Array, site?: 'post' | 'pre', withLogits?: boolean, nextToken?: boolean): Promise<Float32Array[]>;
   /** blocks.{l}.hook_resid_post at each row's last position, [batch, dModel] per layer. */
-  residuals(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, layers: Int32Array, allPositions?: boolean, withLogits?: boolean): Promise<Float32Array[]>;
+  residuals(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number, layers: Int32Array, allPositions?: boolean, withLogits?: boolean, nextToken?: boolean): Promise<Float32Array[]>;
   /** generate() with blocks.{layer}.hook_resid_post at the prompt's last position replaced by each row's vector. */
   generatePatched(
     ids: Int32Array,
@@ -71,7 +71,7 @@ export interface NativeModel {
     steps: number; warmup: number; lr: number; minLrRatio: number; weightDecay: number; gradClip: number; beta1?: number; beta2?: number;
     startStep?: number; frozenKind?: 'mlp' | 'resid'; frozenLayers?: Int32Array; frozenIndices?: Int32Array; loadState?: string;
   }): Promise<void>;
-  saveTrainingState(file: string): Promise<void>;
+  saveTrainingState(file: string, weights?: boolean): Promise<void>;
   trainStep(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number): Promise<{ loss: number; gradNorm: number; lr: number; tokens: number; step: number }>;
   endTraining(): Promise<void>;
   digest(): Promise<string>;

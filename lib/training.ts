@@ -32,8 +32,10 @@ export interface TrainOptions {
    * A path: read when the file exists (it must be at step fromStep), written at the end of a call that
    * finishes (atomically: temporary file, then rename). `{ load, save }` reads one file and writes
    * another, so a run that dies between saving its weights and its state keeps a consistent pair.
+   * With `weights: true` the saved file holds every weight too, and loading it brings them back: the
+   * file alone then resumes a training from the starting model, with no model save beside it.
    */
-  optimizerState?: string | { load?: string; save?: string };
+  optimizerState?: string | { load?: string; save?: string; weights?: boolean };
   /** Units kept exactly zero through training (see `model.pruneUnits`). */
   frozen?: { kind: UnitKind; units: Array<{ layer: number; index: number }> };
   /** Write the model (HF layout, atomically) to `dir` every `every` steps and at the end. */

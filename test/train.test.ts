@@ -68,6 +68,29 @@ test('training in segments with the optimizer state carried (through a reload) e
   for (const m of [model, whole, fresh]) m.dispose();
 });
 
+test('a training state saved with its weights resumes from the starting model alone, with no model save', async (t) => {
+  const opts = { samples: corpus, steps: 12, batchSize: 8, lr: 3e-3, warmup: 2 };
+  const whole = await Model.load('random:gpt2-tiny', { seed: 4 });
+  await whole.train(opts);
+  const work = tempDir(), state = path.join(work, 'state.safetensors');
+  const first = await Model.load('random:gpt2-tiny', { seed: 4 });
+  await first.train({ ...opts, fromStep: 0, untilStep: 5, optimizerState: { save: state, weights: true } });
+  first.dispose();
+  // The untrained starting model again: the state brings the weights of step 5 as well as the moments.
+  const model = await Model.load('random:gpt2-tiny', { seed: 4 });
+  await model.train({ ...opts, fromStep: 5, untilStep: 12, optimizerState: { load: state } });
+  t.is(await model.weightsDigest(), await whole.weightsDigest());
+  // Without weights in it the state carries only the moments: the starting weights stay and it is another training.
+  const bare = path.join(work, 'bare.safetensors');
+  const again = await Model.load('random:gpt2-tiny', { seed: 4 });
+  await again.train({ ...opts, fromStep: 0, untilStep: 5, optimizerState: { save: bare } });
+  again.dispose();
+  const other = await Model.load('random:gpt2-tiny', { seed: 4 });
+  await other.train({ ...opts, fromStep: 5, untilStep: 12, optimizerState: { load: bare } });
+  t.not(await other.weightsDigest(), await whole.weightsDigest());
+  for (const m of [whole, model, other]) m.dispose();
+});
+
 test('bfloat16 segments carry the float32 master weights', async (t) => {
   const opts = { samples: corpus, steps: 12, batchSize: 8, lr: 3e-3, warmup: 2 };
   const whole = await Model.load('random:gpt2-tiny', { dtype: 'bfloat16', seed: 3 });

@@ -5,9 +5,10 @@
  * seeded draws, summarised with bootstrap intervals).
  *
  * Retraining runs in segments of `checkpointEvery` steps of one learning-rate schedule and one batch
- * order, with the optimizer state (AdamW's moments) saved beside each checkpoint and carried into the
- * next segment: the segments are one training, and a run resumed from its last checkpoint ends
- * exactly as an uninterrupted one.
+ * order, with the training state (AdamW's moments and the weights) saved at each checkpoint in one
+ * file and carried into the next segment: the segments are one training, and a run resumed from its
+ * last checkpoint (the starting model, pruned again, then that file) ends exactly as an
+ * uninterrupted one.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -82,8 +83,11 @@ export interface RunResult {
   /** The control's draw (0, 1, ...; its own sub-seed); undefined for the main run. */
   draw?: number;
   layers: number;
-  /** Wall time of this process's share of the run: measuring (with ranking) and training (with saving state). */
-  seconds: { measure: number; train: number };
+  /**
+   * Wall time of this process's share of the run: measuring (with ranking), training (with writing
+   * each segment's training state, which resume needs), and the rest of the resumable state (state.json).
+   */
+  seconds: { measure: number; train: number; save: number };
   pruned: Array<{ layer: number; index: number }>;
   checkpoints: Checkpoint[];
   /** [checkpoints, layers, units] saliency, checkpoint-major. */
@@ -93,10 +97,8 @@ export interface RunResult {
 interface RunState extends Omit<RunResult, 'saliency' | 'layers' | 'seconds' | 'draw'> {
   saliency: number[];
   topBefore: number[][];
-  modelDir?: string;
-  /** The optimizer state at modelDir's step (none before the first segment). */
+  /** The training state (weights, AdamW moments) at the last checkpoint's step; none at step 0, where the model is the pruned starting model. */
   optimizerFile?: string;
-  sourceDir?: string;
 }
 
 export async function relearn(modelSource: string, options: RelearnOptions) {
@@ -178,15 +180,18 @@ async function oneRun(source: string, ranking: Ranking, o: Resolved, train: Conc
   const stateFile = path.join(dir, 'state.json');
   let state: RunState | undefined = fs.existsSync(stateFile) ? JSON.parse(fs.readFileSync(stateFile, 'utf8')) : undefined;
   fs.mkdirSync(dir, { recursive: true });
-  const model = await Model.load(state?.modelDir ?? source, options.load);
-  // The starting model's folder: after a resume the model comes from the run's own checkpoint.
-  const sourceDir = state ? state.sourceDir : model.info.dir;
-  const embeddings = sourceDir ? await inputEmbeddings(path.join(sourceDir, 'model.safetensors')) : undefined;
+  // Always the starting model: a resumed run prunes it again and its training state brings the weights.
+  const model = await Model.load(source, options.load);
+  const embeddings = model.info.dir ? await inputEmbeddings(path.join(model.info.dir, 'model.safetensors')) : undefined;
+  const kind = o.site === 'hook_resid_post' ? 'resid' : 'mlp';
+  // Frozen MLP neurons lose their input weights too (they read exactly 0); free ones keep them,
+  // since a neuron with every weight at 0 has no gradient and could never regrow.
+  const prune = (units: RunState['pruned']) => model.pruneUnits(kind, units, { inputs: o.mode === 'frozen' });
   try {
     const rows = labelRows(model, held, o.maxLength);
     const L = model.info.nLayers, per = unitsPerLayer(model, o.site);
-    const seconds = { measure: 0, train: 0 };
-    const timed = async <T>(what: 'measure' | 'train', run: () => Promise<T>) => {
+    const seconds = { measure: 0, train: 0, save: 0 };
+    const timed = async <T>(what: keyof typeof seconds, run: () => Promise<T>) => {
       const t0 = performance.now();
       try {
         return await run();
@@ -197,7 +202,7 @@ async function oneRun(source: string, ranking: Ranking, o: Resolved, train: Conc
     const measure = (phase: Checkpoint['phase'], step: number, s: RunState) => timed('measure', () => measureAt(phase, step, s));
     const measureAt = async (phase: Checkpoint['phase'], step: number, s: RunState) => {
       throwIfAborted(options.signal, 'relearn');
-      const { acts, scores } = await measureRows(model, rows, o.site, true, 32);  // one forward: activations and logits
+      const { acts, scores } = await measureRows(model, rows, o.site, true, 32);  // one forward: activations and next-token scores
       const fresh = rankByScore(probelessScores(acts));
       const saliency = saliencyFromRanking(fresh, o.saliencyTop);
       const prunedUnits = s.pruned.length ? unitIds(s.pruned, o.site, L, per) : [];
@@ -211,7 +216,7 @@ async function oneRun(source: string, ranking: Ranking, o: Resolved, train: Conc
         return a && b ? cosine(a, b) : null;
       };
       const top = fresh.slice(0, Math.min(o.saliencyTop, fresh.length));
-      const norms = s.pruned.length ? await model.unitNorms(o.site === 'hook_resid_post' ? 'resid' : 'mlp', s.pruned) : new Float64Array(0);
+      const norms = s.pruned.length ? await model.unitNorms(kind, s.pruned) : new Float64Array(0);
       s.checkpoints.push({
         step, phase, scores: scores!, saliency: saliencyPerLayer(saliency, L), prunedMaxAbs,
         prunedNorm: norms.length ? norms.reduce((a, b) => a + b, 0) / norms.length : 0,
@@ -221,25 +226,26 @@ async function oneRun(source: string, ranking: Ranking, o: Resolved, train: Conc
       return acts;
     };
     if (!state) {
-      state = { ranking, pruned: [], checkpoints: [], saliency: [], topBefore: [], sourceDir };
+      state = { ranking, pruned: [], checkpoints: [], saliency: [], topBefore: [] };
       const acts = await measure('before', 0, state);
       state.topBefore = Array.from({ length: acts.units }, (_, u) => topTokens(acts, u));
       state.checkpoints[0].similarity = { pruned: [], top: [], prunedCosine: [], topCosine: [] };
       state.pruned = await timed('measure', () => rankUnits(model, ranking, o, acts, rows, L, per, draw));
-      // Frozen MLP neurons lose their input weights too (they read exactly 0); free ones keep them,
-      // since a neuron with every weight at 0 has no gradient and could never regrow.
-      await model.pruneUnits(o.site === 'hook_resid_post' ? 'resid' : 'mlp', state.pruned, { inputs: o.mode === 'frozen' });
+      await prune(state.pruned);
       await measure('pruned', 0, state);
-      await saveState(model, dir, state, 0);
+      const first = state;
+      await timed('save', async () => saveState(dir, first, 0));
+    } else {
+      await prune(state.pruned);  // as the run did; past step 0 the training state then brings the trained weights
     }
-    const kind = o.site === 'hook_resid_post' ? 'resid' : 'mlp';
     // Tokenized once for every segment: model.train would otherwise re-encode the whole corpus per
     // call (the same ids; the guarded tokenizer costs about 2 ms a text, the bulk of the segmenting cost).
     const samples = await timed('train', async () => train.map((t) => model.tokenizer.encode(t.text)));
     const pruned = state.pruned;
     for (let from = state.checkpoints[state.checkpoints.length - 1].step; from < o.steps; ) {
       const until = Math.min(o.steps, from + o.checkpointEvery);
-      const optimizerState = { load: state.optimizerFile, save: optimizerFile(dir, until) };
+      // The weights go into the training state too: with the starting model it is all a resume needs.
+      const optimizerState = { load: state.optimizerFile, save: optimizerFile(dir, until), weights: true };
       await timed('train', () => model.train({
         samples, steps: o.steps, batchSize: o.batchSize, lr: o.lr, seed: o.seed, maxLength: o.maxLength, fromStep: from, untilStep: until,
         optimizerState,
@@ -248,11 +254,11 @@ async function oneRun(source: string, ranking: Ranking, o: Resolved, train: Conc
       }));
       await measure('trained', until, state);
       const done = state;
-      await timed('train', () => saveState(model, dir, done, until));
+      await timed('save', async () => saveState(dir, done, until));
       from = until;
     }
     const round = (x: number) => Math.round(x * 1000) / 1000;
-    return { ranking, ...(draw === undefined ? {} : { draw }), layers: L, seconds: { measure: round(seconds.measure), train: round(seconds.train) }, pruned: state.pruned, checkpoints: state.checkpoints, saliency: Float32Array.from(state.saliency) };
+    return { ranking, ...(draw === undefined ? {} : { draw }), layers: L, seconds: { measure: round(seconds.measure), train: round(seconds.train), save: round(seconds.save) }, pruned: state.pruned, checkpoints: state.checkpoints, saliency: Float32Array.from(state.saliency) };
   } finally {
     model.dispose();
   }
@@ -324,21 +330,19 @@ async function inputEmbeddings(file: string): Promise<{ table: Float32Array; dim
 }
 
 function optimizerFile(dir: string, step: number) {
-  return path.join(dir, `optimizer-step-${step}.safetensors`);
+  return path.join(dir, `training-step-${step}.safetensors`);
 }
 
 /**
- * Saves the model as the run's new checkpoint, then the state pointing at it and at the optimizer
- * state the segment wrote, then drops the old pair: a kill at any point leaves a consistent pair.
+ * Writes the state pointing at the training state the segment up to `step` wrote (weights and
+ * optimizer, one file written whole), then drops the previous one: a kill at any point leaves
+ * state.json and the file it names consistent.
  */
-async function saveState(model: Model, dir: string, state: RunState, step: number) {
-  const old = state.modelDir, oldOptimizer = state.optimizerFile;
-  state.modelDir = path.join(dir, `model-step-${step}`);
+function saveState(dir: string, state: RunState, step: number) {
+  const old = state.optimizerFile;
   if (step > 0) state.optimizerFile = optimizerFile(dir, step);
-  await model.save(state.modelDir, { force: true });
   writeWhole(path.join(dir, 'state.json'), JSON.stringify(state));
-  if (old && old !== state.modelDir) fs.rmSync(old, { recursive: true, force: true });
-  if (oldOptimizer && oldOptimizer !== state.optimizerFile) fs.rmSync(oldOptimizer, { force: true });
+  if (old && old !== state.optimizerFile) fs.rmSync(old, { force: true });
 }
 
 function writeWhole(file: string, text: string) {

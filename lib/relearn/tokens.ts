@@ -57,7 +57,8 @@ export async function unitActivations(model: Model, rows: LabelledRow[], site: R
 
 /**
  * Unit activations and, with `scores`, the concept/control scores, both from one forward pass per
- * batch of rows (equal to unitActivations and conceptScores run apart).
+ * batch of rows (equal to unitActivations and conceptScores run apart; the next-token scores are
+ * computed natively, so the logits never come to JS).
  */
 export async function measureRows(model: Model, rows: LabelledRow[], site: RelearnSite, scores: boolean, batch = 16): Promise<{ acts: TokenActivations; scores?: TokenScores }> {
   const tally = scores ? new ScoreTally() : undefined;
@@ -67,8 +68,8 @@ export async function measureRows(model: Model, rows: LabelledRow[], site: Relea
     const part = rows.slice(from, from + batch);
     const ids = part.map((r) => r.ids);
     const a = site === 'hook_resid_post'
-      ? await model.residuals(ids, { positions: 'all', withLogits: scores })
-      : await model.activations(ids, { site: site as NeuronSite, withLogits: scores });
+      ? await model.residuals(ids, { positions: 'all', nextToken: scores })
+      : await model.activations(ids, { site: site as NeuronSite, nextToken: scores });
     const seqLen = a.shape[1];
     part.forEach((row, b) => {
       const pad = seqLen - row.ids.length;  // left padding
@@ -76,7 +77,7 @@ export async function measureRows(model: Model, rows: LabelledRow[], site: Relea
       t += row.ids.length;
       concept.push(...row.concept);
       tokenIds.push(...row.ids);
-      if (tally) tally.add(row, (p) => a.logits!.at(b, pad + p));
+      if (tally) tally.addScored(row, (p) => [-a.nextToken!.logprob[b * seqLen + pad + p], a.nextToken!.hit[b * seqLen + pad + p] === 1]);
     });
   }
   return { acts: { values, units, concept, tokenIds }, scores: tally?.result() };
@@ -123,17 +124,25 @@ class ScoreTally {
 
   /** One row; logitsAt(p) is the logits at the row's token p (predicting token p + 1). */
   add(row: LabelledRow, logitsAt: (p: number) => Float32Array) {
-    for (let p = 0; p + 1 < row.ids.length; p++) {
+    this.addScored(row, (p) => {
       const z = logitsAt(p);
       const target = row.ids[p + 1];
       let max = -Infinity, arg = 0;
       for (let v = 0; v < z.length; v++) if (z[v] > max) (max = z[v]), (arg = v);
       let total = 0;
       for (let v = 0; v < z.length; v++) total += Math.exp(z[v] - max);
+      return [-(z[target] - max - Math.log(total)), arg === target];  // -log softmax(z)[target]
+    });
+  }
+
+  /** One row; scoreAt(p) is the loss -log p(token p + 1) at the row's token p and whether it was the top prediction. */
+  addScored(row: LabelledRow, scoreAt: (p: number) => [number, boolean]) {
+    for (let p = 0; p + 1 < row.ids.length; p++) {
+      const [loss, hit] = scoreAt(p);
       const kind = row.concept[p + 1] ? 'concept' : 'control';
-      this.sum[kind] += -(z[target] - max - Math.log(total));  // -log softmax(z)[target]
-      this.right[kind] += arg === target ? 1 : 0;
-      this.hits[kind].push(arg === target ? '1' : '0');
+      this.sum[kind] += loss;
+      this.right[kind] += hit ? 1 : 0;
+      this.hits[kind].push(hit ? '1' : '0');
       this.count[kind]++;
     }
   }

@@ -19,6 +19,7 @@
 #include "edit/editor.h"
 #include "models/generate.h"
 #include "models/model.h"
+#include "models/next_token.h"
 #include "common.h"
 #include "patching.h"
 #include "promise_worker.h"
@@ -169,9 +170,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         [out, cancel](Napi::Env env) -> Napi::Value { return generation_to_js(env, *out, cancel->raised()); });
   }
 
-  // activations(ids, mask, batch, seqLen, layers: Int32Array, site?: 'post'|'pre', withLogits?) -> Promise<Float32Array[]>,
+  // activations(ids, mask, batch, seqLen, layers: Int32Array, site?: 'post'|'pre', withLogits?, nextToken?) -> Promise<Float32Array[]>,
   // one [B, T, d_mlp] array of blocks.{l}.mlp.hook_post (or hook_pre) per requested layer, then with
-  // withLogits the same forward's [B, T, vocab] logits.
+  // withLogits the same forward's [B, T, vocab] logits, then with nextToken its next-token log-probs
+  // and hits, [B, T] each (models/next_token.h).
   Napi::Value Activations(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto state = live(env);
@@ -179,10 +181,11 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     const std::vector<int64_t> layers = layers_from_js(info, 4, *state->model);
     const MlpSite site = site_arg(info, 5, *state->model);
     const bool with_logits = info.Length() > 6 && info[6].ToBoolean();
+    const bool next_token = info.Length() > 7 && info[7].ToBoolean();
     auto out = std::make_shared<std::vector<at::Tensor>>();
     return PromiseWorker::Run(
         env,
-        [state, ids = ids, mask = mask, layers, site, with_logits, out] {
+        [state, ids = ids, mask = mask, layers, site, with_logits, next_token, out] {
           std::lock_guard<std::mutex> lock(state->mutex);
           at::NoGradGuard no_grad;
           const CausalLM& m = *state->model;
@@ -193,9 +196,14 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
           } else {
             hooks.mlp_post = [&seen](int64_t layer, const at::Tensor& post) { return seen[layer] = post; };
           }
-          at::Tensor logits = m.forward(ids.to(m.device()), mask.to(m.device()), nullptr, &hooks, !with_logits);
+          at::Tensor logits = m.forward(ids.to(m.device()), mask.to(m.device()), nullptr, &hooks, !(with_logits || next_token));
           for (int64_t l : layers) out->push_back(seen.at(l).to(at::kCPU, at::kFloat).contiguous());
           if (with_logits) out->push_back(logits.to(at::kCPU, at::kFloat).contiguous());
+          if (next_token) {
+            NextTokenScores s = next_token_scores(logits, ids);
+            out->push_back(s.logprob.contiguous());
+            out->push_back(s.hit.contiguous());
+          }
         },
         [out](Napi::Env env) -> Napi::Value { return float_arrays_to_js(env, *out); });
   }
@@ -455,16 +463,18 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         nullptr);
   }
 
-  // saveTrainingState(path) -> Promise<void>: the running trainer's optimizer state, atomically.
+  // saveTrainingState(path, weights?) -> Promise<void>: the running trainer's optimizer state (with
+  // weights: and every weight), atomically.
   Napi::Value SaveTrainingState(const Napi::CallbackInfo& info) {
     auto state = live(info.Env());
     const std::string file = arg_string(info, 0, "file");
+    const bool weights = info.Length() > 1 && info[1].ToBoolean();
     return PromiseWorker::Run(
         info.Env(),
-        [state, file] {
+        [state, file, weights] {
           std::lock_guard<std::mutex> lock(state->mutex);
           if (!state->trainer) fail(codes::kArgument, "call startTraining first");
-          state->trainer->save_state(file);
+          state->trainer->save_state(file, weights);
         },
         nullptr);
   }

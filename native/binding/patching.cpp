@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "models/generate.h"
+#include "models/next_token.h"
 #include "patching/resid.h"
 
 namespace neuroprune::binding {
@@ -18,19 +19,26 @@ Napi::Value residuals(const Napi::CallbackInfo& info, std::shared_ptr<ModelState
   const std::vector<int64_t> layers = layers_from_js(info, 4, model);
   const bool all = info.Length() > 5 && info[5].ToBoolean();
   const bool with_logits = info.Length() > 6 && info[6].ToBoolean();
-  if (with_logits && !all) throw_coded(env, codes::kArgument, "withLogits needs every position");
+  const bool next_token = info.Length() > 7 && info[7].ToBoolean();
+  if ((with_logits || next_token) && !all) throw_coded(env, codes::kArgument, "withLogits and nextToken need every position");
   auto out = std::make_shared<std::vector<at::Tensor>>();
   return PromiseWorker::Run(
       env,
-      [state, ids = ids, mask = mask, layers, all, with_logits, out] {
+      [state, ids = ids, mask = mask, layers, all, with_logits, next_token, out] {
         std::lock_guard<std::mutex> lock(state->mutex);
         at::NoGradGuard no_grad;
         const CausalLM& m = *state->model;
         at::Tensor logits;
-        const std::vector<at::Tensor> got = all ? all_positions_resid(m, ids.to(m.device()), mask.to(m.device()), layers, with_logits ? &logits : nullptr)
+        const bool need_logits = with_logits || next_token;
+        const std::vector<at::Tensor> got = all ? all_positions_resid(m, ids.to(m.device()), mask.to(m.device()), layers, need_logits ? &logits : nullptr)
                                                 : last_position_resid(m, ids.to(m.device()), mask.to(m.device()), layers);
         for (const auto& t : got) out->push_back(t.to(at::kCPU, at::kFloat).contiguous());
         if (with_logits) out->push_back(logits.to(at::kCPU, at::kFloat).contiguous());
+        if (next_token) {
+          NextTokenScores s = next_token_scores(logits, ids);
+          out->push_back(s.logprob.contiguous());
+          out->push_back(s.hit.contiguous());
+        }
       },
       [out](Napi::Env env) -> Napi::Value { return float_arrays_to_js(env, *out); });
 }

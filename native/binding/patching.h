@@ -8,10 +8,10 @@
 
 namespace neuroprune::binding {
 
-// residuals(ids, mask, batch, seqLen, layers: Int32Array, allPositions?, withLogits?) -> Promise<Float32Array[]>,
+// residuals(ids, mask, batch, seqLen, layers: Int32Array, allPositions?, withLogits?, nextToken?) -> Promise<Float32Array[]>,
 // one [B, d_model] array of blocks.{l}.hook_resid_post at each row's last position per requested layer
 // (allPositions: [B, T, d_model] at every position), then with withLogits the same forward's
-// [B, T, vocab] logits (allPositions only).
+// [B, T, vocab] logits and with nextToken its next-token log-probs and hits [B, T] each (allPositions only).
 Napi::Value residuals(const Napi::CallbackInfo& info, std::shared_ptr<ModelState> state);
 
 // generatePatched(ids, mask, batch, seqLen, maxNewTokens, eos, layer, vectors: Float32Array [B, d_model],

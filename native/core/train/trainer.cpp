@@ -54,13 +54,13 @@ double Trainer::lr_at(int64_t step) const {
   return config_.lr * (config_.min_lr_ratio + (1.0 - config_.min_lr_ratio) * cosine);
 }
 
-void Trainer::save_state(const std::string& path) const {
+void Trainer::save_state(const std::string& path, bool weights) const {
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   const auto& named = model_.mutable_weights().named();
   for (size_t i = 0; i < params_.size(); ++i) {
     tensors.emplace_back("m." + named[i].first, m_[i]);
     tensors.emplace_back("v." + named[i].first, v_[i]);
-    if (master_[i].data_ptr() != params_[i].data_ptr()) tensors.emplace_back("master." + named[i].first, master_[i]);
+    if (weights || master_[i].data_ptr() != params_[i].data_ptr()) tensors.emplace_back("master." + named[i].first, master_[i]);
   }
   write_safetensors(path, tensors, {{"format", "neuroprune-adamw"}, {"step", std::to_string(step_)}, {"adam_t", std::to_string(adam_t_)}});
 }
@@ -83,7 +83,8 @@ void Trainer::load_state(const std::string& path) {
   for (size_t i = 0; i < params_.size(); ++i) {
     const bool low = master_[i].data_ptr() != params_[i].data_ptr();
     for (const char* part : {"m.", "v.", "master."}) {
-      if (std::string(part) == "master." && !low) continue;
+      // float32 models share master and weights: "master." is there only when the weights were saved.
+      if (std::string(part) == "master." && !low && !file.has(part + named[i].first)) continue;
       const std::string key = part + named[i].first;
       if (!file.has(key)) fail(codes::kArgument, path + ": optimizer state lacks " + key + " (another model?)");
       at::Tensor t = file.load(key, master_[i].device(), at::kFloat);

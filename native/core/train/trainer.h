@@ -50,8 +50,11 @@ class Trainer {
   // The optimizer state (AdamW's moments, its update count, the step, and the float32 master weights
   // of low-precision models) as safetensors, written atomically (temporary file, then rename).
   // Plain tensors rather than torch::save, so the file reads the same on every LibTorch version.
-  void save_state(const std::string& path) const;
-  // Brings back a state save_state() wrote; it must be for this model and at start_step (E_ARG else).
+  // With `weights`, every weight goes in too (as its float32 master copy): the file then holds all
+  // a later run needs besides the starting model's layout, and no separate model save is needed.
+  void save_state(const std::string& path, bool weights = false) const;
+  // Brings back a state save_state() wrote, its weights too when it has them; it must be for this
+  // model and at start_step (E_ARG else).
   void load_state(const std::string& path);
 
  private:
