@@ -4,7 +4,7 @@ import test from 'ava';
 import { Rng } from '../lib/tasks/random';
 import fs from 'node:fs';
 import path from 'node:path';
-import { cosine, jaccard, probelessScores, randomRanking, rankByScore, saliencyFromRanking, saliencyPerLayer, topTokens } from '../lib/relearn/measure';
+import { cosine, jaccard, probelessScores, randomRanking, rankByScore, saliencyFromRanking, saliencyPerLayer, topTokens, topTokensAll } from '../lib/relearn/measure';
 import { applyWordList, buildLocationConcept, readConceptFile } from '../lib/tasks/concept';
 import { tokenSpans } from '../lib/relearn/tokens';
 import { codeOf, tempDir } from './helpers';
@@ -48,6 +48,9 @@ test('top tokens equal the plain per-token maximum and sort on random data with 
   const tokens = 300, units = 7;
   const a = { values: Float32Array.from({ length: tokens * units }, () => rng.int(6) - 2), units, concept: [], tokenIds: Array.from({ length: tokens }, () => rng.int(40)) };
   for (let u = 0; u < units; u++) for (const k of [1, 5, 60]) t.deepEqual(topTokens(a, u, k), reference(a, u, k), `unit ${u}, k ${k}`);
+  // Every unit at once (relearn's "before" lists) gives the same lists; a unit zero everywhere has none.
+  const zeroed = { ...a, values: a.values.map((v, i) => (i % units === 3 ? 0 : v)) };
+  for (const k of [1, 5, 60]) t.deepEqual(topTokensAll(zeroed, k), Array.from({ length: units }, (_, u) => (u === 3 ? [] : reference(zeroed, u, k))));
 });
 
 test('random rankings are permutations of all units, and different seeds give different ones', (t) => {

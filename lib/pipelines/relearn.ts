@@ -21,7 +21,7 @@ import { stagingDir, throwIfAborted } from '../staging';
 import { ConceptText } from '../tasks/concept';
 import { subSeed } from '../tasks/random';
 import { relearnReport } from '../report/relearn';
-import { cosine, jaccard, meanRows, probelessScores, randomRanking, rankByScore, saliencyFromRanking, saliencyPerLayer, topTokens, TokenActivations } from '../relearn/measure';
+import { cosine, jaccard, meanRows, probelessScores, randomRanking, rankByScore, saliencyFromRanking, saliencyPerLayer, topTokens, topTokensAll, TokenActivations } from '../relearn/measure';
 import { controlSummary } from '../relearn/control';
 import { labelRows, LabelledRow, measureRows, RelearnSite, TokenScores, unitsPerLayer } from '../relearn/tokens';
 
@@ -228,7 +228,7 @@ async function oneRun(source: string, ranking: Ranking, o: Resolved, train: Conc
     if (!state) {
       state = { ranking, pruned: [], checkpoints: [], saliency: [], topBefore: [] };
       const acts = await measure('before', 0, state);
-      state.topBefore = Array.from({ length: acts.units }, (_, u) => topTokens(acts, u));
+      state.topBefore = topTokensAll(acts);
       state.checkpoints[0].similarity = { pruned: [], top: [], prunedCosine: [], topCosine: [] };
       state.pruned = await timed('measure', () => rankUnits(model, ranking, o, acts, rows, L, per, draw));
       await prune(state.pruned);

@@ -79,8 +79,37 @@ export function topTokens(a: TokenActivations, unit: number, k = 5): number[] {
     if (v !== 0) any = true;
     if (v > best[slots[t]]) best[slots[t]] = v;
   }
-  if (!any) return [];
-  // The k best (value, then smaller id first) by insertion into a short sorted list.
+  return any ? pickTop(best, ids, k) : [];
+}
+
+/**
+ * topTokens of every unit at once: one pass over the activations in memory order (a per-unit call
+ * reads them with a stride of `units`), the same lists.
+ */
+export function topTokensAll(a: TokenActivations, k = 5): number[][] {
+  const { slots, ids } = tokenSlots(a);
+  const U = a.units;
+  const best = new Float32Array(ids.length * U).fill(-Infinity);  // [slot, unit]
+  const any = new Uint8Array(U);
+  for (let t = 0; t < slots.length; t++) {
+    const row = a.values.subarray(t * U, (t + 1) * U), at = slots[t] * U;
+    for (let u = 0; u < U; u++) {
+      const v = row[u];
+      if (v !== 0) any[u] = 1;
+      if (v > best[at + u]) best[at + u] = v;
+    }
+  }
+  const column = new Float32Array(ids.length);
+  return Array.from({ length: U }, (_, u) => {
+    if (!any[u]) return [];
+    for (let s = 0; s < ids.length; s++) column[s] = best[s * U + u];
+    return pickTop(column, ids, k);
+  });
+}
+
+/** The k slots with the highest best[slot] (then the smaller token id first), as token ids. */
+function pickTop(best: Float32Array, ids: number[], k: number): number[] {
+  // The k best by insertion into a short sorted list.
   const top: number[] = [];
   const before = (x: number, y: number) => best[x] > best[y] || (best[x] === best[y] && ids[x] < ids[y]);
   for (let s = 0; s < ids.length; s++) {

@@ -61,26 +61,31 @@ export async function unitActivations(model: Model, rows: LabelledRow[], site: R
  * computed natively, so the logits never come to JS).
  */
 export async function measureRows(model: Model, rows: LabelledRow[], site: RelearnSite, scores: boolean, batch = 16): Promise<{ acts: TokenActivations; scores?: TokenScores }> {
-  const tally = scores ? new ScoreTally() : undefined;
-  const { per, L, values, units, concept, tokenIds, put } = tokenBuffer(model, rows, site);
-  let t = 0;
-  for (let from = 0; from < rows.length; from += batch) {
-    const part = rows.slice(from, from + batch);
-    const ids = part.map((r) => r.ids);
+  const { per, L, values, units, put } = tokenBuffer(model, rows, site);
+  // Batches of rows of similar length, so that little of each forward is padding (computed and thrown
+  // away); every row's results land at its own place, so the output is in row order all the same.
+  const order = rows.map((_, i) => i).sort((a, b) => rows[a].ids.length - rows[b].ids.length || a - b);
+  const first: number[] = [];  // each row's first token in the buffer
+  rows.reduce((t, row, i) => ((first[i] = t), t + row.ids.length), 0);
+  const scored: Array<Array<[number, boolean]>> = [];
+  for (let from = 0; from < order.length; from += batch) {
+    const part = order.slice(from, from + batch);
+    const ids = part.map((i) => rows[i].ids);
     const a = site === 'hook_resid_post'
       ? await model.residuals(ids, { positions: 'all', nextToken: scores })
       : await model.activations(ids, { site: site as NeuronSite, nextToken: scores });
     const seqLen = a.shape[1];
-    part.forEach((row, b) => {
-      const pad = seqLen - row.ids.length;  // left padding
-      for (let p = 0; p < row.ids.length; p++) for (let l = 0; l < L; l++) put(l, a.layers.get(l)!, (b * seqLen + pad + p) * per, t + p);
-      t += row.ids.length;
-      concept.push(...row.concept);
-      tokenIds.push(...row.ids);
-      if (tally) tally.addScored(row, (p) => [-a.nextToken!.logprob[b * seqLen + pad + p], a.nextToken!.hit[b * seqLen + pad + p] === 1]);
+    part.forEach((i, b) => {
+      const n = rows[i].ids.length, pad = seqLen - n;  // left padding
+      for (let p = 0; p < n; p++) for (let l = 0; l < L; l++) put(l, a.layers.get(l)!, (b * seqLen + pad + p) * per, first[i] + p);
+      if (scores) scored[i] = Array.from({ length: n }, (_, p) => [-a.nextToken!.logprob[b * seqLen + pad + p], a.nextToken!.hit[b * seqLen + pad + p] === 1]);
     });
   }
-  return { acts: { values, units, concept, tokenIds }, scores: tally?.result() };
+  const acts = { values, units, concept: rows.flatMap((r) => r.concept), tokenIds: rows.flatMap((r) => r.ids) };
+  if (!scores) return { acts };
+  const tally = new ScoreTally();
+  rows.forEach((row, i) => tally.addScored(row, (p) => scored[i][p]));
+  return { acts, scores: tally.result() };
 }
 
 /** The activations buffer [tokens, layers x per] of the rows, and put(layer, src, offset, token) to fill it. */
@@ -90,7 +95,7 @@ function tokenBuffer(model: Model, rows: LabelledRow[], site: RelearnSite) {
   const units = L * per;
   const values = new Float32Array(rows.reduce((n, r) => n + r.ids.length, 0) * units);
   const put = (layer: number, src: Float32Array, offset: number, token: number) => values.set(src.subarray(offset, offset + per), token * units + layer * per);
-  return { per, L, values, units, concept: [] as boolean[], tokenIds: [] as number[], put };
+  return { per, L, values, units, put };
 }
 
 export interface TokenScores {
