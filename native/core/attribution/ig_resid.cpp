@@ -11,6 +11,8 @@
 // (d) one backward per micro-batch.
 #include <ATen/core/grad_mode.h>  // at::NoGradGuard, at::AutoGradMode (not in ATen.h on 2.x)
 
+#include <algorithm>
+
 #include "attribution/ig.h"
 #include "attribution/ig_detail.h"
 #include "error.h"
