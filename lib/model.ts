@@ -371,9 +371,9 @@ export class Model {
     const stop = new AbortController();
     const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
     let progressError: unknown;
-    let reported = 0;
+    let reported = 0, finished = false;
     const progress = onProgress && ((done: number, total: number) => {
-      if (progressError !== undefined) return;
+      if (progressError !== undefined || finished) return;
       try {
         onProgress((reported = done), total);
       } catch (error) {
@@ -448,10 +448,11 @@ export class Model {
     const stop = new AbortController();
     const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
     let progressError: unknown;
+    let reported = 0, finished = false;
     const progress = onProgress && ((done: number, total: number) => {
-      if (progressError !== undefined) return;
+      if (progressError !== undefined || finished) return;
       try {
-        onProgress(done, total);
+        onProgress((reported = done), total);
       } catch (error) {
         progressError = error;
         stop.abort();
@@ -467,6 +468,9 @@ export class Model {
       throw progressError ?? error;
     }
     if (progressError !== undefined) throw progressError;
+    const total = clean.rows * steps;  // (row, step) pairs; the last report may still be queued
+    finished = true;
+    if (onProgress && reported < total) onProgress(total, total);
     return { scores: raw.scores, graph, metricClean: raw.metricClean, metricCorrupted: raw.metricCorrupted, ms: performance.now() - started, microBatches: raw.microBatches };
   }
 

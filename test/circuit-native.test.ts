@@ -290,13 +290,38 @@ test('kl: EAP scores vanish at the clean run, EAP-IG does not', async (t) => {
   t.true(largest(eap.scores) < 1e-3 * largest(ig.scores), `${largest(eap.scores)} vs ${largest(ig.scores)}`);
 });
 
-test('logit lens: ranks per row and writer; the full stream at logits is the model output', async (t) => {
+test('logit lens: per row and writer the answer rank; the input writer is the last token read through norm and unembedding', async (t) => {
   const model = models.get('llama')!;
   const lens = await model.logitLens({ clean, answer });
   const W = lens.graph.writers.length;
   t.is(lens.ranks.length, clean.length * W);
   lens.ranks.forEach((r) => t.true(r >= 0 && r < model.info.vocabSize));
   t.true(new Set(lens.ranks).size > 1, 'writers disagree');
+  // Llama has no position embeddings: writer `input` at the last position is the last token's embedding.
+  const st = await readSafetensors(path.join(model.info.dir!, 'model.safetensors'));
+  const embed = float32(st.tensors['model.embed_tokens.weight'].data), gain = float32(st.tensors['model.norm.weight'].data);
+  const unembed = float32(st.tensors['lm_head.weight'].data);
+  const d = model.info.dModel, V = model.info.vocabSize, eps = 1e-6;
+  clean.forEach((row, b) => {
+    const e = embed.subarray(row[row.length - 1] * d, (row[row.length - 1] + 1) * d);
+    const rms = Math.sqrt(e.reduce((s, x) => s + x * x, 0) / d + eps);
+    const h = Array.from(e, (x, i) => (x / rms) * gain[i]);
+    const logits = Array.from({ length: V }, (_, v) => h.reduce((s, x, i) => s + x * unembed[v * d + i], 0));
+    t.is(lens.ranks[b * W], logits.filter((x) => x > logits[answer[b]]).length, `row ${b}`);
+  });
+});
+
+test('bfloat16: the graph forward is the normal forward to bfloat16 precision, and edges score', async (t) => {
+  const dir = path.join(tempDir(), 'llama-bf16');
+  await initCheckpoint('llama', dir, { seed: 7, layers: 2, hidden: 32, heads: 4, kvHeads: 2 });
+  const model = await Model.load(dir, { dtype: 'bfloat16' });
+  const run = await model.ablatedRun({ clean, kept: allKept(model, 1), ablation: 'zero', metric: { kind: 'logprob', answer } });
+  const expected = await plainLogprobs(model, clean, answer);
+  run.metric.forEach((m, i) => t.true(Math.abs(m - expected[i]) < 2e-2, `row ${i}: ${m} vs ${expected[i]}`));
+  const scores = await model.edgeScores({ clean, corrupted, metric: { kind: 'logprob', answer }, method: 'eap-ig', steps: 3 });
+  t.true(scores.scores.every(Number.isFinite));
+  t.true(scores.scores.some((s) => s !== 0));
+  model.dispose();
 });
 
 test('bad inputs are typed errors naming what is wrong', async (t) => {
@@ -335,6 +360,12 @@ test('cancellation settles with E_ABORTED and the model stays usable', async (t)
   const aborted = new AbortController();
   aborted.abort();
   t.is(await codeOf(model.ablatedRun({ clean, kept: allKept(model, 1), ablation: 'zero', metric, signal: aborted.signal })), 'E_ABORTED');
+  // Raised in the middle of an ablated run (checked per layer).
+  const midway = new AbortController();
+  const pending = model.ablatedRun({ clean: Array(40).fill(clean[0]), kept: allKept(model, 0), ablation: 'zero', metric: { kind: 'logprob', answer: Array(40).fill(1) }, signal: midway.signal });
+  setImmediate(() => midway.abort());
+  const code = await codeOf(pending).catch(() => 'none');
+  t.true(code === 'E_ABORTED' || code === 'none', code);
   const after = await model.edgeScores({ clean, corrupted, metric, method: 'eap' });
   t.is(after.scores.length, after.graph.writers.length * after.graph.readers.length);
 });
