@@ -179,3 +179,21 @@ export function edgeIndex(graph: CircuitGraph, writer: string, reader: string): 
   if (r < 0) throw new NeuropruneError('E_ARG', `no reader ${describeValue(reader)} in the graph`);
   return w * graph.readers.length + r;
 }
+
+/**
+ * Node attribution patching from edge scores: per writer, the sum of its outgoing edge scores. The
+ * stream reaches the output only through readers, so dM/dz_u = sum over readers v of u of dM/d(input_v)
+ * and the sum is (z~_u - z_u) . dM/dz_u: the first-order effect of patching node u (all its outgoing
+ * edges) with its corrupted output.
+ */
+export function nodeScores(result: { scores: Float32Array; graph: CircuitGraph }): Float32Array {
+  const W = result.graph.writers.length, R = result.graph.readers.length;
+  if (result.scores.length !== W * R) throw new NeuropruneError('E_SHAPE', `scores hold ${result.scores.length} values; the graph has ${W} x ${R}`);
+  const out = new Float32Array(W);
+  for (let w = 0; w < W; w++) {
+    let sum = 0;
+    for (let r = 0; r < R; r++) sum += result.scores[w * R + r];
+    out[w] = sum;
+  }
+  return out;
+}

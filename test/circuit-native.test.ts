@@ -4,7 +4,7 @@
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { edgeIndex, initCheckpoint, Model, readSafetensors, writeSafetensors } from '../lib';
+import { edgeIndex, initCheckpoint, Model, nodeScores, readSafetensors, writeSafetensors } from '../lib';
 import type { CircuitMetric, EdgeScores } from '../lib';
 import { codeOf, float32, tempDir } from './helpers';
 
@@ -241,6 +241,43 @@ test('EAP is the first-order patching effect of each edge: its error shrinks in 
   t.true(errors[1] < 0.05, `relative error ${errors[1]}`);
   // First order: the error is O(size of the corruption); 0.1 -> 0.03 cuts it about 3x.
   t.true(errors[1] < errors[0] / 2, `${errors[1]} vs ${errors[0]}`);
+});
+
+test('node scores (sum of a writer\'s edge scores) are the first-order effect of patching the node', async (t) => {
+  const model = await scaledTokensGpt2(0.03);
+  const metric: CircuitMetric = { kind: 'logit_diff', answer, wrong };
+  const eap = await model.edgeScores({ clean, corrupted: oneToken, metric, method: 'eap' });
+  const nodes = nodeScores(eap);
+  const g = eap.graph, R = g.readers.length;
+  const options = { clean, ablation: 'corrupted' as const, corrupted: oneToken, metric };
+  const mean = (m: Float32Array) => m.reduce((s, x) => s + x, 0) / m.length;
+  const base = mean((await model.ablatedRun({ ...options, kept: allKept(model, 1) })).metric);
+  let num = 0, den = 0;
+  for (let w = 0; w < g.writers.length; w++) {
+    const kept = allKept(model, 1);
+    kept.fill(0, w * R, (w + 1) * R);  // every edge out of writer w
+    const effect = mean((await model.ablatedRun({ ...options, kept })).metric) - base;
+    num += (nodes[w] - effect) ** 2;
+    den += effect ** 2;
+  }
+  t.true(Math.sqrt(num / den) < 0.05, `relative error ${Math.sqrt(num / den)}`);
+  model.dispose();
+});
+
+test('zero ablation of every edge (GPT-2): the logits read only the attention output biases, which belong to no head', async (t) => {
+  const model = models.get('gpt2')!;
+  const run = await model.ablatedRun({ clean, kept: allKept(model, 0), ablation: 'zero', metric: { kind: 'logprob', answer } });
+  const st = await readSafetensors(path.join(model.info.dir!, 'model.safetensors'));
+  const get = (name: string) => float32(st.tensors[name].data);
+  const d = model.info.dModel, V = model.info.vocabSize;
+  const x = new Float64Array(d);
+  for (let l = 0; l < model.info.nLayers; l++) get(`transformer.h.${l}.attn.c_proj.bias`).forEach((b, i) => (x[i] += b));
+  const mu = x.reduce((s, v) => s + v, 0) / d, varr = x.reduce((s, v) => s + (v - mu) ** 2, 0) / d;
+  const gain = get('transformer.ln_f.weight'), shift = get('transformer.ln_f.bias'), wte = get('transformer.wte.weight');
+  const h = Array.from(x, (v, i) => ((v - mu) / Math.sqrt(varr + 1e-5)) * gain[i] + shift[i]);
+  const logits = Array.from({ length: V }, (_, v) => h.reduce((s, hi, i) => s + hi * wte[v * d + i], 0));
+  const lp = logSoftmax(logits);
+  run.metric.forEach((m, b) => t.true(Math.abs(m - lp[answer[b]]) < 1e-4, `row ${b}: ${m} vs ${lp[answer[b]]}`));
 });
 
 for (const name of ['gpt2', 'llama-gqa', 'mistral', 'neox-parallel', 'neox-sequential']) {
