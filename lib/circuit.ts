@@ -76,7 +76,11 @@ export type AblationKind = 'corrupted' | 'mean' | 'zero';
 
 export interface AblatedRunOptions {
   clean: number[][];
-  /** [writers x readers]: 1 = the edge is kept (carries the clean value), 0 = ablated. Non-edges are ignored. */
+  /**
+   * [writers x readers]: 1 = the edge is kept (carries the clean value), 0 = ablated. Non-edges are
+   * ignored. Several masks back to back ([masks x writers x readers]) run in one call on every row, the
+   * ablation values computed once; the results are then mask-major [masks x rows].
+   */
   kept: Uint8Array;
   /** What an ablated edge u->v carries: u's output on the row's corrupted input, its mean over `corrupted` (per position), or zero. */
   ablation: AblationKind;
@@ -89,6 +93,7 @@ export interface AblatedRunOptions {
   signal?: AbortSignal;
 }
 
+/** Per row (with several masks: [masks x rows], mask-major). */
 export interface AblatedRun {
   /** Per row metric of the ablated run (kl: to the clean run). */
   metric: Float32Array;

@@ -170,6 +170,32 @@ test('mean ablation over one row equals the corrupted ablation with that row', a
   t.true(Math.abs(mean.metric[0] - plain.metric[0]) > 1e-6, 'the ablation changed the output');
 });
 
+test('several masks in one ablatedRun equal one call per mask', async (t) => {
+  const model = models.get('llama-gqa')!;
+  const g = model.circuitGraph(), size = g.edges.length;
+  const masks = [allKept(model, 1), allKept(model, 0), allKept(model, 1)];
+  masks[2][edgeIndex(g, 'a0.h1', 'a1.h2<k>')] = 0;
+  masks[2][edgeIndex(g, 'm0', 'logits')] = 0;
+  const kept = new Uint8Array(3 * size);
+  masks.forEach((m, k) => kept.set(m, k * size));
+  const metric: CircuitMetric = { kind: 'logprob', answer };
+  for (const ablation of ['corrupted', 'mean', 'zero'] as const) {
+    const options = { clean, ablation, corrupted: ablation === 'zero' ? undefined : corrupted, metric, topK: 3 };
+    // Every (mask, row) pair in one batch, and (a small budget) one pair per batch.
+    const together = await model.ablatedRun({ ...options, kept });
+    const split = await model.ablatedRun({ ...options, kept, memoryBudgetBytes: 150_000 });
+    t.is(together.metric.length, 3 * clean.length);
+    together.metric.forEach((m, i) => t.true(Math.abs(m - split.metric[i]) < 1e-5));
+    for (let k = 0; k < 3; k++) {
+      const alone = await model.ablatedRun({ ...options, kept: masks[k] });
+      alone.metric.forEach((m, i) => t.true(Math.abs(m - together.metric[k * clean.length + i]) < 1e-5, `${ablation} mask ${k} row ${i}`));
+      t.deepEqual(Array.from(alone.topTokens), Array.from(together.topTokens.subarray(k * clean.length * 3, (k + 1) * clean.length * 3)));
+      t.deepEqual(Array.from(alone.answerRank), Array.from(together.answerRank.subarray(k * clean.length, (k + 1) * clean.length)));
+    }
+  }
+  t.is(await codeOf(model.ablatedRun({ clean, kept: new Uint8Array(size + 1), ablation: 'zero', metric })), 'E_SHAPE');
+});
+
 /** Per edge: the real effect of ablating it alone with its corrupted value (mean over rows of the metric change). */
 async function patchingEffects(model: Model, metric: CircuitMetric, corruptedRows: number[][]): Promise<Float32Array> {
   const g = model.circuitGraph();
