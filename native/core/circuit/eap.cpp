@@ -22,15 +22,16 @@ void check_cancelled(const EdgeScoreRequest& r, const char* where) {
   if (r.cancelled && r.cancelled()) fail(codes::kAborted, std::string("edge scoring cancelled ") + where);
 }
 
-// Bytes one (row, step) pair keeps for the backward pass, a coarse upper bound calibrated on CPU
-// (GPT-2 small, Pythia-160m, Qwen2-0.5b measured 4.4 to 5.8 H d floats per position and layer): per
-// position and layer, the per-head q/k/v inputs normed and projected (7 H d, and 6 H d more in float32
-// for reduced-precision models, whose norms compute in float32), the MLP (4 d_mlp), a few d-sized
-// tensors and the float32 attention probabilities (2 H T); plus the logits at the last position.
+// Bytes one (row, step) pair keeps for the backward pass, an upper bound calibrated on CPU (GPT-2
+// widths, 2 to 12 layers: about 2.3 H d floats per position and layer, plus one layer's gradients
+// at a time): per position and layer, the per-head q/k/v path (3 H d; reduced-precision models also
+// keep their norms' float32 copies, 3 H d floats), the MLP (2 d_mlp), a few d-sized tensors and the
+// float32 attention probabilities (2 H T); per position, one layer's per-reader gradients in float32
+// (12 H d bytes); the logits at the last position.
 int64_t pair_bytes(const ModelInfo& info, int64_t T, int64_t elt) {
   const int64_t H = info.n_heads, d = info.d_model;
-  const int64_t per_layer = (7 * H * d + 4 * info.d_mlp + 8 * d) * elt + (elt < 4 ? 6 * H * d * 4 : 0) + 2 * H * T * 4;
-  return T * info.n_layers * per_layer + info.vocab_size * 8;
+  const int64_t per_layer = (3 * H * d + 2 * info.d_mlp + 4 * d) * elt + (elt < 4 ? 3 * H * d * 4 : 0) + 2 * H * T * 4;
+  return T * (info.n_layers * per_layer + 12 * H * d * 4) + info.vocab_size * 8;
 }
 
 // Bytes a row keeps while its pairs run: D = z~ - z in float32 [T, W, d], and z, z~ while it is made.
