@@ -1,8 +1,9 @@
 // Rows are processed in chunks; per chunk: the clean and corrupted runs without gradients give
 // z, z~ and D = z~ - z [n, T, W, d]; then every (row, step) pair of the chunk goes through one graph
 // forward with the interpolated embeddings and one backward of the metric (pairs micro-batched to the
-// memory budget). A gradient hook on each layer's reader inputs folds the gradient into the scores as
-// it arrives, so the per-reader gradients [n, T, R, d] are never held at once:
+// memory budget). The graph forward hands each layer's reader-input gradients over as the backward
+// pass reaches them and they are folded into the scores at once, so the per-reader gradients
+// [n, T, R, d] are never held together:
 //   scores[u, v] += (1/m) sum_{rows, positions} D_u . dM/d(input_v)
 #include "circuit/eap.h"
 
@@ -22,16 +23,16 @@ void check_cancelled(const EdgeScoreRequest& r, const char* where) {
   if (r.cancelled && r.cancelled()) fail(codes::kAborted, std::string("edge scoring cancelled ") + where);
 }
 
-// Bytes one (row, step) pair keeps for the backward pass, an upper bound calibrated on CPU (GPT-2
-// widths, 2 to 12 layers: about 2.3 H d floats per position and layer, plus one layer's gradients
-// at a time): per position and layer, the per-head q/k/v path (3 H d; reduced-precision models also
-// keep their norms' float32 copies, 3 H d floats), the MLP (2 d_mlp), a few d-sized tensors and the
-// float32 attention probabilities (2 H T); per position, one layer's per-reader gradients in float32
-// (12 H d bytes); the logits at the last position.
+// Bytes one (row, step) pair needs in a gradient pass, an upper bound calibrated on CPU runs (GPT-2
+// and Qwen2 widths, 2 to 12 layers). The forward keeps per position and layer about a dozen d-sized
+// tensors (the stream is normed once per layer, not per head), the MLP's (4 d_mlp) and the float32
+// attention probabilities (2 H T); the backward pass adds, one layer at a time, the per-reader
+// gradients and the norm's vector-Jacobian product in float32 (about 10 copies of [T, 3H, d]); plus
+// the logits at the last position.
 int64_t pair_bytes(const ModelInfo& info, int64_t T, int64_t elt) {
   const int64_t H = info.n_heads, d = info.d_model;
-  const int64_t per_layer = (3 * H * d + 2 * info.d_mlp + 4 * d) * elt + (elt < 4 ? 3 * H * d * 4 : 0) + 2 * H * T * 4;
-  return T * (info.n_layers * per_layer + 12 * H * d * 4) + info.vocab_size * 8;
+  const int64_t per_layer = (12 * d + 4 * info.d_mlp) * elt + 2 * H * T * 4;
+  return T * (info.n_layers * per_layer + 10 * 3 * H * d * 4) + info.vocab_size * 8;
 }
 
 // Bytes a row keeps while its pairs run: D = z~ - z in float32 [T, W, d], and z, z~ while it is made.
@@ -109,14 +110,12 @@ EdgeScoreResult edge_scores(const CausalLM& model, const EdgeScoreRequest& r) {
         const at::Tensor Dh = D.narrow(0, i, rows_here);
         GraphForward run;
         run.poll = [&r] { check_cancelled(r, "during the forward pass"); };
-        run.on_inputs = [&, s](int64_t first, const at::Tensor& inputs) {
-          const int64_t nr = inputs.size(2), nw = writers_read(g, first);
-          inputs.register_hook([&, first, nr, nw, rows_here, s](const at::Tensor& grad) {
-            check_cancelled(r, "during the backward pass");
-            // The gradient summed over this batch's steps of each row: [rows, T, nr, d]
-            const at::Tensor gsum = grad.to(at::kFloat).view({rows_here, s, T, nr, grad.size(3)}).sum(1);
-            scores.narrow(0, 0, nw).narrow(1, first, nr).add_(at::einsum("btwd,btrd->wr", {Dh.narrow(2, 0, nw), gsum}), 1.0 / double(m));
-          });
+        run.on_grad = [&, s, rows_here](int64_t first, const at::Tensor& grad) {
+          check_cancelled(r, "during the backward pass");
+          const int64_t nr = grad.size(2), nw = writers_read(g, first);
+          // The gradient summed over this batch's steps of each row: [rows, T, nr, d]
+          const at::Tensor gsum = grad.to(at::kFloat).reshape({rows_here, s, T, nr, grad.size(3)}).sum(1);
+          scores.narrow(0, 0, nw).narrow(1, first, nr).add_(at::einsum("btwd,btrd->wr", {Dh.narrow(2, 0, nw), gsum}), 1.0 / double(m));
         };
         const at::Tensor logits = graph_forward(model, g, input, run).squeeze(1);
         std::vector<int64_t> batch_rows;

@@ -1,5 +1,7 @@
 #include "circuit/graph.h"
 
+#include <ATen/core/grad_mode.h>  // at::AutoGradMode
+
 #include "error.h"
 
 namespace neuroprune::circuit {
@@ -64,6 +66,10 @@ at::Tensor graph_forward(const CausalLM& model, const Graph& g, const at::Tensor
   std::vector<at::Tensor> delta(g.n_groups());  // z~ - z per group, made when first needed
   const bool ablating = run.ablated.defined();
 
+  // Whether an edge from one of the first `writers` writers into readers r0 .. r0 + n is ablated.
+  auto any_ablated = [&](int64_t r0, int64_t n, int64_t writers) {
+    return ablating && run.ablated_cpu.narrow(-2, 0, writers).narrow(-1, r0, n).any().item<bool>();
+  };
   // Reader inputs [B, T, n, d] for readers r0 .. r0 + n: the stream plus, per ablated edge from one of
   // the first `writers` writers, z~_u - z_u:  in_v = x + sum_u A[u, v] (z~_u - z_u).
   auto readers_input = [&](const at::Tensor& x, int64_t r0, int64_t n, int64_t writers) {
@@ -79,8 +85,10 @@ at::Tensor graph_forward(const CausalLM& model, const Graph& g, const at::Tensor
     }
     return in;
   };
-  auto seen = [&](int64_t first, const at::Tensor& inputs) {
-    if (run.on_inputs) run.on_inputs(first, inputs);
+  // Hands dM/d(inputs) of readers first .. to the caller during the backward pass.
+  auto hook = [&](const at::Tensor& inputs, int64_t first) {
+    if (!run.on_grad) return;
+    inputs.register_hook([cb = run.on_grad, first](const at::Tensor& grad) { cb(first, grad); });
   };
 
   // Outputs are kept only where something reads them: the ablation, or the caller.
@@ -89,10 +97,29 @@ at::Tensor graph_forward(const CausalLM& model, const Graph& g, const at::Tensor
   if (keep) z.push_back(embeddings.unsqueeze(2));
   for (int64_t l = 0; l < g.n_layers; ++l) {
     if (run.poll) run.poll();
-    // Attention: head h reads q, k, v inputs of its own; the heads' outputs and the bias join the stream.
-    const at::Tensor a_in = readers_input(x, g.attn_reader(l, 0, 0), 3 * H, g.writers_before_attn(l));
-    seen(g.attn_reader(l, 0, 0), a_in);
-    const at::Tensor qkv = a_in.unflatten(2, {H, 3});  // [B, T, H, 3, d]
+    // Attention: head h reads q, k, v inputs of its own, each normed on its own; the heads' outputs
+    // and the bias join the stream.
+    const int64_t r0 = g.attn_reader(l, 0, 0), nw = g.writers_before_attn(l);
+    at::Tensor normed;  // [B, T, 3H, d] in reader order
+    if (!any_ablated(r0, 3 * H, nw)) {
+      // Every reader of this layer reads the stream x: norm it once. Each reader's input gradient is
+      // the norm's vector-Jacobian product at x of its own output gradient, taken in the backward pass
+      // one layer at a time, so the forward keeps no per-head copy of the stream.
+      normed = model.graph_attn_norm(l, x).unsqueeze(2).expand({B, T, 3 * H, d});
+      if (run.on_grad) {
+        normed.register_hook([&model, l, xd = x.detach(), cb = run.on_grad, r0, B, T, H, d](const at::Tensor& grad) {
+          at::AutoGradMode enable(true);
+          const at::Tensor xs = xd.unsqueeze(2).expand({B, T, 3 * H, d}).contiguous().requires_grad_(true);
+          model.graph_attn_norm(l, xs).backward(grad);
+          cb(r0, xs.grad());
+        });
+      }
+    } else {
+      const at::Tensor a_in = readers_input(x, r0, 3 * H, nw);
+      hook(a_in, r0);
+      normed = model.graph_attn_norm(l, a_in);
+    }
+    const at::Tensor qkv = normed.unflatten(2, {H, 3});  // [B, T, H, 3, d]
     const at::Tensor heads = model.graph_heads(l, qkv.select(3, 0), qkv.select(3, 1), qkv.select(3, 2), positions);
     if (keep) z.push_back(heads);
     at::Tensor attn = heads.sum(2);
@@ -101,13 +128,13 @@ at::Tensor graph_forward(const CausalLM& model, const Graph& g, const at::Tensor
     const at::Tensor resid = x + attn;
     // MLP: reads the stream after the heads (or, parallel residual, the one attention read).
     const at::Tensor m_in = readers_input(g.parallel ? x : resid, g.mlp_reader(l), 1, g.writers_before_mlp(l));
-    seen(g.mlp_reader(l), m_in);
+    hook(m_in, g.mlp_reader(l));
     const at::Tensor mlp = model.graph_mlp(l, m_in.squeeze(2));
     if (keep) z.push_back(mlp.unsqueeze(2));
     x = resid + mlp;
   }
   at::Tensor out = readers_input(x, g.logits_reader(), 1, g.n_writers());
-  seen(g.logits_reader(), out);
+  hook(out, g.logits_reader());
   out = out.squeeze(2);
   if (run.last_only) out = out.narrow(1, T - 1, 1);
   if (run.record) *run.record = std::move(z);

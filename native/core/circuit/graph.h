@@ -59,10 +59,10 @@ struct GraphForward {
   std::vector<at::Tensor> values;
   // Out: each writer group's output in this run.
   std::vector<at::Tensor>* record = nullptr;
-  // Sees each layer's reader inputs as they are made: the first reader's index and the inputs
-  // [B, T, n, d] of readers first .. first + n (attention: 3H in reader order; MLP, logits: 1), so
-  // that a caller can hook their gradients.
-  std::function<void(int64_t first, const at::Tensor& inputs)> on_inputs;
+  // Asks for the gradient of whatever is backpropagated at every reader input: called during the
+  // backward pass with the first reader's index and dM/d(input) [B, T, n, d] of readers first ..
+  // first + n (a layer's attention: 3H in reader order; an MLP, the logits: 1).
+  std::function<void(int64_t first, const at::Tensor& grad)> on_grad;
   std::function<void()> poll;  // called once per layer (cancellation)
   bool last_only = true;       // logits at the last position only
 };

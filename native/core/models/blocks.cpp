@@ -188,11 +188,6 @@ bool shared_over_heads(const at::Tensor& x) { return x.stride(2) == 0 && !at::Gr
 
 }  // namespace
 
-at::Tensor head_norm(const at::Tensor& x, const std::function<at::Tensor(const at::Tensor&)>& norm) {
-  if (!shared_over_heads(x)) return norm(x);
-  return norm(x.select(2, 0)).unsqueeze(2).expand(x.sizes());
-}
-
 at::Tensor head_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   const int64_t B = x.size(0), T = x.size(1), H = x.size(2), d = x.size(3), G = weight.size(0), D = weight.size(1);
   if (shared_over_heads(x)) {  // one product [B, T, d] x [d, G D], each weight head's output repeated for its query heads

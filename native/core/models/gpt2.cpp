@@ -91,8 +91,13 @@ class GPT2 final : public CausalLM {
     return blocks::activation(pre, cfg_.act);
   }
 
-  // Circuit graph: head h's q/k/v from its own inputs through ln_1 and its slice of c_attn; its output
-  // z_h c_proj[head h rows] (c_proj's bias stays in the stream).
+  // Circuit graph: head h's q/k/v from its own ln_1-normed inputs through its slice of c_attn; its
+  // output z_h c_proj[head h rows] (c_proj's bias stays in the stream).
+  at::Tensor graph_attn_norm(int64_t l, const at::Tensor& x) const override {
+    const std::string p = "transformer.h." + std::to_string(l) + ".";
+    return blocks::layer_norm(x, weights_[p + "ln_1.weight"], weights_[p + "ln_1.bias"], cfg_.eps);
+  }
+
   at::Tensor graph_heads(int64_t l, const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
                          const at::Tensor&) const override {
     const Weights& w = weights_;
@@ -100,8 +105,7 @@ class GPT2 final : public CausalLM {
     const int64_t E = cfg_.n_embd, H = cfg_.n_head, D = E / H;
     const at::Tensor& W = w[p + "attn.c_attn.weight"];  // Conv1D [E, 3E]: columns [q | k | v], head-major
     const at::Tensor& b = w[p + "attn.c_attn.bias"];
-    auto project = [&](const at::Tensor& in, int64_t j) {
-      at::Tensor a = blocks::head_norm(in, [&](const at::Tensor& t) { return blocks::layer_norm(t, w[p + "ln_1.weight"], w[p + "ln_1.bias"], cfg_.eps); });
+    auto project = [&](const at::Tensor& a, int64_t j) {
       return blocks::head_linear(a, W.narrow(1, j * E, E).view({E, H, D}).permute({1, 2, 0}), b.narrow(0, j * E, E).view({H, D}));
     };
     double scale = cfg_.scale_attn_weights ? 1.0 / std::sqrt(double(D)) : 1.0;

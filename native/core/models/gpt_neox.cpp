@@ -100,8 +100,13 @@ class GPTNeoX final : public CausalLM {
     return blocks::activation(pre, cfg_.act);
   }
 
-  // Circuit graph: head h's q/k/v from its own inputs through ln1 and its rows of the fused
+  // Circuit graph: head h's q/k/v from its own ln1-normed inputs through its rows of the fused
   // query_key_value (stored per head as [q | k | v]); its output z_h dense[:, head h].
+  at::Tensor graph_attn_norm(int64_t l, const at::Tensor& x) const override {
+    const std::string p = "gpt_neox.layers." + std::to_string(l) + ".";
+    return at::layer_norm(x, {cfg_.hidden}, weights_[p + "input_layernorm.weight"], weights_[p + "input_layernorm.bias"], cfg_.eps);
+  }
+
   at::Tensor graph_heads(int64_t l, const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
                          const at::Tensor& positions) const override {
     const Weights& w = weights_;
@@ -109,10 +114,7 @@ class GPTNeoX final : public CausalLM {
     const std::string p = "gpt_neox.layers." + std::to_string(l) + ".";
     const at::Tensor W = w[p + "attention.query_key_value.weight"].view({H, 3, D, E});
     const at::Tensor b = cfg_.bias ? w[p + "attention.query_key_value.bias"].view({H, 3, D}) : at::Tensor();
-    auto project = [&](const at::Tensor& in, int64_t j) {
-      at::Tensor a = blocks::head_norm(in, [&](const at::Tensor& t) {
-        return at::layer_norm(t, {E}, w[p + "input_layernorm.weight"], w[p + "input_layernorm.bias"], cfg_.eps);
-      });
+    auto project = [&](const at::Tensor& a, int64_t j) {
       return blocks::head_linear(a, W.select(1, j), b.defined() ? b.select(1, j) : at::Tensor());
     };
     const at::Tensor q = rotary_.apply(project(q_in, 0), positions);

@@ -110,18 +110,20 @@ class Llama final : public CausalLM {
 
   at::Tensor mlp_activation(int64_t, const at::Tensor& pre, const at::Tensor& gate) const override { return gate * pre; }
 
-  // Circuit graph: head h's q from its own input, its k and v from theirs with the weights of its
-  // key/value group (no copy of the weights); its output z_h o_proj[:, head h].
+  // Circuit graph: head h's q from its own normed input, its k and v from theirs with the weights of
+  // its key/value group (no copy of the weights); its output z_h o_proj[:, head h].
+  at::Tensor graph_attn_norm(int64_t l, const at::Tensor& x) const override {
+    return blocks::rms_norm(x, weights_["model.layers." + std::to_string(l) + ".input_layernorm.weight"], cfg_.eps);
+  }
+
   at::Tensor graph_heads(int64_t l, const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
                          const at::Tensor& positions) const override {
     const Weights& w = weights_;
     const std::string p = "model.layers." + std::to_string(l) + ".self_attn.";
     const int64_t D = cfg_.head_dim, E = cfg_.hidden;
-    const at::Tensor& gain = w["model.layers." + std::to_string(l) + ".input_layernorm.weight"];
-    auto project = [&](const at::Tensor& in, const char* name, int64_t groups) {
+    auto project = [&](const at::Tensor& a, const char* name, int64_t groups) {
       const std::string n = p + name;
       at::Tensor bias = cfg_.qkv_bias ? w[n + ".bias"].view({groups, D}) : at::Tensor();
-      at::Tensor a = blocks::head_norm(in, [&](const at::Tensor& t) { return blocks::rms_norm(t, gain, cfg_.eps); });
       return blocks::head_linear(a, w[n + ".weight"].view({groups, D, E}), bias);
     };
     const at::Tensor q = rotary_.apply(project(q_in, "q_proj", cfg_.n_head), positions);

@@ -130,6 +130,10 @@ at::Tensor CausalLM::graph_heads(int64_t, const at::Tensor&, const at::Tensor&, 
   fail(codes::kSite, info_.model_type + " (" + info_.architecture + ") has no attention heads, so it has no circuit graph");
 }
 
+at::Tensor CausalLM::graph_attn_norm(int64_t, const at::Tensor&) const {
+  fail(codes::kSite, info_.model_type + " (" + info_.architecture + ") has no attention heads, so it has no circuit graph");
+}
+
 at::Tensor CausalLM::graph_attn_bias(int64_t) const { return {}; }
 
 at::Tensor CausalLM::graph_mlp(int64_t, const at::Tensor&) const {

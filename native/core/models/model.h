@@ -159,11 +159,13 @@ class CausalLM {
   virtual at::Tensor mlp_activation(int64_t layer, const at::Tensor& pre, const at::Tensor& gate) const;
 
   // The circuit graph's view of a block (native/core/circuit): attention split into heads, each with
-  // its own q, k and v input. q_in, k_in, v_in [B, T, H, d_model] hold head h's inputs (each normed
-  // on its own); positions [B, T]; every position is a real token. Returns each head's output in the
-  // residual stream, z_h W_O[:, head h], [B, T, H, d_model], without the output bias. Grouped-query
-  // models compute query head h's k and v from its own input with the weights of group h / (H / KV).
-  // Models without heads (Mamba) fail with E_SITE.
+  // its own q, k and v input. graph_attn_norm is the attention's input norm over the last dimension
+  // (the graph norms each head's inputs on their own). graph_heads takes the normed inputs q_in, k_in,
+  // v_in [B, T, H, d_model] (head h's), positions [B, T] (every position a real token), and returns each
+  // head's output in the residual stream, z_h W_O[:, head h], [B, T, H, d_model], without the output
+  // bias. Grouped-query models compute query head h's k and v from its own input with the weights of
+  // group h / (H / KV). Models without heads (Mamba) fail with E_SITE.
+  virtual at::Tensor graph_attn_norm(int64_t layer, const at::Tensor& x) const;
   virtual at::Tensor graph_heads(int64_t layer, const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
                                  const at::Tensor& positions) const;
   // The attention output bias [d_model] (undefined when none): in the stream, part of no head.
