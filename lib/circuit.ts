@@ -70,6 +70,9 @@ export interface EdgeScores {
   ms: number;
   /** Gradient passes run. */
   microBatches: number;
+  method: 'eap' | 'eap-ig';
+  /** Steps m used (1 for eap). */
+  steps: number;
 }
 
 export type AblationKind = 'corrupted' | 'mean' | 'zero';

@@ -471,7 +471,7 @@ export class Model {
     const total = clean.rows * steps;  // (row, step) pairs; the last report may still be queued
     finished = true;
     if (onProgress && reported < total) onProgress(total, total);
-    return { scores: raw.scores, graph, metricClean: raw.metricClean, metricCorrupted: raw.metricCorrupted, ms: performance.now() - started, microBatches: raw.microBatches };
+    return { scores: raw.scores, graph, metricClean: raw.metricClean, metricCorrupted: raw.metricCorrupted, ms: performance.now() - started, microBatches: raw.microBatches, method: options.method, steps };
   }
 
   /**
