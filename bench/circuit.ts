@@ -6,7 +6,8 @@
  *     too) against one plain forward+backward of the same batch (goal: at most 8x);
  * (2) against patching every edge one ablatedRun at a time: a seeded sample of edges is timed and the
  *     mean extrapolated to every edge of the graph; the JSON gives the ratio.
- * Prints one JSON object.
+ * Prints one JSON object. With a GPU, the issue's large case:
+ *   npm run bench -- circuit --model random:llama-7b --device cuda --dtype bfloat16 --batch 1 --steps 20 --patch-sample 4
  */
 import { Command } from 'commander';
 import os from 'node:os';
@@ -89,6 +90,7 @@ export async function runCircuitBench(argv: string[]): Promise<void> {
       patch_edge_ms: Math.round(patchEdgeMs),
       patch_all_edges_ms_extrapolated: Math.round(patchAllMs),
       patching_vs_eap_ig: Number((patchAllMs / eapIg.ms).toFixed(1)),
+      peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
       metric_clean: eapIg.metricClean,
       metric_corrupted: eapIg.metricCorrupted,
       neuroprune: environment(),
