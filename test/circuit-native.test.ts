@@ -327,6 +327,25 @@ for (const name of ['gpt2', 'llama-gqa', 'mistral', 'neox-parallel', 'neox-seque
   });
 }
 
+for (const name of ['gpt2', 'llama-gqa', 'neox-parallel']) {
+  test(`${name}: EAP-IG completeness: the input node's score tends to M(corrupted) - M(clean) as the steps grow`, async (t) => {
+    // Every reader reads the input embedding directly, so the input row of the scores is
+    // (e~ - e) . mean_k dM/de(e_k): a Riemann sum of the path integral M(e~) - M(e), error O(1/m).
+    const model = models.get(name)!;
+    const metric: CircuitMetric = { kind: 'logit_diff', answer, wrong };
+    const errors: number[] = [];
+    let change = 0;
+    for (const steps of [4, 64]) {
+      const r = await model.edgeScores({ clean, corrupted, metric, method: 'eap-ig', steps });
+      change = r.metricCorrupted - r.metricClean;
+      errors.push(Math.abs(nodeScores(r)[0] - change));
+    }
+    t.log(`M(corrupted) - M(clean) = ${change.toExponential(3)}; error at m = 4: ${errors[0].toExponential(2)}, m = 64: ${errors[1].toExponential(2)}`);
+    t.true(errors[1] < 0.02 * Math.abs(change), `${errors[1]} vs ${change}`);
+    t.true(errors[1] < errors[0] / 4);
+  });
+}
+
 test('micro-batching to a small memory budget gives the same scores', async (t) => {
   const model = models.get('llama-gqa')!;
   const metric: CircuitMetric = { kind: 'logprob', answer };
