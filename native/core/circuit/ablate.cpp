@@ -71,8 +71,10 @@ AblatedRunResult ablated_run(const CausalLM& model, const AblatedRunRequest& r) 
   const int64_t chunk = std::min(N, pairs), masks_per_batch = std::max<int64_t>(1, std::min(K, pairs / chunk));
 
   // Mean ablation: per writer group, the mean of its output over the given rows, [1, T, n, d].
+  // With no edge ablated in any mask, the run is the normal forward: no ablation values are needed.
+  const bool ablating = ablated_cpu.any().item<bool>();
   std::vector<at::Tensor> mean;
-  if (r.ablation == AblationKind::Mean) {
+  if (ablating && r.ablation == AblationKind::Mean) {
     const int64_t M = r.corrupted.size(0);
     for (int64_t r0 = 0; r0 < M; r0 += chunk) {
       const int64_t n = std::min(chunk, M - r0);
@@ -97,14 +99,14 @@ AblatedRunResult ablated_run(const CausalLM& model, const AblatedRunRequest& r) 
     const at::Tensor e = graph_embed(model, r.clean.narrow(0, r0, n).to(device));
     // The ablation values of these rows, [n or 1, T, ., d] per writer group.
     std::vector<at::Tensor> values;
-    if (r.ablation == AblationKind::Corrupted) {
+    if (ablating && r.ablation == AblationKind::Corrupted) {
       GraphForward run;
       run.record = &values;
       run.poll = poll;
       graph_forward(model, g, graph_embed(model, r.corrupted.narrow(0, r0, n).to(device)), run);
-    } else if (r.ablation == AblationKind::Mean) {
+    } else if (ablating && r.ablation == AblationKind::Mean) {
       values = mean;
-    } else {
+    } else if (ablating) {
       for (int64_t grp = 0; grp < g.n_groups(); ++grp) values.push_back(at::zeros({1, T, g.group_size(grp), g.d_model}, e.options()));
     }
     at::Tensor clean_lp;
@@ -119,8 +121,10 @@ AblatedRunResult ablated_run(const CausalLM& model, const AblatedRunRequest& r) 
       // Rows mask-major: batch row j * n + i is mask k0 + j on row r0 + i.
       GraphForward ablate;
       ablate.poll = poll;
-      ablate.ablated_cpu = ablated_cpu.narrow(0, k0, kb);
-      ablate.ablated = kb == 1 ? ablated_all[k0] : ablated_all.narrow(0, k0, kb).repeat_interleave(n, 0);
+      if (ablating) {
+        ablate.ablated_cpu = ablated_cpu.narrow(0, k0, kb);
+        ablate.ablated = kb == 1 ? ablated_all[k0] : ablated_all.narrow(0, k0, kb).repeat_interleave(n, 0);
+      }
       for (const auto& v : values) ablate.values.push_back(v.size(0) == 1 || kb == 1 ? v : v.repeat({kb, 1, 1, 1}));
       const at::Tensor input = kb == 1 ? e : e.repeat({kb, 1, 1});
       const at::Tensor logits = graph_forward(model, g, input, ablate).squeeze(1).to(at::kFloat);  // [kb n, V]
