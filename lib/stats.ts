@@ -63,3 +63,8 @@ export function pairedBootstrap(strata: PairedSample[], options: { resamples?: n
   const tail = (1 - level) / 2;
   return { delta, low: quantile(draws, tail), high: quantile(draws, 1 - tail), level, resamples };
 }
+
+/** The mean of one sample with a bootstrap percentile interval: the paired bootstrap of the values against 0. */
+export function meanInterval(values: ArrayLike<number>, options: { resamples?: number; level?: number; seed?: number } = {}): Interval {
+  return pairedBootstrap([{ before: new Float64Array(values.length), after: values }], options);
+}
