@@ -7,8 +7,9 @@
  * otherwise restore it. The current value follows every accepted removal.
  *
  * A reader whose node has no kept outgoing edge left cannot change the output: its incoming edges are
- * removed without evaluating them (an evaluation would return the current value, a rise of 0 < tau,
- * so the result is the same; this only saves the forward passes).
+ * removed without evaluating each (on a model each evaluation would return the current value, a rise
+ * of 0 < tau); the current value is measured again before the next edge is tried, so that the
+ * comparison is always against the graph as it is.
  *
  * The model is reached only through `evaluate(kept)`, the metric with every edge where kept is 0
  * ablated, so that the algorithm runs on a hand-made graph in tests.
@@ -33,7 +34,7 @@ export interface AcdcResult {
   metricCircuit: number;
   /** Calls of evaluate, the first (full graph) included. */
   evaluations: number;
-  /** Edges removed because their reader's node no longer reached anything. */
+  /** Edges removed without a try because their reader's node no longer writes anywhere. */
   skipped: number;
 }
 
@@ -59,6 +60,7 @@ export async function acdc(g: CircuitGraph, evaluate: (kept: Uint8Array) => Prom
   };
   const metricFull = await run();
   let current = metricFull;
+  let stale = false;
   for (let r = R - 1; r >= 0; r--) {
     const w0 = writerOfNode.get(readerNode[r]);
     const alive = w0 === undefined || kept.subarray(w0 * R, (w0 + 1) * R).some((x) => x === 1);
@@ -68,7 +70,9 @@ export async function acdc(g: CircuitGraph, evaluate: (kept: Uint8Array) => Prom
       if (!alive) {
         kept[flat] = 0;
         skipped++;
+        stale = true;
       } else {
+        if (stale) (current = await run()), (stale = false);
         kept[flat] = 0;
         const m = await run();
         if (m - current < o.tau) current = m;
@@ -77,5 +81,6 @@ export async function acdc(g: CircuitGraph, evaluate: (kept: Uint8Array) => Prom
       o.onProgress?.(++done, total);
     }
   }
+  if (stale) current = await run();
   return { kept, edges: countEdges(kept), metricFull, metricCircuit: current, evaluations, skipped };
 }
