@@ -4,7 +4,7 @@
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { discoverCircuit, parseCircuitConfig, prepareCircuitData } from '../lib';
+import { CIRCUIT_FILES, discoverCircuit, parseCircuitConfig, prepareCircuitData, readSafetensors, writeCircuitOutputs } from '../lib';
 import { acdc } from '../lib/circuit/acdc';
 import { circuitDot } from '../lib/circuit/dot';
 import { countEdges, layerOf, nodeIndex, nodeOf, standardGraph } from '../lib/circuit/graph';
@@ -362,3 +362,37 @@ test('an aborted pipeline stops with E_ABORTED', async (t) => {
   t.is(await codeOf(run), 'E_ABORTED');
 });
 
+
+test('outputs: circuit.json with every setting and count, edges.safetensors with every score and the names, DOT, report', async (t) => {
+  const dir = tempDir();
+  const model = fakeCircuitModel();
+  const r = await discoverCircuit(model, { relations: [relationFile(dir)], topN: 3 });
+  const out = path.join(dir, 'out');
+  fs.mkdirSync(out);
+  await writeCircuitOutputs(out, r, model.info, 123);
+  t.deepEqual(fs.readdirSync(out).sort(), CIRCUIT_FILES);
+  const json = JSON.parse(fs.readFileSync(path.join(out, 'circuit.json'), 'utf8'));
+  t.like(json.settings, { method: 'eap-ig', steps: 5, metric: 'logprob', ablation: 'corrupted', topN: 3, threshold: null, seed: 0, knownTopK: 10, randomDraws: 5, hitK: 10, scoreMethod: 'eap-ig' });
+  t.deepEqual(json.settings.acdc, { taus: [0.02, 0.01, 0.005], metric: 'nll', maxEdges: 5000 });
+  t.like(json.counts, { facts: 9, known: 7, paired: 6, validation: 3, test: 3, circuitEdges: 3, chosenEdges: 3, graphEdges: countEdges(GRAPH.edges) });
+  t.deepEqual(json.circuit.nodes, ['input', 'a0.h1', 'm1', 'logits']);
+  t.deepEqual(json.circuit.edges.map((x: { writer: string; reader: string }) => `${x.writer}->${x.reader}`).sort(), ['a0.h1->m1', 'input->a0.h1<v>', 'm1->logits']);
+  t.true(Math.abs(json.faithfulness.test.circuit.normalized - 1) < 0.01);
+  t.is(json.hit.test.full.delta, 1);
+  t.is(json.hit.test.k, 10);
+  t.truthy(json.definitions.faithfulness);
+  t.is(json.facts.test.length, 3);
+  t.true(json.facts.test.every((f: { answerText: string; object: string }) => f.answerText === f.object[0]));
+  const st = await readSafetensors(path.join(out, 'edges.safetensors'));
+  const W = GRAPH.writers.length, Rd = GRAPH.readers.length;
+  t.deepEqual(st.tensors.scores.shape, [W, Rd]);
+  t.is(st.tensors.scores.dtype, 'F32');
+  t.deepEqual(st.tensors.circuit.shape, [W, Rd]);
+  t.deepEqual(JSON.parse(st.metadata.writers), GRAPH.writers);
+  t.deepEqual(JSON.parse(st.metadata.readers), GRAPH.readers);
+  const scores = new Float32Array(st.tensors.scores.data.buffer.slice(st.tensors.scores.data.byteOffset, st.tensors.scores.data.byteOffset + st.tensors.scores.data.byteLength));
+  t.deepEqual(scores, r.scores);
+  t.deepEqual(ones(new Uint8Array(st.tensors.circuit.data)), [...TRUE_CIRCUIT].sort((a, b) => a - b));
+  t.regex(fs.readFileSync(path.join(out, 'circuit.dot'), 'utf8'), /"a0\.h1" -> "m1"/);
+  t.regex(fs.readFileSync(path.join(out, 'report.html'), 'utf8'), /<svg/);
+});
