@@ -20,6 +20,7 @@ export const CIRCUIT_DEFINITIONS = {
   graph: 'writers: input, a{l}.h{h} (each query head), m{l}; readers: a{l}.h{h}<q>/<k>/<v>, m{l}, logits; an edge is a (writer, reader) pair through the residual stream',
   score:
     "an edge's score is the first-order effect on the mean metric of ablating it with its corrupted value (EAP: one gradient at the clean input; EAP-IG: gradients averaged over m inputs interpolated between the corrupted and the clean embeddings); negative means ablating the edge lowers the metric",
+  ablation: "what an ablated edge carries: corrupted = the writer's output on the row's partner prompt; mean = that output averaged over the partner prompts of the same length; zero = nothing",
   nodeScore: "the sum of a writer's outgoing edge scores (attribution patching of the node)",
   circuit: 'the top-n edges by |score| (or |score| >= threshold; ACDC: the edges it keeps), then only edges on a path input -> ... -> logits (dead nodes pruned)',
   faithfulness: 'ratio = metric(circuit, every other edge ablated) / metric(full model) (Yao et al. 2024); normalized = (m_circuit - m_empty) / (m_full - m_empty) (Hanna et al. 2024): 1 = as the full model, 0 = as with every edge ablated',

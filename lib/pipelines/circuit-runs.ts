@@ -113,7 +113,8 @@ export async function ablatedRows(
       clean: group.map((f) => f.ids),
       kept,
       ablation: o.ablation,
-      corrupted: o.ablation === 'corrupted' ? group.map((f) => f.corrupted.ids) : undefined,
+      // corrupted: each row's partner; mean: the writer's output averaged over the group's partners.
+      corrupted: o.ablation === 'zero' ? undefined : group.map((f) => f.corrupted.ids),
       metric: metricOf(o.metric, group),
       topK: o.hitK,
       signal: o.signal,

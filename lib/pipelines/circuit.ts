@@ -99,6 +99,9 @@ export async function discoverCircuit(model: CircuitModel, options: CircuitConfi
   const { signal, onProgress, chunkDir, resume, ...input } = options;
   const config = parseCircuitConfig(input, 'options');
   const ablation = resolvedAblation(config);
+  if (config.method === 'eap' && config.metric === 'kl') {
+    throw new NeuropruneError('E_ARG', 'EAP with the kl metric scores every edge 0 (KL has zero gradient at the clean run); use --method eap-ig or another metric');
+  }
   const progress = (stage: CircuitStage, done: number, total: number, detail?: string) => onProgress?.({ stage, done, total, detail });
 
   let started = performance.now();
