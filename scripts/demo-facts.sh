@@ -21,7 +21,7 @@ np synth-data --kind facts --data-dir "$data" --out "$out/corpus/facts.jsonl"
 np query-neurons models/demo-facts --data "$out/corpus/facts.qa.json" --per-domain "$per_domain" --out "$out/query-neurons" --force
 # Relearning: prune the location concept's neurons (frozen), retrain, beside random pruning.
 np relearn models/demo-facts --concept locations --data-dir "$data" --limit 1000 --ranking ig --prune-fraction 0.1 --steps 100 --checkpoint-every 25 --out "$out/relearn" --force
-# The knowledge circuit of one relation (Yao et al. 2024): EAP-IG edge scores, the top 100 edges,
+# The knowledge circuit of one relation (Yao et al. 2024): EAP-IG edge scores, the top 20 edges,
 # faithfulness and Hit@10 beside random circuits of the same size.
 np circuit models/demo-facts --relation "$data/lre/factual/country_capital_city.json" --top-n 20 --out "$out/circuit" --force
 echo "reports: $out/eval/results.json (every prompt and prediction), $out/prune/results.json and $out/prune/neurons.json,"
