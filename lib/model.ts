@@ -2,7 +2,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { attributeDefaults, AttributeOptions, AttributionResult } from './attribution';
-import { nativeCall, NeuropruneError } from './errors';
+import {
+  AblatedRun, AblatedRunOptions, CircuitGraph, circuitMetric, circuitRows, EdgeScoreOptions, EdgeScores, LogitLens, LogitLensOptions,
+  memoryBudget, positiveInt,
+} from './circuit';
+import { nativeCall, NeuropruneError, toNeuropruneError } from './errors';
 import { checkModelFile } from './files';
 import { stagingDir, throwIfAborted } from './staging';
 import { checkLayers, checkTokenIds, describeValue } from './validate';
@@ -125,6 +129,7 @@ const SIDE_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_m
 export class Model {
   private queue: Promise<unknown> = Promise.resolve();
   private disposed = false;
+  private graph: CircuitGraph | undefined;
 
   private constructor(
     private readonly handle: NativeModel,
@@ -402,6 +407,117 @@ export class Model {
       microBatches: raw.microBatches,
       ms: performance.now() - started,
     };
+  }
+
+  /**
+   * The model as a circuit graph: writers (input, heads, MLPs), readers (each head's q/k/v input, MLPs,
+   * logits) and which writer each reader reads. E_SITE for models without heads (Mamba).
+   */
+  circuitGraph(): CircuitGraph {
+    if (this.disposed) throw new NeuropruneError('E_DISPOSED', `model ${this.info.id} has been disposed`);
+    if (!this.graph) {
+      try {
+        this.graph = this.handle.circuitGraph();
+      } catch (error) {
+        throw toNeuropruneError(error);
+      }
+    }
+    return { writers: [...this.graph.writers], readers: [...this.graph.readers], edges: this.graph.edges.slice() };
+  }
+
+  /**
+   * Scores every edge of the circuit graph by EAP (one gradient at the clean input) or EAP-IG (m
+   * inputs interpolated from the corrupted to the clean embeddings): see EdgeScores for the formula
+   * and sign. Micro-batched to memoryBudgetBytes; cancel with `signal`.
+   */
+  async edgeScores(options: EdgeScoreOptions): Promise<EdgeScores> {
+    if (options === null || typeof options !== 'object') throw new NeuropruneError('E_ARG', 'edgeScores needs options {clean, corrupted, metric, method}');
+    const graph = this.circuitGraph();
+    const vocab = this.info.vocabSize;
+    const clean = circuitRows(options.clean, vocab, 'clean');
+    const corrupted = circuitRows(options.corrupted, vocab, 'corrupted');
+    if (corrupted.rows !== clean.rows) throw new NeuropruneError('E_ARG', `corrupted holds ${corrupted.rows} rows for ${clean.rows} clean rows (one per clean row)`);
+    if (corrupted.seqLen !== clean.seqLen) throw new NeuropruneError('E_ARG', `corrupted rows have ${corrupted.seqLen} tokens but clean rows ${clean.seqLen}: they must have the same length`);
+    const metric = circuitMetric(options.metric, clean.rows, vocab);
+    if (options.method !== 'eap' && options.method !== 'eap-ig') throw new NeuropruneError('E_ARG', `method must be eap or eap-ig, got ${describeValue(options.method)}`);
+    const steps = options.method === 'eap' ? 1 : positiveInt(options.steps, 5, 'steps', 10_000);
+    const memoryBudgetBytes = memoryBudget(options.memoryBudgetBytes);
+    const started = performance.now();
+    const { onProgress } = options;
+    // An exception in onProgress stops the run and is what edgeScores rejects with.
+    const stop = new AbortController();
+    const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+    let progressError: unknown;
+    const progress = onProgress && ((done: number, total: number) => {
+      if (progressError !== undefined) return;
+      try {
+        onProgress(done, total);
+      } catch (error) {
+        progressError = error;
+        stop.abort();
+      }
+    });
+    let raw;
+    try {
+      raw = await this.run(
+        () => withAbortFlag(signal, (flag) => this.handle.edgeScores(clean.ids, corrupted.ids, clean.rows, clean.seqLen, metric, { steps, memoryBudgetBytes }, progress, flag)),
+        signal,
+      );
+    } catch (error) {
+      throw progressError ?? error;
+    }
+    if (progressError !== undefined) throw progressError;
+    return { scores: raw.scores, graph, metricClean: raw.metricClean, metricCorrupted: raw.metricCorrupted, ms: performance.now() - started, microBatches: raw.microBatches };
+  }
+
+  /**
+   * One run of the circuit graph with every edge not `kept` ablated: it carries the writer's output on
+   * the corrupted input, its mean over `corrupted`, or zero. With every edge kept it is the normal
+   * forward. Per row: the metric, the top tokens and the answer's rank at the last position.
+   */
+  async ablatedRun(options: AblatedRunOptions): Promise<AblatedRun> {
+    if (options === null || typeof options !== 'object') throw new NeuropruneError('E_ARG', 'ablatedRun needs options {clean, kept, ablation, metric}');
+    const graph = this.circuitGraph();
+    const vocab = this.info.vocabSize;
+    const clean = circuitRows(options.clean, vocab, 'clean');
+    const size = graph.writers.length * graph.readers.length;
+    if (!(options.kept instanceof Uint8Array)) throw new NeuropruneError('E_ARG', `kept must be a Uint8Array [writers x readers], got ${describeValue(options.kept)}`);
+    if (options.kept.length !== size) throw new NeuropruneError('E_SHAPE', `kept holds ${options.kept.length} entries; the graph has writers x readers = ${graph.writers.length} x ${graph.readers.length} = ${size}`);
+    const { ablation } = options;
+    if (ablation !== 'corrupted' && ablation !== 'mean' && ablation !== 'zero') throw new NeuropruneError('E_ARG', `ablation must be corrupted, mean or zero, got ${describeValue(ablation)}`);
+    let corrupted: { ids: Int32Array; rows: number; seqLen: number } | undefined;
+    if (ablation !== 'zero') {
+      if (options.corrupted === undefined) throw new NeuropruneError('E_ARG', `the ${ablation} ablation needs corrupted rows`);
+      corrupted = circuitRows(options.corrupted, vocab, 'corrupted');
+      if (corrupted.seqLen !== clean.seqLen) throw new NeuropruneError('E_ARG', `corrupted rows have ${corrupted.seqLen} tokens but clean rows ${clean.seqLen}: they must have the same length`);
+      if (ablation === 'corrupted' && corrupted.rows !== clean.rows) throw new NeuropruneError('E_ARG', `corrupted holds ${corrupted.rows} rows for ${clean.rows} clean rows (one per clean row)`);
+    }
+    const metric = circuitMetric(options.metric, clean.rows, vocab);
+    const topK = positiveInt(options.topK, 10, 'topK', vocab);
+    const memoryBudgetBytes = memoryBudget(options.memoryBudgetBytes);
+    const { signal } = options;
+    return this.run(
+      () => withAbortFlag(signal, (flag) => this.handle.ablatedRun(clean.ids, clean.rows, clean.seqLen, options.kept, ablation, corrupted?.ids ?? null, corrupted?.rows ?? 0, metric, { topK, memoryBudgetBytes }, flag)),
+      signal,
+    );
+  }
+
+  /** Per row and writer, the answer's rank when the writer's output at the last position is read through the final norm and the unembedding. */
+  async logitLens(options: LogitLensOptions): Promise<LogitLens> {
+    if (options === null || typeof options !== 'object') throw new NeuropruneError('E_ARG', 'logitLens needs options {clean, answer}');
+    const graph = this.circuitGraph();
+    const clean = circuitRows(options.clean, this.info.vocabSize, 'clean');
+    const { answer } = circuitMetric({ kind: 'logprob', answer: options.answer }, clean.rows, this.info.vocabSize);
+    const budget = memoryBudget(options.memoryBudgetBytes);
+    const ranks = await this.run(() => this.handle.logitLens(clean.ids, clean.rows, clean.seqLen, answer, budget));
+    return { ranks, graph };
+  }
+
+  /** Milliseconds of one plain forward and backward of the metric on `clean` (benchmarks: the reference for an EAP-IG step). */
+  async forwardBackwardMs(options: { clean: number[][]; metric: EdgeScoreOptions['metric'] }): Promise<number> {
+    const clean = circuitRows(options.clean, this.info.vocabSize, 'clean');
+    const metric = circuitMetric(options.metric, clean.rows, this.info.vocabSize);
+    return this.run(() => this.handle.forwardBackwardMs(clean.ids, clean.rows, clean.seqLen, metric));
   }
 
   /**

@@ -1,6 +1,7 @@
 /** The compiled addon (build/Release/neuroprune.node) and the shape of what it exports. */
 import fs from 'node:fs';
 import path from 'node:path';
+import type { NativeCircuitMetric } from './circuit';
 import { NeuropruneError } from './errors';
 
 export interface NativeModelInfo {
@@ -75,6 +76,32 @@ export interface NativeModel {
   trainStep(ids: Int32Array, mask: Uint8Array, batch: number, seqLen: number): Promise<{ loss: number; gradNorm: number; lr: number; tokens: number; step: number }>;
   endTraining(): Promise<void>;
   digest(): Promise<string>;
+  /** Circuits: native/binding/circuit.cpp. */
+  circuitGraph(): { writers: string[]; readers: string[]; edges: Uint8Array };
+  edgeScores(
+    clean: Int32Array,
+    corrupted: Int32Array,
+    rows: number,
+    seqLen: number,
+    metric: NativeCircuitMetric,
+    options: { steps: number; memoryBudgetBytes: number },
+    onProgress?: (done: number, total: number) => void,
+    cancel?: Int32Array,
+  ): Promise<{ scores: Float32Array; metricClean: number; metricCorrupted: number; microBatches: number }>;
+  ablatedRun(
+    clean: Int32Array,
+    rows: number,
+    seqLen: number,
+    kept: Uint8Array,
+    ablation: 'corrupted' | 'mean' | 'zero',
+    corrupted: Int32Array | null,
+    corruptedRows: number,
+    metric: NativeCircuitMetric,
+    options: { topK: number; memoryBudgetBytes: number },
+    cancel?: Int32Array,
+  ): Promise<{ metric: Float32Array; topTokens: Int32Array; answerRank: Int32Array }>;
+  logitLens(clean: Int32Array, rows: number, seqLen: number, answer: Int32Array, memoryBudgetBytes: number): Promise<Int32Array>;
+  forwardBackwardMs(clean: Int32Array, rows: number, seqLen: number, metric: NativeCircuitMetric): Promise<number>;
   dispose(): void;
 }
 

@@ -19,6 +19,7 @@
 #include "edit/editor.h"
 #include "models/generate.h"
 #include "models/model.h"
+#include "circuit.h"
 #include "common.h"
 #include "patching.h"
 #include "promise_worker.h"
@@ -97,6 +98,11 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                                        InstanceMethod("endTraining", &NativeModel::EndTraining),
                                        InstanceMethod("saveTrainingState", &NativeModel::SaveTrainingState),
                                        InstanceMethod("digest", &NativeModel::Digest),
+                                       InstanceMethod("circuitGraph", &NativeModel::CircuitGraph),
+                                       InstanceMethod("edgeScores", &NativeModel::EdgeScores),
+                                       InstanceMethod("ablatedRun", &NativeModel::AblatedRun),
+                                       InstanceMethod("logitLens", &NativeModel::LogitLens),
+                                       InstanceMethod("forwardBackwardMs", &NativeModel::ForwardBackwardMs),
                                        InstanceMethod("dispose", &NativeModel::Dispose)});
     env.SetInstanceData<Napi::FunctionReference>(new Napi::FunctionReference(Napi::Persistent(ctor)));
     exports.Set("NativeModel", ctor);
@@ -203,6 +209,13 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   // Residual-stream reads and patches: native/binding/patching.cpp.
   Napi::Value Residuals(const Napi::CallbackInfo& info) { return residuals(info, live(info.Env())); }
   Napi::Value GeneratePatched(const Napi::CallbackInfo& info) { return generate_patched(info, live(info.Env())); }
+
+  // Circuits: native/binding/circuit.cpp.
+  Napi::Value CircuitGraph(const Napi::CallbackInfo& info) { return circuit_graph(info, live(info.Env())); }
+  Napi::Value EdgeScores(const Napi::CallbackInfo& info) { return edge_scores(info, live(info.Env())); }
+  Napi::Value AblatedRun(const Napi::CallbackInfo& info) { return ablated_run(info, live(info.Env())); }
+  Napi::Value LogitLens(const Napi::CallbackInfo& info) { return logit_lens(info, live(info.Env())); }
+  Napi::Value ForwardBackwardMs(const Napi::CallbackInfo& info) { return forward_backward_ms(info, live(info.Env())); }
 
   // attribute(ids, mask, batch, seqLen, prompts, options, onProgress?, cancel?) -> Promise<{...}>
   //   prompts: [{target: number[], distractor: number, labels: number[]}]

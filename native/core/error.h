@@ -20,6 +20,7 @@ inline constexpr const char* kIo = "E_IO";                      // file system e
 inline constexpr const char* kTorch = "E_TORCH";                // any other LibTorch failure
 inline constexpr const char* kAborted = "E_ABORTED";            // cancelled by the caller
 inline constexpr const char* kBudget = "E_BUDGET";              // memory budget too small for the work
+inline constexpr const char* kSite = "E_SITE";                  // a site (or graph) the model lacks
 }  // namespace codes
 
 class Error : public std::runtime_error {

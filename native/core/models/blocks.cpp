@@ -179,4 +179,16 @@ at::Tensor conv1d(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
   return at::addmm(bias, x.reshape({-1, x.size(-1)}), weight).view(out_shape);
 }
 
+at::Tensor head_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  const int64_t B = x.size(0), T = x.size(1), H = x.size(2), d = x.size(3), G = weight.size(0), D = weight.size(1);
+  // [B, T, G, H/G, d] x [G, D, d] -> [B, G, H/G, T, D]
+  at::Tensor out = at::einsum("btgkd,ged->bgkte", {x.reshape({B, T, G, H / G, d}), weight});
+  if (bias.defined()) out = out + bias.view({1, G, 1, 1, D});
+  return out.reshape({B, H, T, D});
+}
+
+at::Tensor head_out(const at::Tensor& z, const at::Tensor& weight) {
+  return at::einsum("bhte,hed->bthd", {z, weight});
+}
+
 }  // namespace neuroprune::blocks

@@ -65,4 +65,14 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
 // HF Conv1D: x @ W + b with W stored [in, out].
 at::Tensor conv1d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
 
+// Per-head projection for the circuit graph, where every query head has its own input:
+// x [B, T, H, d] (head h's input), weight [G, D, d] per weight head (nn.Linear layout), bias [G, D]
+// or undefined. Query head h uses weight head h / (H / G) (grouped-query k/v: no copy of the weights).
+// Returns [B, H, T, D]: out[b, h, t] = W[h / (H/G)] x[b, t, h] + b[h / (H/G)].
+at::Tensor head_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
+
+// Each head's output in the residual stream: z [B, H, T, D] and the output projection per head
+// weight [H, D, d]; returns [B, T, H, d] with out[b, t, h] = z[b, h, t] @ weight[h].
+at::Tensor head_out(const at::Tensor& z, const at::Tensor& weight);
+
 }  // namespace neuroprune::blocks

@@ -91,6 +91,35 @@ class GPT2 final : public CausalLM {
     return blocks::activation(pre, cfg_.act);
   }
 
+  // Circuit graph: head h's q/k/v from its own inputs through ln_1 and its slice of c_attn; its output
+  // z_h c_proj[head h rows] (c_proj's bias stays in the stream).
+  at::Tensor graph_heads(int64_t l, const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
+                         const at::Tensor&) const override {
+    const Weights& w = weights_;
+    const std::string p = "transformer.h." + std::to_string(l) + ".";
+    const int64_t E = cfg_.n_embd, H = cfg_.n_head, D = E / H;
+    const at::Tensor& W = w[p + "attn.c_attn.weight"];  // Conv1D [E, 3E]: columns [q | k | v], head-major
+    const at::Tensor& b = w[p + "attn.c_attn.bias"];
+    auto project = [&](const at::Tensor& in, int64_t j) {
+      at::Tensor a = blocks::layer_norm(in, w[p + "ln_1.weight"], w[p + "ln_1.bias"], cfg_.eps);
+      return blocks::head_linear(a, W.narrow(1, j * E, E).view({E, H, D}).permute({1, 2, 0}), b.narrow(0, j * E, E).view({H, D}));
+    };
+    double scale = cfg_.scale_attn_weights ? 1.0 / std::sqrt(double(D)) : 1.0;
+    if (cfg_.scale_by_layer) scale /= double(l + 1);
+    const at::Tensor q = project(q_in, 0);
+    const at::Tensor key_mask = at::ones({q.size(0), q.size(2)}, q.options().dtype(at::kBool));
+    at::Tensor z = blocks::causal_attention(q, project(k_in, 1), project(v_in, 2), key_mask, scale);
+    return blocks::head_out(z, w[p + "attn.c_proj.weight"].view({H, D, E}));
+  }
+
+  at::Tensor graph_attn_bias(int64_t l) const override { return weights_["transformer.h." + std::to_string(l) + ".attn.c_proj.bias"]; }
+
+  at::Tensor graph_mlp(int64_t l, const at::Tensor& x) const override {
+    const std::string p = "transformer.h." + std::to_string(l) + ".";
+    at::Tensor m = blocks::layer_norm(x, weights_[p + "ln_2.weight"], weights_[p + "ln_2.bias"], cfg_.eps);
+    return mlp_from_pre(l, blocks::conv1d(m, weights_[p + "mlp.c_fc.weight"], weights_[p + "mlp.c_fc.bias"]), at::Tensor());
+  }
+
   at::Tensor mlp_out(int64_t l, const at::Tensor& post) const override {
     const std::string p = "transformer.h." + std::to_string(l) + ".mlp.";
     return blocks::conv1d(post, weights_[p + "c_proj.weight"], weights_[p + "c_proj.bias"]);

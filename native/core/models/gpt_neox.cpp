@@ -100,6 +100,39 @@ class GPTNeoX final : public CausalLM {
     return blocks::activation(pre, cfg_.act);
   }
 
+  // Circuit graph: head h's q/k/v from its own inputs through ln1 and its rows of the fused
+  // query_key_value (stored per head as [q | k | v]); its output z_h dense[:, head h].
+  at::Tensor graph_heads(int64_t l, const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
+                         const at::Tensor& positions) const override {
+    const Weights& w = weights_;
+    const int64_t H = cfg_.n_head, D = cfg_.head_dim, E = cfg_.hidden;
+    const std::string p = "gpt_neox.layers." + std::to_string(l) + ".";
+    const at::Tensor W = w[p + "attention.query_key_value.weight"].view({H, 3, D, E});
+    const at::Tensor b = cfg_.bias ? w[p + "attention.query_key_value.bias"].view({H, 3, D}) : at::Tensor();
+    auto project = [&](const at::Tensor& in, int64_t j) {
+      at::Tensor a = at::layer_norm(in, {E}, w[p + "input_layernorm.weight"], w[p + "input_layernorm.bias"], cfg_.eps);
+      return blocks::head_linear(a, W.select(1, j), b.defined() ? b.select(1, j) : at::Tensor());
+    };
+    const at::Tensor q = rotary_.apply(project(q_in, 0), positions);
+    const at::Tensor k = rotary_.apply(project(k_in, 1), positions);
+    const at::Tensor key_mask = at::ones({q.size(0), q.size(2)}, q.options().dtype(at::kBool));
+    at::Tensor z = blocks::causal_attention(q, k, project(v_in, 2), key_mask, 1.0 / std::sqrt(double(D)));
+    return blocks::head_out(z, w[p + "attention.dense.weight"].view({E, H, D}).permute({1, 2, 0}));
+  }
+
+  at::Tensor graph_attn_bias(int64_t l) const override {
+    return cfg_.bias ? weights_["gpt_neox.layers." + std::to_string(l) + ".attention.dense.bias"] : at::Tensor();
+  }
+
+  at::Tensor graph_mlp(int64_t l, const at::Tensor& x) const override {
+    const Weights& w = weights_;
+    const std::string p = "gpt_neox.layers." + std::to_string(l) + ".";
+    at::Tensor m = at::layer_norm(x, {cfg_.hidden}, w[p + "post_attention_layernorm.weight"], w[p + "post_attention_layernorm.bias"], cfg_.eps);
+    return mlp_from_pre(l, blocks::linear(m, w[p + "mlp.dense_h_to_4h.weight"], w[p + "mlp.dense_h_to_4h.bias"]), at::Tensor());
+  }
+
+  bool graph_parallel() const override { return cfg_.parallel; }
+
   at::Tensor mlp_out(int64_t l, const at::Tensor& post) const override {
     const std::string p = "gpt_neox.layers." + std::to_string(l) + ".mlp.dense_4h_to_h.";
     return blocks::linear(post, weights_[p + "weight"], weights_[p + "bias"]);

@@ -110,6 +110,40 @@ class Llama final : public CausalLM {
 
   at::Tensor mlp_activation(int64_t, const at::Tensor& pre, const at::Tensor& gate) const override { return gate * pre; }
 
+  // Circuit graph: head h's q from its own input, its k and v from theirs with the weights of its
+  // key/value group (no copy of the weights); its output z_h o_proj[:, head h].
+  at::Tensor graph_heads(int64_t l, const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
+                         const at::Tensor& positions) const override {
+    const Weights& w = weights_;
+    const std::string p = "model.layers." + std::to_string(l) + ".self_attn.";
+    const int64_t D = cfg_.head_dim, E = cfg_.hidden;
+    const at::Tensor& gain = w["model.layers." + std::to_string(l) + ".input_layernorm.weight"];
+    auto project = [&](const at::Tensor& in, const char* name, int64_t groups) {
+      const std::string n = p + name;
+      at::Tensor bias = cfg_.qkv_bias ? w[n + ".bias"].view({groups, D}) : at::Tensor();
+      return blocks::head_linear(blocks::rms_norm(in, gain, cfg_.eps), w[n + ".weight"].view({groups, D, E}), bias);
+    };
+    const at::Tensor q = rotary_.apply(project(q_in, "q_proj", cfg_.n_head), positions);
+    const at::Tensor k = rotary_.apply(project(k_in, "k_proj", cfg_.n_kv), positions);
+    const at::Tensor key_mask = at::ones({q.size(0), q.size(2)}, q.options().dtype(at::kBool));
+    at::Tensor z = blocks::causal_attention(q, k, project(v_in, "v_proj", cfg_.n_kv), key_mask, 1.0 / std::sqrt(double(D)), cfg_.windows[l]);
+    return blocks::head_out(z, w[p + "o_proj.weight"].view({E, cfg_.n_head, D}).permute({1, 2, 0}));
+  }
+
+  at::Tensor graph_attn_bias(int64_t l) const override {
+    return cfg_.o_bias ? weights_["model.layers." + std::to_string(l) + ".self_attn.o_proj.bias"] : at::Tensor();
+  }
+
+  at::Tensor graph_mlp(int64_t l, const at::Tensor& x) const override {
+    const Weights& w = weights_;
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    auto opt = [&](const std::string& name) { return cfg_.mlp_bias ? w[name] : at::Tensor(); };
+    at::Tensor h = blocks::rms_norm(x, w[p + "post_attention_layernorm.weight"], cfg_.eps);
+    at::Tensor gate = blocks::linear(h, w[p + "mlp.gate_proj.weight"], opt(p + "mlp.gate_proj.bias"));
+    at::Tensor up = blocks::linear(h, w[p + "mlp.up_proj.weight"], opt(p + "mlp.up_proj.bias"));
+    return mlp_from_pre(l, up, blocks::activation(gate, cfg_.act));
+  }
+
   at::Tensor mlp_out(int64_t l, const at::Tensor& post) const override {
     const std::string p = "model.layers." + std::to_string(l) + ".mlp.down_proj.";
     return blocks::linear(post, weights_[p + "weight"], cfg_.mlp_bias ? weights_[p + "bias"] : at::Tensor());

@@ -126,6 +126,21 @@ at::Tensor CausalLM::mlp_activation(int64_t, const at::Tensor&, const at::Tensor
   fail(codes::kArgument, info_.model_type + " has no mlp.hook_pre site (its neurons sit at " + info_.neuron_site + ")");
 }
 
+at::Tensor CausalLM::graph_heads(int64_t, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&) const {
+  fail(codes::kSite, info_.model_type + " (" + info_.architecture + ") has no attention heads, so it has no circuit graph");
+}
+
+at::Tensor CausalLM::graph_attn_bias(int64_t) const { return {}; }
+
+at::Tensor CausalLM::graph_mlp(int64_t, const at::Tensor&) const {
+  fail(codes::kSite, info_.model_type + " (" + info_.architecture + ") has no attention heads, so it has no circuit graph");
+}
+
+at::Tensor CausalLM::mlp_from_pre(int64_t layer, at::Tensor pre, const at::Tensor& gate) const {
+  pre = apply_mlp_scale(layer, MlpSite::Pre, pre);
+  return mlp_out(layer, apply_mlp_scale(layer, MlpSite::Post, mlp_activation(layer, pre, gate)));
+}
+
 at::Tensor CausalLM::finish_block(int64_t layer, const at::Tensor& resid, at::Tensor post, const Hooks* hooks) const {
   post = apply_mlp_scale(layer, MlpSite::Post, post);
   if (hooks && hooks->mlp_post) post = hooks->mlp_post(layer, post);

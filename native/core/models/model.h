@@ -158,11 +158,28 @@ class CausalLM {
   // Models without hook_pre (Mamba) fail with E_ARG.
   virtual at::Tensor mlp_activation(int64_t layer, const at::Tensor& pre, const at::Tensor& gate) const;
 
+  // The circuit graph's view of a block (native/core/circuit): attention split into heads, each with
+  // its own q, k and v input. q_in, k_in, v_in [B, T, H, d_model] hold head h's inputs (each normed
+  // on its own); positions [B, T]; every position is a real token. Returns each head's output in the
+  // residual stream, z_h W_O[:, head h], [B, T, H, d_model], without the output bias. Grouped-query
+  // models compute query head h's k and v from its own input with the weights of group h / (H / KV).
+  // Models without heads (Mamba) fail with E_SITE.
+  virtual at::Tensor graph_heads(int64_t layer, const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
+                                 const at::Tensor& positions) const;
+  // The attention output bias [d_model] (undefined when none): in the stream, part of no head.
+  virtual at::Tensor graph_attn_bias(int64_t layer) const;
+  // The MLP's output in the residual stream from its input x [..., d_model] (its norm included).
+  virtual at::Tensor graph_mlp(int64_t layer, const at::Tensor& x) const;
+  // Whether layer l's MLP reads the stream its attention reads (GPT-NeoX parallel residual).
+  virtual bool graph_parallel() const { return false; }
+
  protected:
   // The end of every block: activation scales and hooks on post, then R + mlp_out(post).
   at::Tensor finish_block(int64_t layer, const at::Tensor& resid, at::Tensor post, const Hooks* hooks) const;
   // The MLP from hook_pre on: its scales and hook, the activation, then finish_block.
   at::Tensor finish_mlp(int64_t layer, const at::Tensor& resid, at::Tensor pre, const at::Tensor& gate, const Hooks* hooks) const;
+  // hook_pre -> the MLP's output, with the sites' scales, as finish_mlp without hooks: graph_mlp's tail.
+  at::Tensor mlp_from_pre(int64_t layer, at::Tensor pre, const at::Tensor& gate) const;
 
   CausalLM(ModelInfo info, Weights weights, std::string config_json, at::Device device, at::ScalarType dtype)
       : info_(std::move(info)), weights_(std::move(weights)), config_json_(std::move(config_json)), device_(device), dtype_(dtype) {}

@@ -1,0 +1,348 @@
+// Circuits on the native core: the graph, the graph forward with ablated edges (no ablation is the
+// normal forward on every architecture; ablating every edge is the ablation's own run), EAP and EAP-IG
+// against real patching of each edge, the logit lens, typed errors and cancellation.
+import test from 'ava';
+import fs from 'node:fs';
+import path from 'node:path';
+import { edgeIndex, initCheckpoint, Model, readSafetensors, writeSafetensors } from '../lib';
+import type { CircuitMetric, EdgeScores } from '../lib';
+import { codeOf, float32, tempDir } from './helpers';
+
+const variants: Array<{ name: string; arch: string; options?: object; config?: Record<string, unknown> }> = [
+  { name: 'gpt2', arch: 'gpt2' },
+  { name: 'llama', arch: 'llama', options: { kvHeads: 4 } },
+  { name: 'llama-gqa', arch: 'llama', options: { kvHeads: 2 } },
+  { name: 'mistral', arch: 'mistral', options: { kvHeads: 2 } }, // sliding window 4: the rows below cross it
+  { name: 'qwen2', arch: 'qwen2', options: { kvHeads: 2 } }, // q/k/v biases
+  { name: 'neox-parallel', arch: 'gpt_neox' }, // partial rotary
+  { name: 'neox-sequential', arch: 'gpt_neox', config: { use_parallel_residual: false } },
+];
+
+const models = new Map<string, Model>();
+test.before(async () => {
+  for (const v of variants) {
+    const dir = path.join(tempDir(), v.name);
+    await initCheckpoint(v.arch, dir, { seed: 7, layers: 2, hidden: 32, heads: 4, ...v.options });
+    if (v.config) {
+      const file = path.join(dir, 'config.json');
+      fs.writeFileSync(file, JSON.stringify({ ...JSON.parse(fs.readFileSync(file, 'utf8')), ...v.config }));
+    }
+    models.set(v.name, await Model.load(dir));
+  }
+  const mamba = path.join(tempDir(), 'mamba');
+  await initCheckpoint('mamba', mamba, { seed: 7, layers: 2, hidden: 32 });
+  models.set('mamba', await Model.load(mamba));
+});
+
+const clean = [
+  [72, 101, 108, 108, 111, 32, 119, 111],
+  [84, 104, 101, 32, 99, 97, 116, 32],
+  [80, 97, 114, 105, 115, 32, 105, 115],
+];
+const corrupted = [
+  [72, 101, 108, 108, 112, 32, 119, 111],
+  [84, 104, 101, 32, 100, 111, 103, 32],
+  [82, 111, 109, 101, 115, 32, 105, 115],
+];
+const answer = [100, 110, 120];
+const wrong = [101, 111, 121];
+
+/** log_softmax of a vocabulary row. */
+function logSoftmax(row: ArrayLike<number>): number[] {
+  let max = -Infinity;
+  for (let i = 0; i < row.length; i++) max = Math.max(max, row[i]);
+  let sum = 0;
+  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i] - max);
+  const lse = max + Math.log(sum);
+  return Array.from(row, (x) => x - lse);
+}
+
+/** Plain-forward log p at the last position, per row, for each row's `tokens`. */
+async function plainLogprobs(model: Model, rows: number[][], tokens: number[]): Promise<number[]> {
+  const logits = await model.logits(rows, { lastOnly: true });
+  return rows.map((_, b) => logSoftmax(logits.at(b, 0))[tokens[b]]);
+}
+
+function allKept(model: Model, value: number): Uint8Array {
+  const g = model.circuitGraph();
+  return new Uint8Array(g.writers.length * g.readers.length).fill(value);
+}
+
+test('graph: names, sizes and edges (GPT-2, 2 layers, 4 heads)', (t) => {
+  const g = models.get('gpt2')!.circuitGraph();
+  t.deepEqual(g.writers, ['input', 'a0.h0', 'a0.h1', 'a0.h2', 'a0.h3', 'm0', 'a1.h0', 'a1.h1', 'a1.h2', 'a1.h3', 'm1']);
+  t.is(g.readers.length, 2 * (3 * 4 + 1) + 1);
+  t.deepEqual(g.readers.slice(0, 4), ['a0.h0<q>', 'a0.h0<k>', 'a0.h0<v>', 'a0.h1<q>']);
+  t.is(g.readers[12], 'm0');
+  t.is(g.readers[g.readers.length - 1], 'logits');
+  t.is(g.edges.length, g.writers.length * g.readers.length);
+  const has = (w: string, r: string) => g.edges[edgeIndex(g, w, r)] === 1;
+  t.true(has('input', 'a0.h2<k>'));
+  t.false(has('a0.h0', 'a0.h1<q>'), 'heads of one layer do not read each other');
+  t.true(has('a0.h0', 'm0'), 'sequential residual: the MLP reads its layer heads');
+  t.false(has('m0', 'm0'));
+  t.true(has('m0', 'a1.h3<v>'));
+  t.false(has('a1.h0', 'a1.h0<q>'));
+  t.false(has('m1', 'm1'));
+  for (const w of g.writers) t.true(has(w, 'logits'));
+  let count = 0;
+  g.edges.forEach((e) => (count += e));
+  // layer 0 heads: 12 readers x 1 writer; m0: 5; layer 1 heads: 12 x 6; m1: 10; logits: 11
+  t.is(count, 12 * 1 + 5 + 12 * 6 + 10 + 11);
+});
+
+test('graph: parallel residual (GPT-NeoX) MLPs do not read their own layer heads; grouped-query models have q/k/v per query head', (t) => {
+  const parallel = models.get('neox-parallel')!.circuitGraph();
+  t.is(parallel.edges[edgeIndex(parallel, 'a0.h0', 'm0')], 0);
+  t.is(parallel.edges[edgeIndex(parallel, 'input', 'm0')], 1);
+  t.is(parallel.edges[edgeIndex(parallel, 'a0.h0', 'm1')], 1);
+  const sequential = models.get('neox-sequential')!.circuitGraph();
+  t.is(sequential.edges[edgeIndex(sequential, 'a0.h0', 'm0')], 1);
+  const gqa = models.get('llama-gqa')!.circuitGraph();
+  t.is(gqa.writers.length, 1 + 2 * (4 + 1));
+  t.true(gqa.readers.includes('a1.h3<k>'));
+  t.is(gqa.readers.length, 2 * (3 * 4 + 1) + 1);
+});
+
+test('Mamba has no circuit graph: E_SITE naming the architecture', async (t) => {
+  const mamba = models.get('mamba')!;
+  const error = t.throws(() => mamba.circuitGraph());
+  t.is((error as { code?: string }).code, 'E_SITE');
+  t.regex(error!.message, /mamba/i);
+  t.is(await codeOf(mamba.edgeScores({ clean, corrupted, metric: { kind: 'logprob', answer }, method: 'eap' })), 'E_SITE');
+});
+
+for (const v of variants) {
+  test(`${v.name}: with no edge ablated the graph forward is the normal forward`, async (t) => {
+    const model = models.get(v.name)!;
+    // Each row three times with different answers: three log-probabilities of each row's distribution.
+    const rows = [...clean, ...clean, ...clean];
+    const tokens = [...answer, ...wrong, 5, 250, 33];
+    const run = await model.ablatedRun({ clean: rows, kept: allKept(model, 1), ablation: 'zero', metric: { kind: 'logprob', answer: tokens }, topK: 5 });
+    const expected = await plainLogprobs(model, rows, tokens);
+    run.metric.forEach((m, i) => t.true(Math.abs(m - expected[i]) < 1e-4, `row ${i}: ${m} vs ${expected[i]}`));
+    const logits = await model.logits(clean, { lastOnly: true });
+    clean.forEach((_, b) => {
+      const row = Array.from(logits.at(b, 0));
+      const best = row.indexOf(Math.max(...row));
+      t.is(run.topTokens[b * 5], best);
+      t.is(run.answerRank[b], row.filter((x) => x > row[answer[b]]).length);
+    });
+    // The same through edgeScores' clean and corrupted runs.
+    const metric: CircuitMetric = { kind: 'logit_diff', answer, wrong };
+    const scores = await model.edgeScores({ clean, corrupted, metric, method: 'eap' });
+    const diff = (lp: number[], rowsIn: number[][]) => lp.reduce((s, x, b) => s + x, 0) / rowsIn.length;
+    const a = await plainLogprobs(model, clean, answer), w = await plainLogprobs(model, clean, wrong);
+    t.true(Math.abs(scores.metricClean - (diff(a, clean) - diff(w, clean))) < 1e-4);
+  });
+
+  test(`${v.name}: ablating every edge with the corrupted run gives the corrupted run`, async (t) => {
+    const model = models.get(v.name)!;
+    const run = await model.ablatedRun({ clean, kept: allKept(model, 0), ablation: 'corrupted', corrupted, metric: { kind: 'logprob', answer } });
+    const expected = await plainLogprobs(model, corrupted, answer);
+    run.metric.forEach((m, i) => t.true(Math.abs(m - expected[i]) < 1e-4, `row ${i}: ${m} vs ${expected[i]}`));
+    // kl to the clean run is then KL(clean || corrupted), and 0 with every edge kept.
+    const kl = await model.ablatedRun({ clean, kept: allKept(model, 0), ablation: 'corrupted', corrupted, metric: { kind: 'kl', answer } });
+    const none = await model.ablatedRun({ clean, kept: allKept(model, 1), ablation: 'corrupted', corrupted, metric: { kind: 'kl', answer } });
+    kl.metric.forEach((m) => t.true(m > 1e-6));
+    none.metric.forEach((m) => t.true(Math.abs(m) < 1e-5));
+  });
+}
+
+test('zero ablation of every edge (Llama, no biases): every reader reads 0, so the logits are uniform', async (t) => {
+  const model = models.get('llama')!;
+  const run = await model.ablatedRun({ clean, kept: allKept(model, 0), ablation: 'zero', metric: { kind: 'logprob', answer } });
+  run.metric.forEach((m) => t.true(Math.abs(m + Math.log(model.info.vocabSize)) < 1e-5, `${m}`));
+  run.answerRank.forEach((r) => t.is(r, 0));
+});
+
+test('mean ablation over one row equals the corrupted ablation with that row', async (t) => {
+  const model = models.get('gpt2')!;
+  const kept = allKept(model, 1);
+  const g = model.circuitGraph();
+  kept[edgeIndex(g, 'a0.h1', 'm0')] = 0;
+  kept[edgeIndex(g, 'm0', 'logits')] = 0;
+  const metric: CircuitMetric = { kind: 'logprob', answer: [answer[0]] };
+  const mean = await model.ablatedRun({ clean: [clean[0]], kept, ablation: 'mean', corrupted: [corrupted[0]], metric });
+  const corr = await model.ablatedRun({ clean: [clean[0]], kept, ablation: 'corrupted', corrupted: [corrupted[0]], metric });
+  t.true(Math.abs(mean.metric[0] - corr.metric[0]) < 1e-5);
+  const plain = await model.ablatedRun({ clean: [clean[0]], kept: allKept(model, 1), ablation: 'zero', metric });
+  t.true(Math.abs(mean.metric[0] - plain.metric[0]) > 1e-6, 'the ablation changed the output');
+});
+
+/** Per edge: the real effect of ablating it alone with its corrupted value (mean over rows of the metric change). */
+async function patchingEffects(model: Model, metric: CircuitMetric, corruptedRows: number[][]): Promise<Float32Array> {
+  const g = model.circuitGraph();
+  const options = { clean, ablation: 'corrupted' as const, corrupted: corruptedRows, metric };
+  const mean = (m: Float32Array) => m.reduce((s, x) => s + x, 0) / m.length;
+  const base = mean((await model.ablatedRun({ ...options, kept: allKept(model, 1) })).metric);
+  const out = new Float32Array(g.edges.length);
+  for (let i = 0; i < g.edges.length; i++) {
+    if (!g.edges[i]) continue;
+    const kept = allKept(model, 1);
+    kept[i] = 0;
+    out[i] = mean((await model.ablatedRun({ ...options, kept })).metric) - base;
+  }
+  return out;
+}
+
+/** Relative error ||score - effect|| / ||effect|| over the edges. */
+function relError(scores: EdgeScores, effects: Float32Array): number {
+  let num = 0, den = 0;
+  scores.graph.edges.forEach((e, i) => {
+    if (!e) return;
+    num += (scores.scores[i] - effects[i]) ** 2;
+    den += effects[i] ** 2;
+  });
+  return Math.sqrt(num / den);
+}
+
+function correlation(a: ArrayLike<number>, b: ArrayLike<number>, mask: Uint8Array): number {
+  const xs: number[] = [], ys: number[] = [];
+  mask.forEach((e, i) => e && (xs.push(a[i]), ys.push(b[i])));
+  const mx = xs.reduce((s, x) => s + x, 0) / xs.length, my = ys.reduce((s, y) => s + y, 0) / ys.length;
+  let sxy = 0, sxx = 0, syy = 0;
+  xs.forEach((x, i) => ((sxy += (x - mx) * (ys[i] - my)), (sxx += (x - mx) ** 2), (syy += (ys[i] - my) ** 2)));
+  return sxy / Math.sqrt(sxx * syy);
+}
+
+/** A GPT-2 whose token embeddings are scaled by `factor`: the learned positions dominate the stream, so a
+ * changed token is a perturbation of relative size ~factor and the model is near-linear in it. */
+async function scaledTokensGpt2(factor: number): Promise<Model> {
+  const dir = path.join(tempDir(), `gpt2-wte-${factor}`);
+  await initCheckpoint('gpt2', dir, { seed: 7, layers: 2, hidden: 32, heads: 4 });
+  const file = path.join(dir, 'model.safetensors');
+  const st = await readSafetensors(file);
+  const tensors = Object.entries(st.tensors).map(([name, raw]) => {
+    if (name !== 'transformer.wte.weight') return { name, ...raw };
+    const w = float32(raw.data).map((x) => x * factor);
+    return { name, ...raw, data: Buffer.from(w.buffer) };
+  });
+  await writeSafetensors(file, tensors, st.metadata);
+  return Model.load(dir);
+}
+
+// One token changed per row (position 4): a small corruption.
+const oneToken = clean.map((row) => row.map((x, i) => (i === 4 ? x + 1 : x)));
+
+test('EAP is the first-order patching effect of each edge: its error shrinks in proportion to the corruption', async (t) => {
+  const metric: CircuitMetric = { kind: 'logit_diff', answer, wrong };
+  const errors: number[] = [];
+  for (const factor of [0.1, 0.03]) {
+    const model = await scaledTokensGpt2(factor);
+    const effects = await patchingEffects(model, metric, oneToken);
+    const eap = await model.edgeScores({ clean, corrupted: oneToken, metric, method: 'eap' });
+    const corr = correlation(eap.scores, effects, eap.graph.edges);
+    errors.push(relError(eap, effects));
+    t.log(`token scale ${factor}: EAP relative error ${errors[errors.length - 1].toFixed(4)}, correlation ${corr.toFixed(5)}`);
+    t.true(corr > 0.99, `correlation ${corr}`);
+    model.dispose();
+  }
+  t.true(errors[1] < 0.05, `relative error ${errors[1]}`);
+  // First order: the error is O(size of the corruption); 0.1 -> 0.03 cuts it about 3x.
+  t.true(errors[1] < errors[0] / 2, `${errors[1]} vs ${errors[0]}`);
+});
+
+for (const name of ['gpt2', 'llama-gqa', 'mistral', 'neox-parallel', 'neox-sequential']) {
+  test(`${name}: EAP-IG comes closer to each edge's patching effect as the steps grow`, async (t) => {
+    const model = models.get(name)!;
+    const metric: CircuitMetric = { kind: 'logit_diff', answer, wrong };
+    const effects = await patchingEffects(model, metric, corrupted);
+    const eap = await model.edgeScores({ clean, corrupted, metric, method: 'eap' });
+    const ig1 = await model.edgeScores({ clean, corrupted, metric, method: 'eap-ig', steps: 1 });
+    const ig20 = await model.edgeScores({ clean, corrupted, metric, method: 'eap-ig', steps: 20 });
+    // Non-edges are exactly 0.
+    eap.scores.forEach((s, i) => eap.graph.edges[i] || t.is(s, 0));
+    // EAP is EAP-IG with one step (the gradient at the clean input).
+    eap.scores.forEach((s, i) => t.true(Math.abs(s - ig1.scores[i]) < 1e-7));
+    const [e1, e20] = [relError(eap, effects), relError(ig20, effects)];
+    const corr20 = correlation(ig20.scores, effects, eap.graph.edges);
+    t.log(`relative error: EAP ${e1.toFixed(4)}, EAP-IG(20) ${e20.toFixed(4)} (correlation ${corr20.toFixed(4)})`);
+    t.true(e20 < e1 / 2, `EAP-IG(20) ${e20} vs EAP ${e1}`);
+    t.true(e20 < 0.25 && corr20 > 0.95, `EAP-IG(20) relative error ${e20}, correlation ${corr20}`);
+    t.true(Math.abs(eap.metricCorrupted - eap.metricClean) > 1e-4, 'the corruption changes the metric');
+  });
+}
+
+test('micro-batching to a small memory budget gives the same scores', async (t) => {
+  const model = models.get('llama-gqa')!;
+  const metric: CircuitMetric = { kind: 'logprob', answer };
+  const whole = await model.edgeScores({ clean, corrupted, metric, method: 'eap-ig', steps: 4 });
+  const progress: Array<[number, number]> = [];
+  const tiny = await model.edgeScores({ clean, corrupted, metric, method: 'eap-ig', steps: 4, memoryBudgetBytes: 600_000, onProgress: (d, n) => progress.push([d, n]) });
+  t.true(tiny.microBatches > whole.microBatches, `${tiny.microBatches} vs ${whole.microBatches}`);
+  let max = 0, scale = 0;
+  whole.scores.forEach((s, i) => ((max = Math.max(max, Math.abs(s - tiny.scores[i]))), (scale = Math.max(scale, Math.abs(s)))));
+  t.true(max < 1e-5 * scale + 1e-7, `max diff ${max} vs scale ${scale}`);
+  t.deepEqual(progress[progress.length - 1], [12, 12]);
+  t.is(await codeOf(model.edgeScores({ clean, corrupted, metric, method: 'eap', memoryBudgetBytes: 1000 })), 'E_BUDGET');
+});
+
+test('kl: EAP scores vanish at the clean run, EAP-IG does not', async (t) => {
+  const model = models.get('gpt2')!;
+  const metric: CircuitMetric = { kind: 'kl', answer };
+  const eap = await model.edgeScores({ clean, corrupted, metric, method: 'eap' });
+  const ig = await model.edgeScores({ clean, corrupted, metric, method: 'eap-ig', steps: 5 });
+  t.true(Math.abs(eap.metricClean) < 1e-6);
+  t.true(eap.metricCorrupted > 0);
+  const largest = (x: Float32Array) => x.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+  t.true(largest(ig.scores) > 1e-8);
+  t.true(largest(eap.scores) < 1e-3 * largest(ig.scores), `${largest(eap.scores)} vs ${largest(ig.scores)}`);
+});
+
+test('logit lens: ranks per row and writer; the full stream at logits is the model output', async (t) => {
+  const model = models.get('llama')!;
+  const lens = await model.logitLens({ clean, answer });
+  const W = lens.graph.writers.length;
+  t.is(lens.ranks.length, clean.length * W);
+  lens.ranks.forEach((r) => t.true(r >= 0 && r < model.info.vocabSize));
+  t.true(new Set(lens.ranks).size > 1, 'writers disagree');
+});
+
+test('bad inputs are typed errors naming what is wrong', async (t) => {
+  const model = models.get('gpt2')!;
+  const metric: CircuitMetric = { kind: 'logit_diff', answer, wrong };
+  let error = await model.edgeScores({ clean: [clean[0], clean[1].slice(1), clean[2]], corrupted, metric, method: 'eap' }).catch((e) => e);
+  t.is(error.code, 'E_ARG');
+  t.regex(error.message, /clean\[1\]/);
+  error = await model.edgeScores({ clean, corrupted: [corrupted[0], corrupted[1], [1, 2]], metric, method: 'eap' }).catch((e) => e);
+  t.regex(error.message, /corrupted\[2\]/);
+  error = await model.edgeScores({ clean: [clean[0], [...clean[1].slice(1), 9999], clean[2]], corrupted, metric, method: 'eap' }).catch((e) => e);
+  t.is(error.code, 'E_RANGE');
+  error = await model.edgeScores({ clean, corrupted, metric: { kind: 'logit_diff', answer }, method: 'eap' }).catch((e) => e);
+  t.is(error.code, 'E_ARG');
+  t.regex(error.message, /metric\.wrong/);
+  error = await model.edgeScores({ clean, corrupted, metric: { kind: 'logprob', answer: [1, 2] }, method: 'eap' }).catch((e) => e);
+  t.regex(error.message, /metric\.answer/);
+  t.is(await codeOf(model.edgeScores({ clean, corrupted, metric: { kind: 'logprob', answer: [1, 2, 300] }, method: 'eap' })), 'E_RANGE');
+  t.is(await codeOf(model.edgeScores({ clean, corrupted, metric: { kind: 'nll' as 'kl', answer }, method: 'eap' })), 'E_ARG');
+  t.is(await codeOf(model.edgeScores({ clean, corrupted, metric, method: 'acdc' as 'eap' })), 'E_ARG');
+  t.is(await codeOf(model.edgeScores({ clean, corrupted, metric, method: 'eap-ig', steps: 0 })), 'E_ARG');
+  t.is(await codeOf(model.ablatedRun({ clean, kept: new Uint8Array(3), ablation: 'zero', metric })), 'E_SHAPE');
+  t.is(await codeOf(model.ablatedRun({ clean, kept: allKept(model, 1), ablation: 'corrupted', metric })), 'E_ARG');
+  t.is(await codeOf(model.ablatedRun({ clean, kept: allKept(model, 1), ablation: 'mean', corrupted: [[1, 2]], metric })), 'E_ARG');
+  t.is(await codeOf(model.logitLens({ clean, answer: [1] })), 'E_ARG');
+});
+
+test('cancellation settles with E_ABORTED and the model stays usable', async (t) => {
+  const model = models.get('gpt2')!;
+  const metric: CircuitMetric = { kind: 'logprob', answer };
+  const controller = new AbortController();
+  const error = await model
+    .edgeScores({ clean, corrupted, metric, method: 'eap-ig', steps: 8, memoryBudgetBytes: 600_000, signal: controller.signal, onProgress: () => controller.abort() })
+    .catch((e) => e);
+  t.is(error.code, 'E_ABORTED');
+  const aborted = new AbortController();
+  aborted.abort();
+  t.is(await codeOf(model.ablatedRun({ clean, kept: allKept(model, 1), ablation: 'zero', metric, signal: aborted.signal })), 'E_ABORTED');
+  const after = await model.edgeScores({ clean, corrupted, metric, method: 'eap' });
+  t.is(after.scores.length, after.graph.writers.length * after.graph.readers.length);
+});
+
+test('an exception in onProgress is what edgeScores rejects with', async (t) => {
+  const model = models.get('gpt2')!;
+  const error = await model
+    .edgeScores({ clean, corrupted, metric: { kind: 'logprob', answer }, method: 'eap-ig', steps: 3, memoryBudgetBytes: 600_000, onProgress: () => { throw new Error('stop here'); } })
+    .catch((e) => e);
+  t.is(error.message, 'stop here');
+});
