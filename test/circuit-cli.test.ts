@@ -6,7 +6,6 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CIRCUIT_FILES, discoverCircuit, Model, readSafetensors } from '../lib';
-import type { CircuitModel } from '../lib/circuit/model-api';
 import { packageRoot } from '../lib/native';
 import { HEAD, oneHeadModel, oneHeadRelation } from './fixtures-circuit-model';
 import { tempDir } from './helpers';
@@ -28,10 +27,8 @@ test.before(async () => {
 });
 test.after.always(() => model?.dispose());
 
-const asCircuitModel = (m: Model) => m as unknown as CircuitModel;
-
 test.serial('EAP-IG finds the head that carries the answer; its circuit is faithful and random circuits are not', async (t) => {
-  const r = await discoverCircuit(asCircuitModel(model), { relations: [relation], topN: 5 });
+  const r = await discoverCircuit(model, { relations: [relation], topN: 5 });
   t.like(r.data.counts, { facts: 8, known: 8, paired: 8, validation: 4, test: 4 });
   t.true(r.circuit.nodes.includes(HEAD_NODE), r.circuit.nodes.join(' '));
   const top = r.circuit.edgeList.slice(0, 2).map((e) => `${e.writer}->${e.reader}`).sort();
@@ -56,10 +53,10 @@ test.serial('EAP-IG finds the head that carries the answer; its circuit is faith
 });
 
 test.serial('EAP and ACDC find the same head; ACDC agrees with EAP-IG', async (t) => {
-  const eap = await discoverCircuit(asCircuitModel(model), { relations: [relation], method: 'eap', topN: 5, randomDraws: 1 });
+  const eap = await discoverCircuit(model, { relations: [relation], method: 'eap', topN: 5, randomDraws: 1 });
   t.true(eap.circuit.nodes.includes(HEAD_NODE));
   t.true(eap.evaluation.test.circuit.faithfulness.normalized! > 0.9);
-  const acdc = await discoverCircuit(asCircuitModel(model), { relations: [relation], method: 'acdc', acdc: { taus: [0.01] }, randomDraws: 1 });
+  const acdc = await discoverCircuit(model, { relations: [relation], method: 'acdc', acdc: { taus: [0.01] }, randomDraws: 1 });
   t.is(acdc.ablation, 'zero');
   t.true(acdc.circuit.nodes.includes(HEAD_NODE), acdc.circuit.nodes.join(' '));
   const kept = acdc.circuit.edgeList.map((e) => `${e.writer}->${e.reader}`);

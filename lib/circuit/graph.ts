@@ -9,12 +9,9 @@
  * node, `a3.h5`; the MLP `m7` is one node for both roles.
  */
 
-export interface CircuitGraph {
-  writers: string[];
-  readers: string[];
-  /** [writers x readers]: 1 where an edge exists. */
-  edges: Uint8Array;
-}
+import type { CircuitGraph } from '../circuit';
+
+export type { CircuitGraph };
 
 /** One edge, by its place in the flat [writers x readers] arrays. */
 export interface EdgeRef {

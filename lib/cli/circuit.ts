@@ -5,7 +5,6 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { CircuitModel } from '../circuit/model-api';
 import { NeuropruneError } from '../errors';
 import { DType, Model } from '../model';
 import { discoverCircuit } from '../pipelines/circuit';
@@ -68,7 +67,7 @@ async function run(model: Model, signal: AbortSignal, out: string, existing: boo
   const started = performance.now();
   let tmp: string | undefined;
   try {
-    const r = await discoverCircuit(model as unknown as CircuitModel, {
+    const r = await discoverCircuit(model, {
       ...config,
       chunkDir,
       resume,

@@ -16,6 +16,7 @@ export interface EvalSettings {
   ablation: Ablation;
   metric: MetricKind;
   hitK: number;
+  memoryBudgetMB?: number;
   randomDraws: number;
   seed: number;
   resamples: number;

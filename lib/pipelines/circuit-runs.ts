@@ -103,7 +103,7 @@ export async function ablatedRows(
   model: CircuitModel,
   rows: CircuitFact[],
   kept: Uint8Array,
-  o: { ablation: Ablation; metric: MetricKind; hitK: number; signal?: AbortSignal },
+  o: { ablation: Ablation; metric: MetricKind; hitK: number; memoryBudgetMB?: number; signal?: AbortSignal },
 ): Promise<RowResults> {
   const metric = new Float64Array(rows.length), answerRank = new Int32Array(rows.length);
   let at = 0;
@@ -117,6 +117,7 @@ export async function ablatedRows(
       corrupted: o.ablation === 'zero' ? undefined : group.map((f) => f.corrupted.ids),
       metric: metricOf(o.metric, group),
       topK: o.hitK,
+      memoryBudgetBytes: o.memoryBudgetMB === undefined ? undefined : Math.round(o.memoryBudgetMB * 2 ** 20),
       signal: o.signal,
     });
     metric.set(Float64Array.from(r.metric), at);

@@ -137,7 +137,7 @@ export async function discoverCircuit(model: CircuitModel, options: CircuitConfi
   if (config.method === 'acdc') {
     const rows = data.validation;
     const evaluate = async (kept: Uint8Array) => {
-      const r = await ablatedRows(model, rows, kept, { ablation, metric: config.acdc.metric === 'kl' ? 'kl' : 'logprob', hitK: config.hitK, signal });
+      const r = await ablatedRows(model, rows, kept, { ablation, metric: config.acdc.metric === 'kl' ? 'kl' : 'logprob', hitK: config.hitK, memoryBudgetMB: config.memoryBudgetMB, signal });
       return config.acdc.metric === 'kl' ? mean(r.metric) : -mean(r.metric);
     };
     acdcRuns = [];
@@ -169,7 +169,7 @@ export async function discoverCircuit(model: CircuitModel, options: CircuitConfi
   const sizes = curveSizes(config.curve ?? DEFAULT_CURVE, totalEdges);
   const evalTotal = 2 * runsPerSplit(config) + 2 * sizes.length + 1;
   let runs = 0;
-  const evalSettings = { ablation, metric: config.metric, hitK: config.hitK, randomDraws: config.randomDraws, seed: config.seed, resamples: config.resamples, signal, onRun: () => progress('evaluation', ++runs, evalTotal) };
+  const evalSettings = { ablation, metric: config.metric, hitK: config.hitK, memoryBudgetMB: config.memoryBudgetMB, randomDraws: config.randomDraws, seed: config.seed, resamples: config.resamples, signal, onRun: () => progress('evaluation', ++runs, evalTotal) };
   const validation = await evaluateSplit(model, graph, data.validation, mask, 'validation', evalSettings);
   const test = await evaluateSplit(model, graph, data.test, mask, 'test', evalSettings);
   const curve = await faithfulnessCurve(model, graph, scored.scores, data.test, sizes, { full: test.full.metric, empty: test.empty.metric }, evalSettings);
