@@ -127,3 +127,26 @@ test.serial('CLI: Ctrl-C leaves no --out and keeps the scores for --resume, whic
   const json = JSON.parse(fs.readFileSync(path.join(out, 'circuit.json'), 'utf8'));
   t.true(json.scoring.resumedGroups >= 1);
 });
+
+const DATA = path.join(packageRoot(), '..', 'shared', 'data');
+const CAPITALS = path.join(DATA, 'lre', 'factual', 'country_capital_city.json');
+const factsTest = fs.existsSync(CAPITALS) ? test.serial : test.skip;
+
+factsTest('the facts model: a small EAP-IG circuit of country_capital_city is faithful, random circuits of its size are not', async (t) => {
+  const facts = await Model.load(path.join(packageRoot(), 'models', 'demo-facts'));
+  try {
+    const r = await discoverCircuit(facts, { relations: [CAPITALS], topN: 20 });
+    t.is(r.data.relations[0].template, 'The capital of {} is the city of');
+    t.true(r.data.counts.validation >= 5 && r.data.counts.test >= 5, JSON.stringify(r.data.counts));
+    t.true(r.circuit.edges <= 20);
+    const e = r.evaluation.test;
+    t.true(e.circuit.faithfulness.normalized! > 0.9, `normalized ${e.circuit.faithfulness.normalized}`);
+    t.true(e.random.faithfulness.normalized! < 0.3, `random ${e.random.faithfulness.normalized}`);
+    t.true(e.circuit.hit.delta > e.random.hit.delta);
+    // Grouped-query attention: heads are per query head, with their own q, k and v inputs.
+    t.is(r.graph.writers.filter((w) => w.startsWith('a0.')).length, 4);
+    t.true(r.graph.readers.includes('a0.h3<k>'));
+  } finally {
+    facts.dispose();
+  }
+});
