@@ -98,7 +98,9 @@ export function fakeCircuitModel(tokenizer = TextTokenizer.byteLevel()): Circuit
       const rows = o.clean.length;
       const metric = new Float32Array(rows).fill(-0.1 - lost - 0.0001 * other);
       const answerRank = new Int32Array(rows).fill(lost ? 50 : 0);
-      return { metric, topTokens: new Int32Array(rows * (o.topK ?? 10)), answerRank };
+      const k = o.topK ?? 10, topTokens = new Int32Array(rows * k);
+      if (!lost) o.metric.answer.forEach((a, b) => (topTokens[b * k] = a));
+      return { metric, topTokens, answerRank };
     },
     async logitLens(o) {
       sameLength(o.clean);

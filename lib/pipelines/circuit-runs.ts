@@ -121,7 +121,13 @@ export async function ablatedRows(
       signal: o.signal,
     });
     metric.set(Float64Array.from(r.metric), at);
-    answerRank.set(r.answerRank, at);
+    // The native rank counts the tokens strictly above the answer, so a run whose logits all tie (every
+    // edge into the logits zero-ablated) ranks every answer first. An answer that is not among the top
+    // k tokens returned is therefore counted as outside the top k, whatever its rank says.
+    group.forEach((f, b) => {
+      const top = r.topTokens.subarray(b * o.hitK, (b + 1) * o.hitK);
+      answerRank[at + b] = top.includes(f.answer) ? r.answerRank[b] : Math.max(r.answerRank[b], o.hitK);
+    });
     at += group.length;
   }
   return { metric, answerRank };
