@@ -76,7 +76,11 @@ export type AblationKind = 'corrupted' | 'mean' | 'zero';
 
 export interface AblatedRunOptions {
   clean: number[][];
-  /** [writers x readers]: 1 = the edge is kept (carries the clean value), 0 = ablated. Non-edges are ignored. */
+  /**
+   * [writers x readers]: 1 = the edge is kept (carries the clean value), 0 = ablated. Non-edges are
+   * ignored. Several masks back to back ([masks x writers x readers]) run in one call on every row, the
+   * ablation values computed once; the results are then mask-major [masks x rows].
+   */
   kept: Uint8Array;
   /** What an ablated edge u->v carries: u's output on the row's corrupted input, its mean over `corrupted` (per position), or zero. */
   ablation: AblationKind;
@@ -89,6 +93,7 @@ export interface AblatedRunOptions {
   signal?: AbortSignal;
 }
 
+/** Per row (with several masks: [masks x rows], mask-major). */
 export interface AblatedRun {
   /** Per row metric of the ablated run (kl: to the clean run). */
   metric: Float32Array;
@@ -178,4 +183,22 @@ export function edgeIndex(graph: CircuitGraph, writer: string, reader: string): 
   if (w < 0) throw new NeuropruneError('E_ARG', `no writer ${describeValue(writer)} in the graph`);
   if (r < 0) throw new NeuropruneError('E_ARG', `no reader ${describeValue(reader)} in the graph`);
   return w * graph.readers.length + r;
+}
+
+/**
+ * Node attribution patching from edge scores: per writer, the sum of its outgoing edge scores. The
+ * stream reaches the output only through readers, so dM/dz_u = sum over readers v of u of dM/d(input_v)
+ * and the sum is (z~_u - z_u) . dM/dz_u: the first-order effect of patching node u (all its outgoing
+ * edges) with its corrupted output.
+ */
+export function nodeScores(result: { scores: Float32Array; graph: CircuitGraph }): Float32Array {
+  const W = result.graph.writers.length, R = result.graph.readers.length;
+  if (result.scores.length !== W * R) throw new NeuropruneError('E_SHAPE', `scores hold ${result.scores.length} values; the graph has ${W} x ${R}`);
+  const out = new Float32Array(W);
+  for (let w = 0; w < W; w++) {
+    let sum = 0;
+    for (let r = 0; r < R; r++) sum += result.scores[w * R + r];
+    out[w] = sum;
+  }
+  return out;
 }

@@ -1,6 +1,6 @@
 export { Model } from './model';
 export type { Device, DType, LoadOptions, ModelInfo, ModelInput, TokenBatch, Logits, GenerateOptions, Generation, Edit, Activations, Residuals, PatchedGenerateOptions } from './model';
-export { CIRCUIT_METRICS, edgeIndex } from './circuit';
+export { CIRCUIT_METRICS, edgeIndex, nodeScores } from './circuit';
 export type { CircuitGraph, CircuitMetric, CircuitMetricKind, EdgeScoreOptions, EdgeScores, AblationKind, AblatedRunOptions, AblatedRun, LogitLensOptions, LogitLens } from './circuit';
 export { neuronSet, readNeuronSet, writeNeuronSet, NEURON_SET_FORMAT, NEURON_SITES, UNIT_SET_SITES } from './neurons';
 export type { NeuronRef, NeuronSet, NeuronSite, UnitSetSite } from './neurons';

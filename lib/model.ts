@@ -371,9 +371,9 @@ export class Model {
     const stop = new AbortController();
     const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
     let progressError: unknown;
-    let reported = 0;
+    let reported = 0, finished = false;
     const progress = onProgress && ((done: number, total: number) => {
-      if (progressError !== undefined) return;
+      if (progressError !== undefined || finished) return;
       try {
         onProgress((reported = done), total);
       } catch (error) {
@@ -448,10 +448,11 @@ export class Model {
     const stop = new AbortController();
     const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
     let progressError: unknown;
+    let reported = 0, finished = false;
     const progress = onProgress && ((done: number, total: number) => {
-      if (progressError !== undefined) return;
+      if (progressError !== undefined || finished) return;
       try {
-        onProgress(done, total);
+        onProgress((reported = done), total);
       } catch (error) {
         progressError = error;
         stop.abort();
@@ -467,13 +468,17 @@ export class Model {
       throw progressError ?? error;
     }
     if (progressError !== undefined) throw progressError;
+    const total = clean.rows * steps;  // (row, step) pairs; the last report may still be queued
+    finished = true;
+    if (onProgress && reported < total) onProgress(total, total);
     return { scores: raw.scores, graph, metricClean: raw.metricClean, metricCorrupted: raw.metricCorrupted, ms: performance.now() - started, microBatches: raw.microBatches };
   }
 
   /**
    * One run of the circuit graph with every edge not `kept` ablated: it carries the writer's output on
    * the corrupted input, its mean over `corrupted`, or zero. With every edge kept it is the normal
-   * forward. Per row: the metric, the top tokens and the answer's rank at the last position.
+   * forward. Per row: the metric, the top tokens and the answer's rank at the last position. Several
+   * masks in `kept` run in one call (results mask-major).
    */
   async ablatedRun(options: AblatedRunOptions): Promise<AblatedRun> {
     if (options === null || typeof options !== 'object') throw new NeuropruneError('E_ARG', 'ablatedRun needs options {clean, kept, ablation, metric}');
@@ -482,7 +487,9 @@ export class Model {
     const clean = circuitRows(options.clean, vocab, 'clean');
     const size = graph.writers.length * graph.readers.length;
     if (!(options.kept instanceof Uint8Array)) throw new NeuropruneError('E_ARG', `kept must be a Uint8Array [writers x readers], got ${describeValue(options.kept)}`);
-    if (options.kept.length !== size) throw new NeuropruneError('E_SHAPE', `kept holds ${options.kept.length} entries; the graph has writers x readers = ${graph.writers.length} x ${graph.readers.length} = ${size}`);
+    if (options.kept.length === 0 || options.kept.length % size !== 0) {
+      throw new NeuropruneError('E_SHAPE', `kept holds ${options.kept.length} entries; the graph has writers x readers = ${graph.writers.length} x ${graph.readers.length} = ${size} (or several masks of that size back to back)`);
+    }
     const { ablation } = options;
     if (ablation !== 'corrupted' && ablation !== 'mean' && ablation !== 'zero') throw new NeuropruneError('E_ARG', `ablation must be corrupted, mean or zero, got ${describeValue(ablation)}`);
     let corrupted: { ids: Int32Array; rows: number; seqLen: number } | undefined;

@@ -4,7 +4,7 @@
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { edgeIndex, initCheckpoint, Model, readSafetensors, writeSafetensors } from '../lib';
+import { edgeIndex, initCheckpoint, Model, nodeScores, readSafetensors, writeSafetensors } from '../lib';
 import type { CircuitMetric, EdgeScores } from '../lib';
 import { codeOf, float32, tempDir } from './helpers';
 
@@ -170,6 +170,32 @@ test('mean ablation over one row equals the corrupted ablation with that row', a
   t.true(Math.abs(mean.metric[0] - plain.metric[0]) > 1e-6, 'the ablation changed the output');
 });
 
+test('several masks in one ablatedRun equal one call per mask', async (t) => {
+  const model = models.get('llama-gqa')!;
+  const g = model.circuitGraph(), size = g.edges.length;
+  const masks = [allKept(model, 1), allKept(model, 0), allKept(model, 1)];
+  masks[2][edgeIndex(g, 'a0.h1', 'a1.h2<k>')] = 0;
+  masks[2][edgeIndex(g, 'm0', 'logits')] = 0;
+  const kept = new Uint8Array(3 * size);
+  masks.forEach((m, k) => kept.set(m, k * size));
+  const metric: CircuitMetric = { kind: 'logprob', answer };
+  for (const ablation of ['corrupted', 'mean', 'zero'] as const) {
+    const options = { clean, ablation, corrupted: ablation === 'zero' ? undefined : corrupted, metric, topK: 3 };
+    // Every (mask, row) pair in one batch, and (a small budget) one pair per batch.
+    const together = await model.ablatedRun({ ...options, kept });
+    const split = await model.ablatedRun({ ...options, kept, memoryBudgetBytes: 150_000 });
+    t.is(together.metric.length, 3 * clean.length);
+    together.metric.forEach((m, i) => t.true(Math.abs(m - split.metric[i]) < 1e-5));
+    for (let k = 0; k < 3; k++) {
+      const alone = await model.ablatedRun({ ...options, kept: masks[k] });
+      alone.metric.forEach((m, i) => t.true(Math.abs(m - together.metric[k * clean.length + i]) < 1e-5, `${ablation} mask ${k} row ${i}`));
+      t.deepEqual(Array.from(alone.topTokens), Array.from(together.topTokens.subarray(k * clean.length * 3, (k + 1) * clean.length * 3)));
+      t.deepEqual(Array.from(alone.answerRank), Array.from(together.answerRank.subarray(k * clean.length, (k + 1) * clean.length)));
+    }
+  }
+  t.is(await codeOf(model.ablatedRun({ clean, kept: new Uint8Array(size + 1), ablation: 'zero', metric })), 'E_SHAPE');
+});
+
 /** Per edge: the real effect of ablating it alone with its corrupted value (mean over rows of the metric change). */
 async function patchingEffects(model: Model, metric: CircuitMetric, corruptedRows: number[][]): Promise<Float32Array> {
   const g = model.circuitGraph();
@@ -243,6 +269,43 @@ test('EAP is the first-order patching effect of each edge: its error shrinks in 
   t.true(errors[1] < errors[0] / 2, `${errors[1]} vs ${errors[0]}`);
 });
 
+test('node scores (sum of a writer\'s edge scores) are the first-order effect of patching the node', async (t) => {
+  const model = await scaledTokensGpt2(0.03);
+  const metric: CircuitMetric = { kind: 'logit_diff', answer, wrong };
+  const eap = await model.edgeScores({ clean, corrupted: oneToken, metric, method: 'eap' });
+  const nodes = nodeScores(eap);
+  const g = eap.graph, R = g.readers.length;
+  const options = { clean, ablation: 'corrupted' as const, corrupted: oneToken, metric };
+  const mean = (m: Float32Array) => m.reduce((s, x) => s + x, 0) / m.length;
+  const base = mean((await model.ablatedRun({ ...options, kept: allKept(model, 1) })).metric);
+  let num = 0, den = 0;
+  for (let w = 0; w < g.writers.length; w++) {
+    const kept = allKept(model, 1);
+    kept.fill(0, w * R, (w + 1) * R);  // every edge out of writer w
+    const effect = mean((await model.ablatedRun({ ...options, kept })).metric) - base;
+    num += (nodes[w] - effect) ** 2;
+    den += effect ** 2;
+  }
+  t.true(Math.sqrt(num / den) < 0.05, `relative error ${Math.sqrt(num / den)}`);
+  model.dispose();
+});
+
+test('zero ablation of every edge (GPT-2): the logits read only the attention output biases, which belong to no head', async (t) => {
+  const model = models.get('gpt2')!;
+  const run = await model.ablatedRun({ clean, kept: allKept(model, 0), ablation: 'zero', metric: { kind: 'logprob', answer } });
+  const st = await readSafetensors(path.join(model.info.dir!, 'model.safetensors'));
+  const get = (name: string) => float32(st.tensors[name].data);
+  const d = model.info.dModel, V = model.info.vocabSize;
+  const x = new Float64Array(d);
+  for (let l = 0; l < model.info.nLayers; l++) get(`transformer.h.${l}.attn.c_proj.bias`).forEach((b, i) => (x[i] += b));
+  const mu = x.reduce((s, v) => s + v, 0) / d, varr = x.reduce((s, v) => s + (v - mu) ** 2, 0) / d;
+  const gain = get('transformer.ln_f.weight'), shift = get('transformer.ln_f.bias'), wte = get('transformer.wte.weight');
+  const h = Array.from(x, (v, i) => ((v - mu) / Math.sqrt(varr + 1e-5)) * gain[i] + shift[i]);
+  const logits = Array.from({ length: V }, (_, v) => h.reduce((s, hi, i) => s + hi * wte[v * d + i], 0));
+  const lp = logSoftmax(logits);
+  run.metric.forEach((m, b) => t.true(Math.abs(m - lp[answer[b]]) < 1e-4, `row ${b}: ${m} vs ${lp[answer[b]]}`));
+});
+
 for (const name of ['gpt2', 'llama-gqa', 'mistral', 'neox-parallel', 'neox-sequential']) {
   test(`${name}: EAP-IG comes closer to each edge's patching effect as the steps grow`, async (t) => {
     const model = models.get(name)!;
@@ -290,13 +353,38 @@ test('kl: EAP scores vanish at the clean run, EAP-IG does not', async (t) => {
   t.true(largest(eap.scores) < 1e-3 * largest(ig.scores), `${largest(eap.scores)} vs ${largest(ig.scores)}`);
 });
 
-test('logit lens: ranks per row and writer; the full stream at logits is the model output', async (t) => {
+test('logit lens: per row and writer the answer rank; the input writer is the last token read through norm and unembedding', async (t) => {
   const model = models.get('llama')!;
   const lens = await model.logitLens({ clean, answer });
   const W = lens.graph.writers.length;
   t.is(lens.ranks.length, clean.length * W);
   lens.ranks.forEach((r) => t.true(r >= 0 && r < model.info.vocabSize));
   t.true(new Set(lens.ranks).size > 1, 'writers disagree');
+  // Llama has no position embeddings: writer `input` at the last position is the last token's embedding.
+  const st = await readSafetensors(path.join(model.info.dir!, 'model.safetensors'));
+  const embed = float32(st.tensors['model.embed_tokens.weight'].data), gain = float32(st.tensors['model.norm.weight'].data);
+  const unembed = float32(st.tensors['lm_head.weight'].data);
+  const d = model.info.dModel, V = model.info.vocabSize, eps = 1e-6;
+  clean.forEach((row, b) => {
+    const e = embed.subarray(row[row.length - 1] * d, (row[row.length - 1] + 1) * d);
+    const rms = Math.sqrt(e.reduce((s, x) => s + x * x, 0) / d + eps);
+    const h = Array.from(e, (x, i) => (x / rms) * gain[i]);
+    const logits = Array.from({ length: V }, (_, v) => h.reduce((s, x, i) => s + x * unembed[v * d + i], 0));
+    t.is(lens.ranks[b * W], logits.filter((x) => x > logits[answer[b]]).length, `row ${b}`);
+  });
+});
+
+test('bfloat16: the graph forward is the normal forward to bfloat16 precision, and edges score', async (t) => {
+  const dir = path.join(tempDir(), 'llama-bf16');
+  await initCheckpoint('llama', dir, { seed: 7, layers: 2, hidden: 32, heads: 4, kvHeads: 2 });
+  const model = await Model.load(dir, { dtype: 'bfloat16' });
+  const run = await model.ablatedRun({ clean, kept: allKept(model, 1), ablation: 'zero', metric: { kind: 'logprob', answer } });
+  const expected = await plainLogprobs(model, clean, answer);
+  run.metric.forEach((m, i) => t.true(Math.abs(m - expected[i]) < 2e-2, `row ${i}: ${m} vs ${expected[i]}`));
+  const scores = await model.edgeScores({ clean, corrupted, metric: { kind: 'logprob', answer }, method: 'eap-ig', steps: 3 });
+  t.true(scores.scores.every(Number.isFinite));
+  t.true(scores.scores.some((s) => s !== 0));
+  model.dispose();
 });
 
 test('bad inputs are typed errors naming what is wrong', async (t) => {
@@ -335,6 +423,12 @@ test('cancellation settles with E_ABORTED and the model stays usable', async (t)
   const aborted = new AbortController();
   aborted.abort();
   t.is(await codeOf(model.ablatedRun({ clean, kept: allKept(model, 1), ablation: 'zero', metric, signal: aborted.signal })), 'E_ABORTED');
+  // Raised in the middle of an ablated run (checked per layer).
+  const midway = new AbortController();
+  const pending = model.ablatedRun({ clean: Array(40).fill(clean[0]), kept: allKept(model, 0), ablation: 'zero', metric: { kind: 'logprob', answer: Array(40).fill(1) }, signal: midway.signal });
+  setImmediate(() => midway.abort());
+  const code = await codeOf(pending).catch(() => 'none');
+  t.true(code === 'E_ABORTED' || code === 'none', code);
   const after = await model.edgeScores({ clean, corrupted, metric, method: 'eap' });
   t.is(after.scores.length, after.graph.writers.length * after.graph.readers.length);
 });

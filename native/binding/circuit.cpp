@@ -166,10 +166,11 @@ Napi::Value ablated_run(const Napi::CallbackInfo& info, std::shared_ptr<ModelSta
     throw_coded(env, codes::kArgument, "kept must be a Uint8Array");
   auto kept = info[3].As<Napi::Uint8Array>();
   const circuit::Graph g = sync(env, [&] { return circuit::build_graph(*state->model); });
-  if (static_cast<int64_t>(kept.ElementLength()) != g.n_writers() * g.n_readers())
-    throw_coded(env, codes::kShape, "kept must hold writers x readers = " + std::to_string(g.n_writers()) + " x " +
-                                        std::to_string(g.n_readers()) + " entries, got " + std::to_string(kept.ElementLength()));
-  request->kept = at::empty({g.n_writers(), g.n_readers()}, at::kBool);
+  const int64_t size = g.n_writers() * g.n_readers(), length = static_cast<int64_t>(kept.ElementLength());
+  if (length == 0 || length % size != 0)
+    throw_coded(env, codes::kShape, "kept must hold masks x writers x readers = K x " + std::to_string(g.n_writers()) + " x " +
+                                        std::to_string(g.n_readers()) + " entries, got " + std::to_string(length));
+  request->kept = at::empty({length / size, g.n_writers(), g.n_readers()}, at::kBool);
   const uint8_t* src = kept.Data();
   bool* dst = request->kept.data_ptr<bool>();
   for (size_t k = 0; k < kept.ElementLength(); ++k) dst[k] = src[k] != 0;

@@ -17,9 +17,9 @@ Napi::Value circuit_graph(const Napi::CallbackInfo& info, std::shared_ptr<ModelS
 //   metric: {kind: 'logit_diff'|'logprob'|'kl', answer: Int32Array, wrong?: Int32Array}
 Napi::Value edge_scores(const Napi::CallbackInfo& info, std::shared_ptr<ModelState> state);
 
-// ablatedRun(clean: Int32Array, rows, seqLen, kept: Uint8Array [W x R], ablation: 'corrupted'|'mean'|'zero',
+// ablatedRun(clean: Int32Array, rows, seqLen, kept: Uint8Array [K x W x R], ablation: 'corrupted'|'mean'|'zero',
 // corrupted: Int32Array | null, corruptedRows, metric, {topK, memoryBudgetBytes}, cancel?)
-// -> Promise<{metric: Float32Array, topTokens: Int32Array [rows x topK], answerRank: Int32Array}>
+// -> Promise<{metric: Float32Array [K x rows], topTokens: Int32Array [K x rows x topK], answerRank: Int32Array [K x rows]}>
 Napi::Value ablated_run(const Napi::CallbackInfo& info, std::shared_ptr<ModelState> state);
 
 // logitLens(clean: Int32Array, rows, seqLen, answer: Int32Array, memoryBudgetBytes)

@@ -44,9 +44,10 @@ AblatedRunResult ablated_run(const CausalLM& model, const AblatedRunRequest& r) 
   check_ids(model, r.clean, "clean");
   const int64_t N = r.clean.size(0), T = r.clean.size(1), W = g.n_writers(), R = g.n_readers();
   check_metric(r.metric, N, info.vocab_size);
-  if (r.kept.dim() != 2 || r.kept.size(0) != W || r.kept.size(1) != R)
-    fail(codes::kShape, "kept must hold writers x readers = " + std::to_string(W) + " x " + std::to_string(R) + " = " +
-                            std::to_string(W * R) + " entries, got " + std::to_string(r.kept.numel()));
+  if (r.kept.dim() != 3 || r.kept.size(0) < 1 || r.kept.size(1) != W || r.kept.size(2) != R)
+    fail(codes::kShape, "kept must hold masks x writers x readers = K x " + std::to_string(W) + " x " + std::to_string(R) +
+                            " entries, got " + std::to_string(r.kept.numel()));
+  const int64_t K = r.kept.size(0);
   if (r.top_k < 1 || r.top_k > info.vocab_size)
     fail(codes::kArgument, "topK must be in [1, " + std::to_string(info.vocab_size) + "], got " + std::to_string(r.top_k));
   if (r.ablation != AblationKind::Zero) {
@@ -62,9 +63,12 @@ AblatedRunResult ablated_run(const CausalLM& model, const AblatedRunRequest& r) 
     if (r.cancelled && r.cancelled()) fail(codes::kAborted, "ablated run cancelled");
   };
   at::NoGradGuard no_grad;
-  const at::Tensor ablated_cpu = g.edges.logical_and(r.kept.to(at::kBool).logical_not());
+  const at::Tensor ablated_cpu = g.edges.unsqueeze(0).logical_and(r.kept.to(at::kBool).logical_not());  // [K, W, R]
+  const at::Tensor ablated_all = ablated_cpu.to(device, model.dtype());
   const int64_t elt = at::elementSize(model.dtype());
-  const int64_t chunk = rows_per_chunk(r.memory_budget_bytes, row_bytes(info, W, T, elt, 2), N);
+  // (mask, row) pairs per batch: whole row chunks times as many masks as fit.
+  const int64_t pairs = rows_per_chunk(r.memory_budget_bytes, row_bytes(info, W, T, elt, 2), N * K);
+  const int64_t chunk = std::min(N, pairs), masks_per_batch = std::max<int64_t>(1, std::min(K, pairs / chunk));
 
   // Mean ablation: per writer group, the mean of its output over the given rows, [1, T, n, d].
   std::vector<at::Tensor> mean;
@@ -86,26 +90,22 @@ AblatedRunResult ablated_run(const CausalLM& model, const AblatedRunRequest& r) 
     for (auto& t : mean) t = (t / double(M)).to(model.dtype());
   }
 
-  GraphForward ablate;
-  ablate.ablated_cpu = ablated_cpu;
-  ablate.ablated = ablated_cpu.to(device, model.dtype());
-  ablate.poll = poll;
-  std::vector<at::Tensor> metric, top, rank;
+  at::Tensor metric = at::empty({K, N}, at::kFloat), top = at::empty({K, N, r.top_k}, at::kInt), rank = at::empty({K, N}, at::kInt);
   for (int64_t r0 = 0; r0 < N; r0 += chunk) {
     const int64_t n = std::min(chunk, N - r0);
     const std::vector<int64_t> rows = row_range(r0, n);
     const at::Tensor e = graph_embed(model, r.clean.narrow(0, r0, n).to(device));
+    // The ablation values of these rows, [n or 1, T, ., d] per writer group.
+    std::vector<at::Tensor> values;
     if (r.ablation == AblationKind::Corrupted) {
       GraphForward run;
-      run.record = &ablate.values;
+      run.record = &values;
       run.poll = poll;
       graph_forward(model, g, graph_embed(model, r.corrupted.narrow(0, r0, n).to(device)), run);
     } else if (r.ablation == AblationKind::Mean) {
-      ablate.values = mean;
+      values = mean;
     } else {
-      ablate.values.clear();
-      for (int64_t grp = 0; grp < g.n_groups(); ++grp)
-        ablate.values.push_back(at::zeros({1, T, g.group_size(grp), g.d_model}, e.options()));
+      for (int64_t grp = 0; grp < g.n_groups(); ++grp) values.push_back(at::zeros({1, T, g.group_size(grp), g.d_model}, e.options()));
     }
     at::Tensor clean_lp;
     if (r.metric.kind == MetricKind::KL) {
@@ -113,13 +113,26 @@ AblatedRunResult ablated_run(const CausalLM& model, const AblatedRunRequest& r) 
       plain.poll = poll;
       clean_lp = at::log_softmax(graph_forward(model, g, e, plain).squeeze(1).to(at::kFloat), -1);
     }
-    const at::Tensor logits = graph_forward(model, g, e, ablate).squeeze(1).to(at::kFloat);  // [n, V]
-    metric.push_back(metric_values(r.metric, logits, rows, clean_lp).cpu());
-    top.push_back(std::get<1>(at::topk(logits, r.top_k, -1)).to(at::kCPU, at::kInt));
-    const at::Tensor answer = at::tensor(std::vector<int64_t>(r.metric.answer.begin() + r0, r.metric.answer.begin() + r0 + n), at::kLong);
-    rank.push_back(rank_of(logits, answer.to(device)).cpu());
+    const at::Tensor answer = at::tensor(std::vector<int64_t>(r.metric.answer.begin() + r0, r.metric.answer.begin() + r0 + n), at::kLong).to(device);
+    for (int64_t k0 = 0; k0 < K; k0 += masks_per_batch) {
+      const int64_t kb = std::min(masks_per_batch, K - k0);
+      // Rows mask-major: batch row j * n + i is mask k0 + j on row r0 + i.
+      GraphForward ablate;
+      ablate.poll = poll;
+      ablate.ablated_cpu = ablated_cpu.narrow(0, k0, kb);
+      ablate.ablated = kb == 1 ? ablated_all[k0] : ablated_all.narrow(0, k0, kb).repeat_interleave(n, 0);
+      for (const auto& v : values) ablate.values.push_back(v.size(0) == 1 || kb == 1 ? v : v.repeat({kb, 1, 1, 1}));
+      const at::Tensor input = kb == 1 ? e : e.repeat({kb, 1, 1});
+      const at::Tensor logits = graph_forward(model, g, input, ablate).squeeze(1).to(at::kFloat);  // [kb n, V]
+      std::vector<int64_t> batch_rows;
+      for (int64_t j = 0; j < kb; ++j) batch_rows.insert(batch_rows.end(), rows.begin(), rows.end());
+      const at::Tensor lp = clean_lp.defined() && kb > 1 ? clean_lp.repeat({kb, 1}) : clean_lp;
+      metric.narrow(0, k0, kb).narrow(1, r0, n).copy_(metric_values(r.metric, logits, batch_rows, lp).view({kb, n}).cpu());
+      top.narrow(0, k0, kb).narrow(1, r0, n).copy_(std::get<1>(at::topk(logits, r.top_k, -1)).view({kb, n, r.top_k}).cpu());
+      rank.narrow(0, k0, kb).narrow(1, r0, n).copy_(rank_of(logits, answer.repeat({kb})).view({kb, n}).cpu());
+    }
   }
-  return {at::cat(metric), at::cat(top).contiguous(), at::cat(rank)};
+  return {metric.view({K * N}), top.view({K * N, r.top_k}), rank.view({K * N})};
 }
 
 at::Tensor logit_lens(const CausalLM& model, const at::Tensor& clean, const std::vector<int64_t>& answer, int64_t budget) {

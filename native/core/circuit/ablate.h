@@ -15,7 +15,9 @@ enum class AblationKind { Corrupted, Mean, Zero };
 
 struct AblatedRunRequest {
   at::Tensor clean;      // [N, T] int64 on CPU
-  at::Tensor kept;       // [W, R] bool on CPU: 1 = the edge carries the clean value; non-edges ignored
+  // [K, W, R] bool on CPU, K >= 1 masks: 1 = the edge carries the clean value; non-edges ignored. Every
+  // mask runs on every row (the ablation values are computed once for all of them).
+  at::Tensor kept;
   AblationKind ablation = AblationKind::Corrupted;
   at::Tensor corrupted;  // Corrupted: [N, T], row i for clean row i; Mean: [M, T], the rows averaged over
   Metric metric;
@@ -24,10 +26,11 @@ struct AblatedRunRequest {
   std::function<bool()> cancelled;
 };
 
+// Mask-major: entry k * N + i is mask k on row i.
 struct AblatedRunResult {
-  at::Tensor metric;       // [N] float32: the metric of the ablated run (kl: to the clean run)
-  at::Tensor top_tokens;   // [N, K] int32 at the last position, best first
-  at::Tensor answer_rank;  // [N] int32: tokens with a larger logit than metric.answer[i]
+  at::Tensor metric;       // [K * N] float32: the metric of the ablated run (kl: to the clean run)
+  at::Tensor top_tokens;   // [K * N, top_k] int32 at the last position, best first
+  at::Tensor answer_rank;  // [K * N] int32: tokens with a larger logit than metric.answer[i]
 };
 
 AblatedRunResult ablated_run(const CausalLM& model, const AblatedRunRequest& request);

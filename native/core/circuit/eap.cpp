@@ -22,15 +22,19 @@ void check_cancelled(const EdgeScoreRequest& r, const char* where) {
   if (r.cancelled && r.cancelled()) fail(codes::kAborted, std::string("edge scoring cancelled ") + where);
 }
 
-// Bytes one (row, step) pair keeps for the backward pass: a coarse upper bound. Per position and
-// layer: the per-head q/k/v inputs, normed and projected (about 12 H d), the heads' outputs (H d),
-// float32 attention scores and probabilities (2 H T), the MLP (6 d_mlp) and a few d-sized tensors;
-// plus the row's D (float32, W d per position) and the logits at the last position.
-int64_t pair_bytes(const ModelInfo& info, const Graph& g, int64_t T, int64_t elt) {
+// Bytes one (row, step) pair keeps for the backward pass, a coarse upper bound calibrated on CPU
+// (GPT-2 small, Pythia-160m, Qwen2-0.5b measured 4.4 to 5.8 H d floats per position and layer): per
+// position and layer, the per-head q/k/v inputs normed and projected (7 H d, and 6 H d more in float32
+// for reduced-precision models, whose norms compute in float32), the MLP (4 d_mlp), a few d-sized
+// tensors and the float32 attention probabilities (2 H T); plus the logits at the last position.
+int64_t pair_bytes(const ModelInfo& info, int64_t T, int64_t elt) {
   const int64_t H = info.n_heads, d = info.d_model;
-  const int64_t per_layer = (13 * H * d + 6 * info.d_mlp + 8 * d) * elt + 2 * H * T * 4;
-  return T * (info.n_layers * per_layer + g.n_writers() * d * (4 + 2 * elt)) + info.vocab_size * 8;
+  const int64_t per_layer = (7 * H * d + 4 * info.d_mlp + 8 * d) * elt + (elt < 4 ? 6 * H * d * 4 : 0) + 2 * H * T * 4;
+  return T * info.n_layers * per_layer + info.vocab_size * 8;
 }
+
+// Bytes a row keeps while its pairs run: D = z~ - z in float32 [T, W, d], and z, z~ while it is made.
+int64_t row_bytes(const Graph& g, int64_t T, int64_t elt) { return T * g.n_writers() * g.d_model * (4 + 2 * elt); }
 
 // How many writers the readers starting at `first` read.
 int64_t writers_read(const Graph& g, int64_t first) {
@@ -54,14 +58,15 @@ EdgeScoreResult edge_scores(const CausalLM& model, const EdgeScoreRequest& r) {
   check_metric(r.metric, N, info.vocab_size);
   if (m < 1) fail(codes::kArgument, "steps must be at least 1, got " + std::to_string(m));
   const auto device = model.device();
-  const int64_t need = pair_bytes(info, g, T, at::elementSize(model.dtype()));
-  const int64_t per_batch = r.memory_budget_bytes / need;
-  if (per_batch < 1)
+  const int64_t elt = at::elementSize(model.dtype());
+  const int64_t pair = pair_bytes(info, T, elt), row = row_bytes(g, T, elt);
+  if (r.memory_budget_bytes < pair + row)
     fail(codes::kBudget, "memory budget of " + std::to_string(r.memory_budget_bytes >> 20) + " MiB is too small for one row (about " +
-                             std::to_string((need >> 20) + 1) + " MiB); raise it or shorten the rows");
+                             std::to_string(((pair + row) >> 20) + 1) + " MiB); raise it or shorten the rows");
   // Whole rows with all their steps when they fit; else one row at a time, its steps split.
-  const int64_t rows_per_chunk = per_batch >= m ? std::min(N, per_batch / m) : 1;
-  const int64_t steps_per_batch = std::min(m, per_batch);
+  const int64_t whole_rows = r.memory_budget_bytes / (m * pair + row);
+  const int64_t rows_per_chunk = whole_rows >= 1 ? std::min(N, whole_rows) : 1;
+  const int64_t steps_per_batch = whole_rows >= 1 ? m : std::min(m, (r.memory_budget_bytes - row) / pair);
 
   EdgeScoreResult out;
   at::Tensor scores = at::zeros({W, R}, at::TensorOptions().device(device).dtype(at::kFloat));
@@ -90,7 +95,7 @@ EdgeScoreResult edge_scores(const CausalLM& model, const EdgeScoreRequest& r) {
       D = (stack_writers(z_corrupt).to(at::kFloat) - stack_writers(z).to(at::kFloat));  // [n, T, W, d]
     }
     // Gradient passes: rows of this chunk x steps k0+1 .. k0+s, row-major.
-    const int64_t rows_here = steps_per_batch >= m ? n : 1;
+    const int64_t rows_here = whole_rows >= 1 ? n : 1;
     for (int64_t i = 0; i < n; i += rows_here) {
       for (int64_t k0 = 0; k0 < m; k0 += steps_per_batch) {
         const int64_t s = std::min(steps_per_batch, m - k0);

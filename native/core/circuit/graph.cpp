@@ -72,9 +72,10 @@ at::Tensor graph_forward(const CausalLM& model, const Graph& g, const at::Tensor
     for (int64_t grp = 0; grp < static_cast<int64_t>(z.size()); ++grp) {
       const int64_t w0 = g.first_writer(grp), nw = g.group_size(grp);
       if (w0 + nw > writers) break;
-      if (!run.ablated_cpu.narrow(0, w0, nw).narrow(1, r0, n).any().item<bool>()) continue;
+      if (!run.ablated_cpu.narrow(-2, w0, nw).narrow(-1, r0, n).any().item<bool>()) continue;
       if (!delta[grp].defined()) delta[grp] = run.values[grp] - z[grp];
-      in = in + at::einsum("btwd,wr->btrd", {delta[grp], run.ablated.narrow(0, w0, nw).narrow(1, r0, n)});
+      const at::Tensor a = run.ablated.narrow(-2, w0, nw).narrow(-1, r0, n);
+      in = in + at::einsum(a.dim() == 3 ? "btwd,bwr->btrd" : "btwd,wr->btrd", {delta[grp], a});
     }
     return in;
   };

@@ -51,8 +51,9 @@ Graph build_graph(const CausalLM& model);
 
 // How one graph forward runs.
 struct GraphForward {
-  // Ablated edges [W, R] (1 = ablated) in the model's dtype on its device, and the same on CPU as bool
-  // (to skip blocks without an ablated edge); undefined: nothing ablated.
+  // Ablated edges [W, R], or per row [B, W, R] (1 = ablated), in the model's dtype on its device, and
+  // the same on CPU as bool (to skip blocks without an ablated edge; per row: any row's); undefined:
+  // nothing ablated.
   at::Tensor ablated, ablated_cpu;
   // z~ per writer group, shaped like the group's output with batch B or 1 (a mean over rows).
   std::vector<at::Tensor> values;

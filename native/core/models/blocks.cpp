@@ -1,5 +1,7 @@
 #include "models/blocks.h"
 
+#include <ATen/core/grad_mode.h>
+
 #include <cmath>
 #include <limits>
 
@@ -179,8 +181,24 @@ at::Tensor conv1d(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
   return at::addmm(bias, x.reshape({-1, x.size(-1)}), weight).view(out_shape);
 }
 
+namespace {
+
+// x [B, T, H, d] is one [B, T, d] tensor seen by every head, and no gradient will be asked of it.
+bool shared_over_heads(const at::Tensor& x) { return x.stride(2) == 0 && !at::GradMode::is_enabled(); }
+
+}  // namespace
+
+at::Tensor head_norm(const at::Tensor& x, const std::function<at::Tensor(const at::Tensor&)>& norm) {
+  if (!shared_over_heads(x)) return norm(x);
+  return norm(x.select(2, 0)).unsqueeze(2).expand(x.sizes());
+}
+
 at::Tensor head_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   const int64_t B = x.size(0), T = x.size(1), H = x.size(2), d = x.size(3), G = weight.size(0), D = weight.size(1);
+  if (shared_over_heads(x)) {  // one product [B, T, d] x [d, G D], each weight head's output repeated for its query heads
+    at::Tensor y = linear(x.select(2, 0), weight.reshape({G * D, d}), bias.defined() ? bias.reshape({G * D}) : at::Tensor());
+    return y.view({B, T, G, 1, D}).expand({B, T, G, H / G, D}).reshape({B, T, H, D}).transpose(1, 2);
+  }
   // [B, T, G, H/G, d] x [G, D, d] -> [B, G, H/G, T, D]
   at::Tensor out = at::einsum("btgkd,ged->bgkte", {x.reshape({B, T, G, H / G, d}), weight});
   if (bias.defined()) out = out + bias.view({1, G, 1, 1, D});

@@ -2,6 +2,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <string>
 
 #include "models/model.h"
@@ -65,10 +66,16 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
 // HF Conv1D: x @ W + b with W stored [in, out].
 at::Tensor conv1d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
 
+// A norm of per-head inputs x [B, T, H, d] (the circuit graph's q/k/v inputs). Without gradients, an
+// input that is one tensor expanded over the heads (stride 0: no edge into them ablated) is normed once
+// and stays shared, so that head_linear can take the fused path.
+at::Tensor head_norm(const at::Tensor& x, const std::function<at::Tensor(const at::Tensor&)>& norm);
+
 // Per-head projection for the circuit graph, where every query head has its own input:
 // x [B, T, H, d] (head h's input), weight [G, D, d] per weight head (nn.Linear layout), bias [G, D]
 // or undefined. Query head h uses weight head h / (H / G) (grouped-query k/v: no copy of the weights).
-// Returns [B, H, T, D]: out[b, h, t] = W[h / (H/G)] x[b, t, h] + b[h / (H/G)].
+// Returns [B, H, T, D]: out[b, h, t] = W[h / (H/G)] x[b, t, h] + b[h / (H/G)]. Without gradients, a
+// shared input (see head_norm) takes one fused product, as the normal forward does.
 at::Tensor head_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
 
 // Each head's output in the residual stream: z [B, H, T, D] and the output projection per head

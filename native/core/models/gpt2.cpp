@@ -101,7 +101,7 @@ class GPT2 final : public CausalLM {
     const at::Tensor& W = w[p + "attn.c_attn.weight"];  // Conv1D [E, 3E]: columns [q | k | v], head-major
     const at::Tensor& b = w[p + "attn.c_attn.bias"];
     auto project = [&](const at::Tensor& in, int64_t j) {
-      at::Tensor a = blocks::layer_norm(in, w[p + "ln_1.weight"], w[p + "ln_1.bias"], cfg_.eps);
+      at::Tensor a = blocks::head_norm(in, [&](const at::Tensor& t) { return blocks::layer_norm(t, w[p + "ln_1.weight"], w[p + "ln_1.bias"], cfg_.eps); });
       return blocks::head_linear(a, W.narrow(1, j * E, E).view({E, H, D}).permute({1, 2, 0}), b.narrow(0, j * E, E).view({H, D}));
     };
     double scale = cfg_.scale_attn_weights ? 1.0 / std::sqrt(double(D)) : 1.0;

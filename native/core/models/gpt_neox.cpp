@@ -110,7 +110,9 @@ class GPTNeoX final : public CausalLM {
     const at::Tensor W = w[p + "attention.query_key_value.weight"].view({H, 3, D, E});
     const at::Tensor b = cfg_.bias ? w[p + "attention.query_key_value.bias"].view({H, 3, D}) : at::Tensor();
     auto project = [&](const at::Tensor& in, int64_t j) {
-      at::Tensor a = at::layer_norm(in, {E}, w[p + "input_layernorm.weight"], w[p + "input_layernorm.bias"], cfg_.eps);
+      at::Tensor a = blocks::head_norm(in, [&](const at::Tensor& t) {
+        return at::layer_norm(t, {E}, w[p + "input_layernorm.weight"], w[p + "input_layernorm.bias"], cfg_.eps);
+      });
       return blocks::head_linear(a, W.select(1, j), b.defined() ? b.select(1, j) : at::Tensor());
     };
     const at::Tensor q = rotary_.apply(project(q_in, 0), positions);

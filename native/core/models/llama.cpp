@@ -121,7 +121,8 @@ class Llama final : public CausalLM {
     auto project = [&](const at::Tensor& in, const char* name, int64_t groups) {
       const std::string n = p + name;
       at::Tensor bias = cfg_.qkv_bias ? w[n + ".bias"].view({groups, D}) : at::Tensor();
-      return blocks::head_linear(blocks::rms_norm(in, gain, cfg_.eps), w[n + ".weight"].view({groups, D, E}), bias);
+      at::Tensor a = blocks::head_norm(in, [&](const at::Tensor& t) { return blocks::rms_norm(t, gain, cfg_.eps); });
+      return blocks::head_linear(a, w[n + ".weight"].view({groups, D, E}), bias);
     };
     const at::Tensor q = rotary_.apply(project(q_in, "q_proj", cfg_.n_head), positions);
     const at::Tensor k = rotary_.apply(project(k_in, "k_proj", cfg_.n_kv), positions);
