@@ -91,15 +91,20 @@ export function fakeCircuitModel(tokenizer = TextTokenizer.byteLevel()): Circuit
       sameLength(o.clean);
       if (o.signal?.aborted) throw Object.assign(new Error('aborted'), { code: 'E_ABORTED' });
       calls.ablatedRun++;
-      let lost = 0, other = 0;
-      GRAPH.edges.forEach((e, i) => {
-        if (e && !o.kept[i]) TRUE_CIRCUIT.includes(i) ? lost++ : other++;
-      });
-      const rows = o.clean.length;
-      const metric = new Float32Array(rows).fill(-0.1 - lost - 0.0001 * other);
-      const answerRank = new Int32Array(rows).fill(lost ? 50 : 0);
-      const k = o.topK ?? 10, topTokens = new Int32Array(rows * k);
-      if (!lost) o.metric.answer.forEach((a, b) => (topTokens[b * k] = a));
+      // Several masks back to back: results mask-major [masks x rows], as the native call returns them.
+      const E = GRAPH.edges.length, masks = o.kept.length / E, rows = o.clean.length, k = o.topK ?? 10;
+      const metric = new Float32Array(masks * rows), answerRank = new Int32Array(masks * rows), topTokens = new Int32Array(masks * rows * k);
+      for (let m = 0; m < masks; m++) {
+        let lost = 0, other = 0;
+        GRAPH.edges.forEach((e, i) => {
+          if (e && !o.kept[m * E + i]) TRUE_CIRCUIT.includes(i) ? lost++ : other++;
+        });
+        for (let b = 0; b < rows; b++) {
+          metric[m * rows + b] = -0.1 - lost - 0.0001 * other;
+          answerRank[m * rows + b] = lost ? 50 : 0;
+          if (!lost) topTokens[(m * rows + b) * k] = o.metric.answer[b];
+        }
+      }
       return { metric, topTokens, answerRank };
     },
     async logitLens(o) {

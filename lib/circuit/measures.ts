@@ -2,6 +2,7 @@
  * What a circuit is worth: node scores from edge scores, faithfulness (plain and normalised), random
  * circuits of the same size as the control, Hit@k of the answer token, agreement between two circuits.
  */
+import { nodeScores as nativeNodeScores } from '../circuit';
 import { NeuropruneError } from '../errors';
 import { Rng } from '../tasks/random';
 import { CircuitGraph, countEdges, nodeIndex } from './graph';
@@ -15,21 +16,17 @@ export interface NodeScore {
 }
 
 /**
- * Node attribution patching from edge attribution: the effect of patching a writer's output is, to
- * first order, the sum of the effects of patching each of its outgoing edges. The input is a node too.
- * Sorted by |score|, largest first.
+ * Node attribution patching (lib/circuit.ts nodeScores: the sum of a writer's outgoing edge scores, the
+ * first-order effect of patching the node's output), named and sorted by |score|, largest first.
  */
 export function nodeScores(g: CircuitGraph, scores: Float32Array): NodeScore[] {
+  const sums = nativeNodeScores({ scores, graph: g });
   const R = g.readers.length;
   return g.writers
     .map((w, i) => {
-      let s = 0, a = 0;
-      for (let r = 0; r < R; r++) {
-        if (!g.edges[i * R + r]) continue;
-        s += scores[i * R + r];
-        a += Math.abs(scores[i * R + r]);
-      }
-      return { node: w, score: s, absScore: a };
+      let a = 0;
+      for (let r = 0; r < R; r++) a += Math.abs(scores[i * R + r]);
+      return { node: w, score: sums[i], absScore: a };
     })
     .sort((x, y) => Math.abs(y.score) - Math.abs(x.score) || (x.node < y.node ? -1 : 1));
 }

@@ -10,7 +10,7 @@ import { selectCircuit } from '../circuit/select';
 import { Interval, meanInterval, pairedBootstrap } from '../stats';
 import { subSeed } from '../tasks/random';
 import type { CircuitFact } from '../tasks/circuit-data';
-import { ablatedRows, MetricKind, RowResults } from './circuit-runs';
+import { ablatedRowsMany, MetricKind, RowResults } from './circuit-runs';
 
 export interface EvalSettings {
   ablation: Ablation;
@@ -52,28 +52,25 @@ export function runsPerSplit(s: { randomDraws: number }): number {
 }
 
 export async function evaluateSplit(model: CircuitModel, g: CircuitGraph, rows: CircuitFact[], circuit: Uint8Array, split: 'validation' | 'test', s: EvalSettings): Promise<SplitEvaluation> {
-  const run = async (kept: Uint8Array) => {
-    const r = await ablatedRows(model, rows, kept, s);
-    s.onRun?.();
-    return r;
-  };
   const boot = { resamples: s.resamples, seed: subSeed(s.seed, 'bootstrap', split) };
   const condition = (kept: Uint8Array, r: RowResults): Condition => ({ edges: countEdges(kept), metric: mean(r.metric), hit: meanInterval(hits(r.answerRank, s.hitK), boot) });
   const empty = new Uint8Array(g.edges.length);
-  const full = await run(g.edges), none = await run(empty), mine = await run(circuit);
+  const n = countEdges(circuit);
+  const seeds = Array.from({ length: s.randomDraws }, (_, k) => subSeed(s.seed, 'random-circuit', k));
+  // Full, empty, the circuit and the random circuits in one batched run.
+  const masks = [g.edges, empty, circuit, ...seeds.map((seed) => randomCircuit(g, n, seed))];
+  const [full, none, mine, ...randoms] = await ablatedRowsMany(model, rows, masks, s);
+  masks.forEach(() => s.onRun?.());
   const m = (r: RowResults) => mean(r.metric);
   const faith = (r: RowResults) => faithfulness({ circuit: m(r), full: m(full), empty: m(none) });
-  const n = countEdges(circuit);
   const draws: SplitEvaluation['random']['draws'] = [];
   const randomHit = new Float64Array(rows.length), randomMetric = new Float64Array(rows.length);
-  for (let k = 0; k < s.randomDraws; k++) {
-    const seed = subSeed(s.seed, 'random-circuit', k);
-    const r = await run(randomCircuit(g, n, seed));
+  randoms.forEach((r, k) => {
     const h = hits(r.answerRank, s.hitK);
     h.forEach((v, i) => (randomHit[i] += v / s.randomDraws));
     r.metric.forEach((v, i) => (randomMetric[i] += v / s.randomDraws));
-    draws.push({ seed, metric: m(r), hit: mean(h), faithfulness: faith(r) });
-  }
+    draws.push({ seed: seeds[k], metric: m(r), hit: mean(h), faithfulness: faith(r) });
+  });
   const mineHit = hits(mine.answerRank, s.hitK);
   return {
     split,
@@ -113,21 +110,20 @@ export async function faithfulnessCurve(
   reference: { full: number; empty: number },
   s: EvalSettings,
 ): Promise<CurvePoint[]> {
-  const points: CurvePoint[] = [];
-  for (const n of sizes) {
-    const { mask, edges } = selectCircuit(g, scores, { topN: n });
-    const mine = await ablatedRows(model, rows, mask, s);
-    s.onRun?.();
-    const random = await ablatedRows(model, rows, randomCircuit(g, edges, subSeed(s.seed, 'curve-random', n)), s);
-    s.onRun?.();
-    points.push({
+  const circuits = sizes.map((n) => selectCircuit(g, scores, { topN: n }));
+  const masks = circuits.flatMap(({ mask, edges }, k) => [mask, randomCircuit(g, edges, subSeed(s.seed, 'curve-random', sizes[k]))]);
+  const results = await ablatedRowsMany(model, rows, masks, s);
+  masks.forEach(() => s.onRun?.());
+  const points: CurvePoint[] = sizes.map((n, k) => {
+    const mine = results[2 * k], random = results[2 * k + 1];
+    return {
       n,
-      edges,
+      edges: circuits[k].edges,
       faithfulness: faithfulness({ circuit: mean(mine.metric), ...reference }),
       hit: mean(hits(mine.answerRank, s.hitK)),
       random: { faithfulness: faithfulness({ circuit: mean(random.metric), ...reference }), hit: mean(hits(random.answerRank, s.hitK)) },
-    });
-  }
+    };
+  });
   return points;
 }
 

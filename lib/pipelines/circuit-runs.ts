@@ -98,14 +98,27 @@ export function rowOrder(rows: CircuitFact[]): CircuitFact[] {
   return groupByLength(rows).flat();
 }
 
+export interface AblatedRowsOptions {
+  ablation: Ablation;
+  metric: MetricKind;
+  hitK: number;
+  memoryBudgetMB?: number;
+  signal?: AbortSignal;
+}
+
 /** The metric and the answer's rank per row with the edges where `kept` is 0 ablated. */
-export async function ablatedRows(
-  model: CircuitModel,
-  rows: CircuitFact[],
-  kept: Uint8Array,
-  o: { ablation: Ablation; metric: MetricKind; hitK: number; memoryBudgetMB?: number; signal?: AbortSignal },
-): Promise<RowResults> {
-  const metric = new Float64Array(rows.length), answerRank = new Int32Array(rows.length);
+export async function ablatedRows(model: CircuitModel, rows: CircuitFact[], kept: Uint8Array, o: AblatedRowsOptions): Promise<RowResults> {
+  return (await ablatedRowsMany(model, rows, [kept], o))[0];
+}
+
+/**
+ * The same for several masks at once: one native call per length group runs every mask on every row
+ * (the ablation values computed once); one RowResults per mask.
+ */
+export async function ablatedRowsMany(model: CircuitModel, rows: CircuitFact[], masks: Uint8Array[], o: AblatedRowsOptions): Promise<RowResults[]> {
+  const out = masks.map(() => ({ metric: new Float64Array(rows.length), answerRank: new Int32Array(rows.length) }));
+  const kept = new Uint8Array(masks.reduce((n, m) => n + m.length, 0));
+  masks.reduce((offset, m) => (kept.set(m, offset), offset + m.length), 0);
   let at = 0;
   for (const group of groupByLength(rows)) {
     if (o.signal?.aborted) throw new NeuropruneError('E_ABORTED', 'circuit cancelled');
@@ -120,17 +133,21 @@ export async function ablatedRows(
       memoryBudgetBytes: o.memoryBudgetMB === undefined ? undefined : Math.round(o.memoryBudgetMB * 2 ** 20),
       signal: o.signal,
     });
-    metric.set(Float64Array.from(r.metric), at);
-    // The native rank counts the tokens strictly above the answer, so a run whose logits all tie (every
-    // edge into the logits zero-ablated) ranks every answer first. An answer that is not among the top
-    // k tokens returned is therefore counted as outside the top k, whatever its rank says.
-    group.forEach((f, b) => {
-      const top = r.topTokens.subarray(b * o.hitK, (b + 1) * o.hitK);
-      answerRank[at + b] = top.includes(f.answer) ? r.answerRank[b] : Math.max(r.answerRank[b], o.hitK);
+    const G = group.length;
+    // Results are mask-major [masks x rows]. The native rank counts the tokens strictly above the
+    // answer, so a run whose logits all tie (every edge into the logits zero-ablated) ranks every answer
+    // first: an answer that is not among the top k tokens returned counts as outside the top k.
+    out.forEach((res, m) => {
+      group.forEach((f, b) => {
+        const i = m * G + b;
+        res.metric[at + b] = r.metric[i];
+        const top = r.topTokens.subarray(i * o.hitK, (i + 1) * o.hitK);
+        res.answerRank[at + b] = top.includes(f.answer) ? r.answerRank[i] : Math.max(r.answerRank[i], o.hitK);
+      });
     });
-    at += group.length;
+    at += G;
   }
-  return { metric, answerRank };
+  return out;
 }
 
 /** Per row and writer, the answer's rank through the logit lens, rows in group order. */
