@@ -92,7 +92,7 @@ async function run(model: Model, signal: AbortSignal, out: string, existing: boo
     tmp = undefined;
     fs.rmSync(chunkDir, { recursive: true, force: true });
     const t = r.evaluation.test, v = r.evaluation.validation;
-    const f = (x: number | null) => (x === null || !Number.isFinite(x) ? 'n/a' : x.toFixed(3));
+    const f = (x: number | null) => (x === null || !Number.isFinite(x) ? 'n/a' : (Math.abs(x) < 5e-4 ? 0 : x).toFixed(3));
     const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
     const c = r.data.counts;
     process.stdout.write(
