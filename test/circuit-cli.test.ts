@@ -65,6 +65,17 @@ test.serial('EAP and ACDC find the same head; ACDC agrees with EAP-IG', async (t
   t.true(acdc.evaluation.test.circuit.hit.delta === 1);
 });
 
+test.serial('logit difference and mean ablation: the same head, every setting recorded', async (t) => {
+  const r = await discoverCircuit(model, { relations: [relation], metric: 'logit_diff', ablation: 'mean', topN: 5, randomDraws: 2, curve: [2, 5] });
+  t.like(r.config, { metric: 'logit_diff', ablation: 'mean', topN: 5, randomDraws: 2 });
+  t.is(r.ablation, 'mean');
+  t.true(r.circuit.nodes.includes(HEAD_NODE));
+  // logit(answer) - logit(partner's answer) is large and positive on the full model.
+  t.true(r.evaluation.test.full.metric > 5, `${r.evaluation.test.full.metric}`);
+  t.true(r.evaluation.test.circuit.faithfulness.normalized! > 0.9, `${r.evaluation.test.circuit.faithfulness.normalized}`);
+  t.deepEqual(r.curve.map((p) => p.n), [2, 5, r.curve[2].edges]);
+});
+
 test.serial('CLI: outputs whole, scores with their names, a summary on stdout', async (t) => {
   const out = path.join(tempDir(), 'circuit');
   const r = run('circuit', modelDir, '--relation', relation, '--out', out, '--top-n', '5', '--random-draws', '2');

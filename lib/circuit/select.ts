@@ -13,11 +13,14 @@ export function rankEdges(g: CircuitGraph, scores: Float32Array): number[] {
   return flat.sort((a, b) => Math.abs(scores[b]) - Math.abs(scores[a]) || a - b);
 }
 
-/** A mask [writers x readers] of the n edges of largest |score| (all of them when n exceeds the count). */
-export function topEdges(g: CircuitGraph, scores: Float32Array, n: number): Uint8Array {
+/**
+ * A mask [writers x readers] of the n edges of largest |score| (all of them when n exceeds the count).
+ * `ranked` (rankEdges of the same scores) saves the sort when several n are taken.
+ */
+export function topEdges(g: CircuitGraph, scores: Float32Array, n: number, ranked = rankEdges(g, scores)): Uint8Array {
   if (!Number.isInteger(n) || n < 0) throw new NeuropruneError('E_ARG', `top-n must be a non-negative integer, got ${n}`);
   const mask = new Uint8Array(g.edges.length);
-  for (const flat of rankEdges(g, scores).slice(0, n)) mask[flat] = 1;
+  for (let i = 0; i < Math.min(n, ranked.length); i++) mask[ranked[i]] = 1;
   return mask;
 }
 
@@ -74,9 +77,9 @@ export interface SelectedCircuit {
   edges: number;
 }
 
-/** Top n (or threshold) then dead-node pruning. */
-export function selectCircuit(g: CircuitGraph, scores: Float32Array, by: { topN: number } | { threshold: number }): SelectedCircuit {
-  const chosen = 'topN' in by ? topEdges(g, scores, by.topN) : edgesAbove(g, scores, by.threshold);
+/** Top n (or threshold) then dead-node pruning; `ranked` as for topEdges. */
+export function selectCircuit(g: CircuitGraph, scores: Float32Array, by: { topN: number } | { threshold: number }, ranked?: number[]): SelectedCircuit {
+  const chosen = 'topN' in by ? topEdges(g, scores, by.topN, ranked) : edgesAbove(g, scores, by.threshold);
   const mask = pruneDeadNodes(g, chosen);
   return { mask, chosen: countEdges(chosen), edges: countEdges(mask) };
 }

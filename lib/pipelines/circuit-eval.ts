@@ -6,7 +6,7 @@
 import { countEdges, CircuitGraph } from '../circuit/graph';
 import { faithfulness, Faithfulness, hits, mean, randomCircuit } from '../circuit/measures';
 import type { Ablation, CircuitModel } from '../circuit/model-api';
-import { selectCircuit } from '../circuit/select';
+import { rankEdges, selectCircuit } from '../circuit/select';
 import { Interval, meanInterval, pairedBootstrap } from '../stats';
 import { subSeed } from '../tasks/random';
 import type { CircuitFact } from '../tasks/circuit-data';
@@ -110,7 +110,8 @@ export async function faithfulnessCurve(
   reference: { full: number; empty: number },
   s: EvalSettings,
 ): Promise<CurvePoint[]> {
-  const circuits = sizes.map((n) => selectCircuit(g, scores, { topN: n }));
+  const ranked = rankEdges(g, scores);
+  const circuits = sizes.map((n) => selectCircuit(g, scores, { topN: n }, ranked));
   const masks = circuits.flatMap(({ mask, edges }, k) => [mask, randomCircuit(g, edges, subSeed(s.seed, 'curve-random', sizes[k]))]);
   const results = await ablatedRowsMany(model, rows, masks, s);
   masks.forEach(() => s.onRun?.());
