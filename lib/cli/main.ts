@@ -12,6 +12,7 @@ import { neuronSet, readNeuronSet } from '../neurons';
 import { evaluate, formatEvalTable } from '../pipelines/evaluate';
 import { runCopyBias } from './copybias';
 import { runQueryNeurons } from './query-neurons';
+import { runCircuit } from './circuit';
 import { evaluateFacts, formatFactsTable } from '../pipelines/facts';
 import { factsPrune, formatFactsPruneTable } from '../pipelines/facts-prune';
 import { runTaskVectors } from './task-vectors';
@@ -336,6 +337,34 @@ export function buildProgram(): Command {
     .addOption(dtypeOption())
     .action(async (id: string, o) => {
       await runQueryNeurons(id, o);
+    });
+
+  program
+    .command('circuit')
+    .description('the knowledge circuit of a relation (Yao et al. 2024): edge attribution (EAP-IG, EAP) or ACDC over heads, MLPs and their q/k/v inputs, with faithfulness and Hit@10 beside random circuits')
+    .argument('<model>', 'folder, hub id in the local HF cache, or random:PRESET')
+    .option('--relation <file>', 'relation file: LRE (../shared/data/lre/factual/country_capital_city.json) or Hendel et al. {subject: object}; repeat for several', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+    .requiredOption('--out <dir>', 'output folder: circuit.json, edges.safetensors, circuit.dot, report.html')
+    .option('--config <file>', 'JSON or YAML config (flags override it)')
+    .option('--template <text>', "prompt template with {} for the subject (default: the relation's zero-shot template)")
+    .addOption(new Option('--method <method>', 'eap-ig (default), eap, or acdc (small models)').choices(['eap-ig', 'eap', 'acdc']))
+    .option('--top-n <n>', 'edges in the circuit by |score| (200)', int('top-n'))
+    .option('--threshold <x>', 'keep edges with |score| >= x instead of the top n', Number)
+    .option('--steps <m>', 'EAP-IG steps (5)', int('steps'))
+    .addOption(new Option('--metric <metric>', 'log p(answer) (default), logit difference to the corrupted answer, or KL to the clean output').choices(['logprob', 'logit_diff', 'kl']))
+    .addOption(new Option('--ablation <kind>', 'what an ablated edge carries (default: corrupted; zero for acdc)').choices(['corrupted', 'mean', 'zero']))
+    .option('--seed <n>', 'seed: partners, split, random circuits (0)', int('seed'))
+    .option('--per-relation <n>', 'at most n paired facts per relation (seeded)', int('per-relation'))
+    .option('--random-draws <n>', 'random circuits of the same size (5)', int('random-draws'))
+    .option('--tau <list>', 'ACDC thresholds, run in turn; the last one gives the circuit (0.02,0.01,0.005)', (v: string) => v.split(',').map(Number))
+    .option('--acdc-max-edges <n>', 'refuse ACDC on graphs with more edges (5000)', int('acdc-max-edges'))
+    .option('--memory-budget <mb>', 'EAP-IG micro-batch memory budget in MiB (2048)', Number)
+    .option('--resume', 'continue a killed run from DIR.partial')
+    .option('--force', 'replace a non-empty output folder')
+    .addOption(deviceOption())
+    .addOption(dtypeOption())
+    .action(async (id: string, o) => {
+      await runCircuit(id, o);
     });
 
   program

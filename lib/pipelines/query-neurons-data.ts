@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import type { Model } from '../model';
 import { NeuropruneError } from '../errors';
-import { readFillInFacts } from '../tasks/fill-in';
+import { objectFirstToken, readFillInFacts } from '../tasks/fill-in';
 import { readMcqa, resolveLetters } from '../tasks/mcqa';
 
 /** One query or fact: several prompts, each with the token its objective scores. */
@@ -102,15 +102,8 @@ export function prepareData(model: Model, file: string, o: DataOptions = {}): Pr
         skipped.push({ id: fact.id, domain: fact.domain, reason: 'a prompt is empty or longer than the model context' });
         continue;
       }
-      // The object's first token as the tokenizer continues the first prompt: " Paris" first, unless
-      // that token is only the space (byte-level tokenizers), then "Paris".
-      const first = (text: string) => {
-        const full = tokenizer.encode(fact.prompts[0] + text), base = prompts[0].ids;
-        return full.length > base.length && base.every((id, i) => full[i] === id) ? full[base.length] : undefined;
-      };
-      let target = first(' ' + fact.target);
-      if (target === undefined || tokenizer.decode([target]).trim() === '') target = first(fact.target);
-      if (target === undefined || tokenizer.decode([target]).trim() === '') {
+      const target = objectFirstToken(tokenizer, fact.prompts[0], prompts[0].ids, fact.target);
+      if (target === undefined) {
         skipped.push({ id: fact.id, domain: fact.domain, reason: `the object ${JSON.stringify(fact.target)} does not continue the prompt's tokens` });
         continue;
       }

@@ -287,6 +287,65 @@ export function choicePrompt(template: string, subject: string, options: string[
   return `${question}\n${options.map((o, i) => ` ${CHOICE_LETTERS[i]}. ${o}`).join('\n')}\nAnswer:`;
 }
 
+/** What a relation file holds: LRE's few-shot and zero-shot templates (none for knowledge files) and its samples. */
+export interface RelationFile {
+  file: string;
+  /** LRE's `name` (or the file name without .json). */
+  name: string;
+  /** LRE prompt_templates. */
+  templates: string[];
+  /** LRE prompt_templates_zs. */
+  zeroShotTemplates: string[];
+  samples: Array<{ subject: string; object: string }>;
+}
+
+/**
+ * Reads one relation file: LRE ({prompt_templates, prompt_templates_zs, samples: [{subject, object}]})
+ * or Hendel et al.'s knowledge format ({subject: object}). A file that is not JSON, or a field of the
+ * wrong type, is E_TASK_FILE naming the file and the field.
+ */
+export function readRelationFile(file: string, format: 'lre' | 'knowledge'): RelationFile {
+  if (!fs.existsSync(file)) throw new NeuropruneError('E_TASK_FILE', `${file}: no such relation file`);
+  let json: unknown;
+  try {
+    json = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new NeuropruneError('E_TASK_FILE', `${file}: not JSON (${(error as Error).message})`);
+  }
+  const bad = (field: string, what: string) => new NeuropruneError('E_TASK_FILE', `${file}: ${field} ${what}`);
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw new NeuropruneError('E_TASK_FILE', `${file}: expected an object ${format === 'lre' ? '{prompt_templates, samples}' : '{subject: object}'}`);
+  }
+  const base = path.basename(file, '.json');
+  if (format === 'knowledge') {
+    const samples = Object.entries(json).map(([subject, object]) => {
+      if (typeof object !== 'string' || !object.trim()) throw bad(JSON.stringify(subject), 'must map to a non-empty string (the object)');
+      return { subject, object };
+    });
+    if (samples.length === 0) throw new NeuropruneError('E_TASK_FILE', `${file}: no {subject: object} pairs`);
+    return { file, name: base, templates: [], zeroShotTemplates: [], samples };
+  }
+  const lre = json as Record<string, unknown>;
+  const templates = (field: string): string[] => {
+    const v = lre[field];
+    if (v === undefined) return [];
+    if (!Array.isArray(v)) throw bad(field, 'must be an array of templates');
+    v.forEach((t, i) => {
+      if (typeof t !== 'string' || !t.includes('{}')) throw bad(`${field}[${i}]`, 'must be a string with {} for the subject');
+    });
+    return v as string[];
+  };
+  const fewShot = templates('prompt_templates'), zeroShot = templates('prompt_templates_zs');
+  if (!Array.isArray(lre.samples) || lre.samples.length === 0) throw bad('samples', 'must be a non-empty array of {subject, object}');
+  const samples = lre.samples.map((s, i) => {
+    const sample = (s ?? {}) as { subject?: unknown; object?: unknown };
+    if (typeof sample.subject !== 'string' || !sample.subject.trim()) throw bad(`samples[${i}].subject`, 'must be a non-empty string');
+    if (typeof sample.object !== 'string' || !sample.object.trim()) throw bad(`samples[${i}].object`, 'must be a non-empty string');
+    return { subject: sample.subject, object: sample.object };
+  });
+  return { file, name: typeof lre.name === 'string' ? lre.name : base, templates: fewShot, zeroShotTemplates: zeroShot, samples };
+}
+
 function readRelation(dataDir: string, spec: FactRelationSpec): { templates: string[]; samples: Array<{ subject: string; object: string }> } {
   const source = spec.source ?? 'lre/factual';
   const folder = path.join(dataDir, ...source.split('/'));
@@ -295,26 +354,8 @@ function readRelation(dataDir: string, spec: FactRelationSpec): { templates: str
     const where = fs.existsSync(folder) ? `no relation "${spec.name}"` : `no ${source} folder there`;
     throw new NeuropruneError('E_TASK_FILE', `${file}: ${where} (--data-dir is the shared data folder holding lre/ and icl_task_vectors/)`);
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (error) {
-    throw new NeuropruneError('E_TASK_FILE', `${file}: not JSON (${(error as Error).message})`);
-  }
-  if (source === 'icl_task_vectors/knowledge') {
-    // Hendel et al.'s knowledge files: one object {subject: object}.
-    if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new NeuropruneError('E_TASK_FILE', `${file}: expected an object {subject: object}`);
-    const samples = Object.entries(json).filter((e): e is [string, string] => typeof e[1] === 'string').map(([subject, object]) => ({ subject, object }));
-    if (samples.length === 0) throw new NeuropruneError('E_TASK_FILE', `${file}: no {subject: object} pairs`);
-    return { templates: [], samples };
-  }
-  const lre = json as { prompt_templates?: unknown; prompt_templates_zs?: unknown; samples?: unknown };
-  const strings = (v: unknown) => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
-  const samples = Array.isArray(lre.samples)
-    ? lre.samples.filter((s): s is { subject: string; object: string } => typeof s?.subject === 'string' && typeof s?.object === 'string')
-    : [];
-  if (samples.length === 0) throw new NeuropruneError('E_TASK_FILE', `${file}: no samples [{subject, object}]`);
-  return { templates: [...strings(lre.prompt_templates), ...strings(lre.prompt_templates_zs)], samples };
+  const r = readRelationFile(file, source === 'icl_task_vectors/knowledge' ? 'knowledge' : 'lre');
+  return { templates: [...r.templates, ...r.zeroShotTemplates], samples: r.samples };
 }
 
 /** Facts, templates, held-out splits, the training corpus and the evaluation sets. Deterministic for a seed. */

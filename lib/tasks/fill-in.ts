@@ -9,6 +9,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { NeuropruneError } from '../errors';
 import { readJsonLines } from '../jsonl';
+import type { TextTokenizer } from '../tokenizer';
 
 export interface FillInFact {
   id: string;
@@ -54,4 +55,20 @@ export function readFillInFacts(source: string): FillInFact[] {
     return readJsonLines(source, factLine, 'E_DATA_FILE').map(({ line, value }) => ({ ...value, id: value.id ?? `line ${line}` }));
   }
   return readLreRelation(source);
+}
+
+/**
+ * The object's first token as the tokenizer continues the prompt: " Paris" first, unless that token is
+ * only the space (byte-level tokenizers), then "Paris". Undefined when neither continues the prompt's
+ * tokens with a visible token.
+ */
+export function objectFirstToken(tokenizer: TextTokenizer, prompt: string, promptIds: number[], object: string): number | undefined {
+  const first = (text: string) => {
+    const full = tokenizer.encode(prompt + text);
+    return full.length > promptIds.length && promptIds.every((id, i) => full[i] === id) ? full[promptIds.length] : undefined;
+  };
+  let target = first(' ' + object);
+  if (target === undefined || tokenizer.decode([target]).trim() === '') target = first(object);
+  if (target === undefined || tokenizer.decode([target]).trim() === '') return undefined;
+  return target;
 }
