@@ -126,7 +126,7 @@ for (const v of variants) {
       const row = Array.from(logits.at(b, 0));
       const best = row.indexOf(Math.max(...row));
       t.is(run.topTokens[b * 5], best);
-      t.is(run.answerRank[b], row.filter((x) => x > row[answer[b]]).length);
+      t.is(run.answerRank[b], row.filter((x) => x >= row[answer[b]]).length - 1);  // ties count against the answer
     });
     // The same through edgeScores' clean and corrupted runs.
     const metric: CircuitMetric = { kind: 'logit_diff', answer, wrong };
@@ -153,7 +153,8 @@ test('zero ablation of every edge (Llama, no biases): every reader reads 0, so t
   const model = models.get('llama')!;
   const run = await model.ablatedRun({ clean, kept: allKept(model, 0), ablation: 'zero', metric: { kind: 'logprob', answer } });
   run.metric.forEach((m) => t.true(Math.abs(m + Math.log(model.info.vocabSize)) < 1e-5, `${m}`));
-  run.answerRank.forEach((r) => t.is(r, 0));
+  // Every logit ties: the answer ranks last (ties count against it), so no Hit@k credit.
+  run.answerRank.forEach((r) => t.is(r, model.info.vocabSize - 1));
 });
 
 test('mean ablation over one row equals the corrupted ablation with that row', async (t) => {
@@ -389,7 +390,7 @@ test('logit lens: per row and writer the answer rank; the input writer is the la
     const rms = Math.sqrt(e.reduce((s, x) => s + x * x, 0) / d + eps);
     const h = Array.from(e, (x, i) => (x / rms) * gain[i]);
     const logits = Array.from({ length: V }, (_, v) => h.reduce((s, x, i) => s + x * unembed[v * d + i], 0));
-    t.is(lens.ranks[b * W], logits.filter((x) => x > logits[answer[b]]).length, `row ${b}`);
+    t.is(lens.ranks[b * W], logits.filter((x) => x >= logits[answer[b]]).length - 1, `row ${b}`);
   });
 });
 

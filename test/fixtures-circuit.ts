@@ -85,7 +85,7 @@ export function fakeCircuitModel(tokenizer = TextTokenizer.byteLevel()): Circuit
       const scores = new Float32Array(GRAPH.edges.length);
       GRAPH.edges.forEach((e, i) => (scores[i] = e ? (TRUE_CIRCUIT.includes(i) ? -1 : -0.001) : 0));
       o.onProgress?.(1, 1);
-      return { scores, graph: GRAPH, metricClean: -0.1, metricCorrupted: -3.1, ms: 1, microBatches: 1 };
+      return { scores, graph: GRAPH, metricClean: -0.1, metricCorrupted: -3.1, ms: 1, microBatches: 1, method: o.method, steps: o.steps ?? 5 };
     },
     async ablatedRun(o) {
       sameLength(o.clean);

@@ -24,7 +24,7 @@ export const CIRCUIT_DEFINITIONS = {
   nodeScore: "the sum of a writer's outgoing edge scores (attribution patching of the node)",
   circuit: 'the top-n edges by |score| (or |score| >= threshold; ACDC: the edges it keeps), then only edges on a path input -> ... -> logits (dead nodes pruned)',
   faithfulness: 'ratio = metric(circuit, every other edge ablated) / metric(full model) (Yao et al. 2024); normalized = (m_circuit - m_empty) / (m_full - m_empty) (Hanna et al. 2024): 1 = as the full model, 0 = as with every edge ablated',
-  hit: 'Hit@k: share of facts whose answer token is among the top k next tokens (Yao et al. report Hit@10); intervals are bootstrap 95% percentile intervals over facts; an answer tied with other tokens counts only when it is among the k tokens returned (with every edge into the logits zero-ablated all logits tie)',
+  hit: 'Hit@k: share of facts whose answer token is among the top k next tokens (Yao et al. report Hit@10); intervals are bootstrap 95% percentile intervals over facts; an answer tied with other tokens ranks below all of them (with every edge into the logits zero-ablated all logits tie, and no answer is a hit)',
   random: 'random circuits: the circuit\'s edge count drawn uniformly from the graph\'s edges (seeded), not pruned',
   splits: 'edge scores (and ACDC) use the validation split; each split is evaluated against its own answers',
   logitLens: "a node's output at the last position read through the final norm and the unembedding; the answer's rank (0 = top)",

@@ -134,15 +134,13 @@ export async function ablatedRowsMany(model: CircuitModel, rows: CircuitFact[], 
       signal: o.signal,
     });
     const G = group.length;
-    // Results are mask-major [masks x rows]. The native rank counts the tokens strictly above the
-    // answer, so a run whose logits all tie (every edge into the logits zero-ablated) ranks every answer
-    // first: an answer that is not among the top k tokens returned counts as outside the top k.
+    // Results are mask-major [masks x rows]; the native rank counts ties against the answer (a run
+    // whose logits all tie, every edge into the logits zero-ablated, ranks it last).
     out.forEach((res, m) => {
-      group.forEach((f, b) => {
+      group.forEach((_, b) => {
         const i = m * G + b;
         res.metric[at + b] = r.metric[i];
-        const top = r.topTokens.subarray(i * o.hitK, (i + 1) * o.hitK);
-        res.answerRank[at + b] = top.includes(f.answer) ? r.answerRank[i] : Math.max(r.answerRank[i], o.hitK);
+        res.answerRank[at + b] = r.answerRank[i];
       });
     });
     at += G;

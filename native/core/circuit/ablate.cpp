@@ -25,14 +25,16 @@ int64_t rows_per_chunk(int64_t budget, int64_t need, int64_t N) {
   return std::min(N, budget / need);
 }
 
-// Tokens with a larger logit than the answer's: logits [n, ..., V], answer [n] -> [n, ...].
+// The answer's rank, ties counted against it: how many other tokens have a logit at least the
+// answer's (an all-tied output, as full zero ablation gives, ranks the answer last, not first).
+// logits [n, ..., V], answer [n] -> [n, ...].
 at::Tensor rank_of(const at::Tensor& logits, const at::Tensor& answer) {
   at::Tensor idx = answer.view({answer.size(0)});
   for (int64_t k = 1; k < logits.dim(); ++k) idx = idx.unsqueeze(-1);
   std::vector<int64_t> shape = logits.sizes().vec();
   shape.back() = 1;
   const at::Tensor at_answer = logits.gather(-1, idx.expand(shape));
-  return (logits > at_answer).sum(-1).to(at::kInt);
+  return ((logits >= at_answer).sum(-1) - 1).to(at::kInt);
 }
 
 }  // namespace

@@ -30,7 +30,7 @@ struct AblatedRunRequest {
 struct AblatedRunResult {
   at::Tensor metric;       // [K * N] float32: the metric of the ablated run (kl: to the clean run)
   at::Tensor top_tokens;   // [K * N, top_k] int32 at the last position, best first
-  at::Tensor answer_rank;  // [K * N] int32: tokens with a larger logit than metric.answer[i]
+  at::Tensor answer_rank;  // [K * N] int32: other tokens with a logit at least metric.answer[i]'s (ties count against it)
 };
 
 AblatedRunResult ablated_run(const CausalLM& model, const AblatedRunRequest& request);
