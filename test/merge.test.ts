@@ -8,7 +8,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { mergeShards, readSafetensors } from '../lib';
 import { packageRoot } from '../lib/native';
-import { oneHeadModel, oneHeadRelation } from './fixtures-circuit-model';
 import { plantedData, plantedModel } from './fixtures-qrneuron';
 import { tempDir } from './helpers';
 
@@ -248,21 +247,33 @@ test.serial('query-neurons: 3 shard processes then merge (which finishes the pip
   t.deepEqual(noStaging(sharded), []);
 });
 
-test.serial('circuit: 2 shard processes then merge (which finishes the pipeline) == one unsharded run', async (t) => {
+test.serial('circuit: 3 shard processes then merge (which finishes the pipeline) == one unsharded run', async (t) => {
+  // The tiny random model on subjects of three lengths (three length groups, one a chunk), every fact
+  // counted as known (knownTopK above the vocabulary).
   const cdir = tempDir();
-  const model = await oneHeadModel(path.join(cdir, 'one-head'));
-  const relation = oneHeadRelation(cdir);
-  const args = (out: string, ...more: string[]) => ['circuit', model, '--relation', relation, '--out', out, '--top-n', '5', '--random-draws', '2', ...more];
+  const relation = path.join(cdir, 'relation.json');
+  const subjects = ['ab', 'cd', 'ef', 'gh', 'ij', 'kl', 'mno', 'pqr', 'stu', 'vwx', 'yza', 'bcd', 'efgh', 'ijkl', 'mnop', 'qrst', 'uvwx', 'yzab'];
+  fs.writeFileSync(relation, JSON.stringify({
+    name: 'toy', prompt_templates: ['{} is'], prompt_templates_zs: ['{} is'],
+    samples: subjects.map((s, i) => ({ subject: s, object: ' ' + 'XYZW'[i % 4] })),
+  }));
+  const config = path.join(cdir, 'circuit.json');
+  fs.writeFileSync(config, JSON.stringify({ knownTopK: 1000 }));
+  const args = (out: string, ...more: string[]) => ['circuit', tiny, '--relation', relation, '--config', config, '--out', out, '--top-n', '5', '--random-draws', '2', '--steps', '3', ...more];
   const whole = path.join(tempDir(), 'whole');
   const one = run(args(whole));
   t.is(one.code, 0, one.stderr);
   const sharded = path.join(tempDir(), 'sharded');
-  await shards(2, (i) => args(sharded, '--shard', `${i}/2`));
+  await shards(3, (i) => args(sharded, '--shard', `${i}/3`));
+  const manifest = json(path.join(sharded, 'shards', '0-of-3', 'manifest.json'));
+  t.is(manifest.chunks.total, 3, 'three length groups');
+  t.false(fs.existsSync(path.join(sharded, 'circuit.json')));
   const merged = run(['merge', sharded]);
   t.is(merged.code, 0, merged.stderr);
   const a = numeric(path.join(whole, 'circuit.json'), ['timings']), b = numeric(path.join(sharded, 'circuit.json'), ['timings']);
-  delete a.scoring?.ms, delete b.scoring?.ms, delete a.scoring?.resumedGroups, delete b.scoring?.resumedGroups;
+  for (const v of [a, b]) delete v.scoring?.ms, delete v.scoring?.resumedGroups;
   t.deepEqual(b, a);
+  t.is(json(path.join(sharded, 'circuit.json')).scoring.resumedGroups, 3, 'merge scores no group again');
   await sameTensors(t, path.join(whole, 'edges.safetensors'), path.join(sharded, 'edges.safetensors'));
   t.deepEqual(noStaging(sharded), []);
 });

@@ -88,8 +88,9 @@ export async function edgeScoresOver(
   }
   const n = rows.length;
   return {
-    scores: Float32Array.from(sum!, (v) => v / n),
-    graph: graph!,
+    // A shard whose groups are none (fewer groups than shards) has nothing to sum.
+    scores: sum ? Float32Array.from(sum, (v) => v / n) : new Float32Array(0),
+    graph: graph ?? model.circuitGraph(),
     metricClean: clean / n,
     metricCorrupted: corrupted / n,
     ms,
