@@ -277,3 +277,25 @@ test.serial('circuit: 3 shard processes then merge (which finishes the pipeline)
   await sameTensors(t, path.join(whole, 'edges.safetensors'), path.join(sharded, 'edges.safetensors'));
   t.deepEqual(noStaging(sharded), []);
 });
+
+test.serial('copybias: 3 shard processes of the attribution stage then merge (which finishes the pipeline) == one unsharded run', async (t) => {
+  const args = (out: string, ...more: string[]) => [
+    'copybias', tiny, '--out', out, '--attribution-prompts', '12', '--dev-prompts', '8', '--steps', '3', '--chunk-size', '2',
+    '--fractions', '0.05', '--tasks', 'vowel_count', '--shots', '1', '--n', '6', '--draws', '1', ...more,
+  ];
+  const whole = path.join(tempDir(), 'whole');
+  const one = run(args(whole));
+  t.is(one.code, 0, one.stderr);
+  const sharded = path.join(tempDir(), 'sharded');
+  await shards(3, (i) => args(sharded, '--shard', `${i}/3`));
+  t.deepEqual(fs.readdirSync(sharded), ['shards']);
+  const merged = run(['merge', sharded]);
+  t.is(merged.code, 0, merged.stderr);
+  t.deepEqual(fs.readdirSync(sharded).sort(), [...fs.readdirSync(whole), 'shards'].sort());
+  const a = numeric(path.join(whole, 'results.json'), ['timings']), b = numeric(path.join(sharded, 'results.json'), ['timings']);
+  for (const v of [a, b]) delete v.attribution.ms;
+  t.deepEqual(b, a);
+  t.true(fs.readFileSync(path.join(sharded, 'attributions.safetensors')).equals(fs.readFileSync(path.join(whole, 'attributions.safetensors'))));
+  t.deepEqual(json(path.join(sharded, 'neurons.json')).neurons, json(path.join(whole, 'neurons.json')).neurons);
+  t.is(fs.readFileSync(path.join(sharded, 'predictions.jsonl'), 'utf8'), fs.readFileSync(path.join(whole, 'predictions.jsonl'), 'utf8'));
+});
