@@ -6,7 +6,7 @@
  */
 import crypto from 'node:crypto';
 import path from 'node:path';
-import { AttributeOptions, AttributionPrompt, AttributionResult, attributeDefaults, topNeurons, writeAttributions, writeJson } from '../attribution';
+import { AttributeOptions, AttributionPrompt, AttributionResult, attributeDefaults, meanScores, topNeurons, writeAttributions, writeJson } from '../attribution';
 import { environment } from '../environment';
 import { NeuropruneError } from '../errors';
 import type { Model, ModelInfo } from '../model';
@@ -89,7 +89,7 @@ export function assembleRecords(
     for (let j = 0; j < P; j++) {
       out.prompts.push({
         prompt: prompts?.[from + j] ?? { prompt: `#${from + j}`, target: '' },
-        scores: rec.values.slice(j * L * N, (j + 1) * L * N),
+        scores: rec.values.subarray(j * L * N, (j + 1) * L * N),
         fFull: Array.from(rec.values.subarray(P * L * N + j * L, P * L * N + (j + 1) * L)),
         fBaseline: Array.from(rec.values.subarray(P * L * N + P * L + j * L, P * L * N + P * L + (j + 1) * L)),
       });
@@ -134,7 +134,8 @@ export async function attributeInChunks(
 
 /** attributions.safetensors and summary.json, as an unsharded attribute writes them, into `dir`. */
 export async function writeAttributeOutputs(dir: string, run: AttributeRun, result: AttributionResult, chunkSize: number, ms: number): Promise<void> {
-  await writeAttributions(path.join(dir, 'attributions.safetensors'), result, { model: run.model, objective: result.options.objective });
+  const mean = meanScores(result);
+  await writeAttributions(path.join(dir, 'attributions.safetensors'), result, { model: run.model, objective: result.options.objective }, mean);
   await writeJson(path.join(dir, 'summary.json'), {
     environment: environment(),
     model: run.info,
@@ -144,7 +145,7 @@ export async function writeAttributeOutputs(dir: string, run: AttributeRun, resu
     rows: result.rows,
     microBatches: result.microBatches,
     timing: { ms: Math.round(ms) },
-    topNeurons: topNeurons(result, run.top),
+    topNeurons: topNeurons(result, run.top, mean),
     files: { attributions: 'attributions.safetensors' },
   });
 }

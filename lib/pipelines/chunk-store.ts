@@ -141,8 +141,10 @@ export function decodeRecord<T>(buf: Buffer, file: string): ChunkRecord<T> {
   }
   const start = 4 + n + ((4 - ((4 + n) % 4)) % 4);
   if ((buf.length - start) % 4 !== 0) throw bad();
-  const copy = buf.buffer.slice(buf.byteOffset + start, buf.byteOffset + buf.length);
-  return { meta, values: new Float32Array(copy) };
+  // A view when the file's buffer is its own and aligned (large files), else a copy.
+  const at = buf.byteOffset + start, count = (buf.length - start) / 4;
+  const values = at % 4 === 0 && buf.byteOffset === 0 ? new Float32Array(buf.buffer, at, count) : new Float32Array(buf.buffer.slice(at, at + 4 * count));
+  return { meta, values };
 }
 
 export function writeWhole(file: string, data: Buffer): void {
