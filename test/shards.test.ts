@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { NeuropruneError } from '../lib/errors';
 import { ChunkStore, decodeRecord, encodeRecord } from '../lib/pipelines/chunk-store';
-import { checkShards, findShardFolders, mergeShards } from '../lib/pipelines/merge';
+import { checkShards, findShardFolders, mergeShards, runtimeWarnings } from '../lib/pipelines/merge';
 import { finishShard, firstDifference, runChunks, shardManifest } from '../lib/pipelines/shard-run';
 import { chunkCount, chunkRange, parseShard, resolveShard, shardChunks, shardDir, shardFromEnv } from '../lib/shards';
 import { tempDir } from './helpers';
@@ -154,6 +154,17 @@ test('merge finds the shards of a run and checks they are all there, complete an
   // No shards at all.
   const empty = tempDir();
   t.is((await t.throwsAsync(mergeShards([empty])) as NeuropruneError).code, 'E_SHARD');
+});
+
+test('merge warns when shards ran with other intra-op thread counts (float tolerance, not bit for bit)', async (t) => {
+  const dir = path.join(tempDir(), 'run');
+  await fakeRun(dir, 2, 4);
+  t.deepEqual(runtimeWarnings(checkShards(findShardFolders([dir]))), []);
+  const file = path.join(dir, 'shards', '1-of-2', 'complete.json');
+  const c = JSON.parse(fs.readFileSync(file, 'utf8'));
+  fs.writeFileSync(file, JSON.stringify({ ...c, runtime: { ...c.runtime, threads: c.runtime.threads + 7 } }));
+  const [w] = runtimeWarnings(checkShards(findShardFolders([dir])));
+  t.regex(w, new RegExp(`${c.runtime.threads + 7} threads \\(shard 1\\).*float tolerance`));
 });
 
 test('firstDifference names the first field that differs', (t) => {

@@ -27,5 +27,6 @@ export async function runMerge(dirs: string[], o: MergeFlags): Promise<void> {
       },
     }).finally(() => bar.stop()),
   );
+  for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`);
   process.stdout.write(`merged ${r.shards} ${r.command} shards (${r.chunks} chunks) in ${(r.ms / 1000).toFixed(2)} s; wrote ${r.files.map((f) => path.join(r.out, f)).join(', ')}\n`);
 }

@@ -39,6 +39,8 @@ export interface MergeResult {
   chunks: number;
   /** The files written into `out`. */
   files: string[];
+  /** What may make the numbers differ from one run in their last bits (shards on other LibTorch builds or thread counts). */
+  warnings: string[];
   ms: number;
 }
 
@@ -160,7 +162,20 @@ export async function mergeShards(dirs: string[], options: MergeOptions = {}): P
     default:
       files = await mergeStage(command, folders, out, options);
   }
-  return { command, out, shards: N, chunks: chunks.total, files, ms: performance.now() - started };
+  return { command, out, shards: N, chunks: chunks.total, files, warnings: runtimeWarnings(folders), ms: performance.now() - started };
+}
+
+/** Shards that ran on other LibTorch versions or intra-op thread counts: equal to float tolerance, not bit for bit. */
+export function runtimeWarnings(folders: ShardFolder[]): string[] {
+  const seen = new Map<string, number[]>();
+  for (const f of folders) {
+    const r = f.store.completion<ShardCompletion>()?.runtime;
+    if (!r) continue;
+    const key = `LibTorch ${r.libtorch}, ${r.threads} threads`;
+    seen.set(key, [...(seen.get(key) ?? []), f.manifest.shard.index]);
+  }
+  if (seen.size < 2) return [];
+  return [`the shards ran with ${[...seen].map(([k, ix]) => `${k} (shard${ix.length > 1 ? 's' : ''} ${ix.join(', ')})`).join('; ')}: numbers agree with one run to float tolerance, not bit for bit (pin OMP_NUM_THREADS for bit-identity)`];
 }
 
 /** Writes into a staging folder beside OUT, then moves each file into OUT; returns their names. */

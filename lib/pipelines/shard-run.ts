@@ -4,6 +4,7 @@
  * and the `complete.json` mark written when the shard's last chunk is in.
  */
 import { NeuropruneError } from '../errors';
+import { native } from '../native';
 import { ASSIGNMENT, Shard, shardChunks } from '../shards';
 import { ChunkStore } from './chunk-store';
 
@@ -32,6 +33,8 @@ export interface ShardCompletion {
   computed: number;
   resumed: number;
   finishedAt: string;
+  /** What the numbers' last bits depend on besides the settings: the LibTorch and its intra-op threads. */
+  runtime?: { libtorch: string; threads: number };
 }
 
 export function shardManifest<R>(command: ShardCommand, run: R, chunks: { size: number | null; total: number }, shard: Shard): ShardManifest<R> {
@@ -81,6 +84,7 @@ export function finishShard(store: ChunkStore, shard: Shard, keys: number[], run
     computed: run.computed.length,
     resumed: run.resumed.length,
     finishedAt: new Date().toISOString(),
+    runtime: { libtorch: native().runtime().torchVersion, threads: native().runtime().threads },
   };
   store.markComplete(completion);
   return completion;
