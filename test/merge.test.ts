@@ -221,6 +221,14 @@ test.serial('eval: 3 shard processes then merge == one unsharded run', async (t)
   t.is(b.records.length, 18);
   t.deepEqual(b, a);
   t.deepEqual(noStaging(sharded), []);
+  // --resume after losing a chunk computes that chunk only, and the merge is unchanged.
+  const shard1 = path.join(sharded, 'shards', '1-of-3');
+  fs.rmSync(path.join(shard1, 'chunk-1.bin'));
+  fs.rmSync(path.join(shard1, 'complete.json'));
+  t.is(run(args(sharded, '--shard', '1/3', '--resume')).code, 0);
+  t.like(json(path.join(shard1, 'complete.json')), { computed: 1, resumed: 1, chunks: [1, 4] });
+  t.is(run(['merge', sharded]).code, 0);
+  t.deepEqual(numeric(path.join(sharded, 'results.json'), ['ms']), a);
   const noOut = run(['eval', tiny, '--tasks', 'vowel_count', '--shard', '0/2']);
   t.regex(noOut.stderr, /^E_ARG: a sharded eval .* needs --out/m);
 });
