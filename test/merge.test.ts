@@ -167,6 +167,30 @@ test.serial('attribute: a shard killed with SIGKILL and resumed repeats no chunk
   t.regex(other.stderr, /E_ARG: .*other settings/);
 });
 
+test.serial('attribute: Ctrl-C stops a shard between chunks with E_ABORTED, keeping what it wrote for --resume', async (t) => {
+  const out = path.join(tempDir(), 'interrupted');
+  const args = ['attribute', tiny, '--prompts', prompts, '--out', out, '--steps', '12', '--chunk-size', '1', '--shard', '1/2'];
+  const shard1 = path.join(out, 'shards', '1-of-2');
+  const chunks = () => (fs.existsSync(shard1) ? fs.readdirSync(shard1).filter((n) => /^chunk-\d+\.bin$/.test(n)).length : 0);
+  const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: cleanEnv() });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  while (chunks() < 1 && child.exitCode === null) await new Promise((r) => setTimeout(r, 2));
+  child.kill('SIGINT');
+  const code = await exited;
+  if (code === 0) return t.pass('finished before the signal arrived');
+  t.is(code, 1);
+  t.regex(stderr, /E_ABORTED/);
+  t.regex(stderr, /continue with --resume/);
+  t.false(fs.existsSync(path.join(shard1, 'complete.json')));
+  t.false(fs.readdirSync(shard1).some((n) => n.includes('.tmp-')), 'no half-written chunk');
+  const had = chunks();
+  const r = run([...args, '--resume']);
+  t.is(r.code, 0, r.stderr);
+  t.like(json(path.join(shard1, 'complete.json')), { resumed: had, computed: 20 - had });
+});
+
 test.serial('attribute: an unsharded run killed with SIGKILL resumes from DIR.partial', async (t) => {
   const out = path.join(tempDir(), 'one');
   const args = ['attribute', tiny, '--prompts', prompts, '--out', out, '--steps', '12', '--chunk-size', '1'];
