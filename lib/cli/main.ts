@@ -164,9 +164,9 @@ export function buildProgram(): Command {
     .description('put the shards of a sharded run (DIR/shards/<i>-of-<N>) together into the files one unsharded run writes, checking that every shard is there, complete and made with the same settings')
     .argument('<dirs...>', 'run folders holding shards/, or shard folders themselves')
     .option('--out <dir>', 'where the outputs go (default: the run folder DIR)')
-    .option('--model <model>', 'query-neurons, circuit: the model that finishes the pipeline (default: the one the shards used)')
-    .option('--device <device>', 'query-neurons, circuit: device for the stages merge runs (default: the shards\' device)')
-    .addOption(new Option('--dtype <dtype>', 'query-neurons, circuit: must be the shards\' dtype').choices(['float32', 'bfloat16', 'float16']))
+    .option('--model <model>', 'copybias, query-neurons, circuit: the model that finishes the pipeline (default: the one the shards used)')
+    .option('--device <device>', 'copybias, query-neurons, circuit: device for the stages merge runs (default: the shards\' device)')
+    .addOption(new Option('--dtype <dtype>', 'copybias, query-neurons, circuit: must be the shards\' dtype').choices(['float32', 'bfloat16', 'float16']))
     .action(async (dirs: string[], o) => {
       await runMerge(dirs, o);
     });

@@ -1,6 +1,7 @@
 /**
- * Merging the shards of eval, query-neurons and circuit runs (attribute's is in merge.ts). eval needs
- * only the shard folders. query-neurons and circuit shard their attribution stage: the model is loaded
+ * Merging the shards of eval, copybias, query-neurons and circuit runs (attribute's is in merge.ts).
+ * eval needs only the shard folders. copybias, query-neurons and circuit shard their attribution (edge
+ * score) stage: the model is loaded
  * (the one the shards recorded, or `options.model`) and the pipeline runs from the shards' chunks, as
  * an unsharded run resumed with every chunk done would, writing what that run writes.
  */

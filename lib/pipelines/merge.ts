@@ -4,7 +4,7 @@
  * exactly the files an unsharded run writes, with the same numbers (chunks are global and each is
  * computed the same way whichever process does it). Outputs are staged and moved into OUT whole.
  *
- * attribute and eval need nothing but the shard folders. query-neurons and circuit shard their
+ * attribute and eval need nothing but the shard folders. copybias, query-neurons and circuit shard their
  * attribution stage only: merge then loads the model (the one recorded, or `model`) and runs the rest
  * of the pipeline from the merged chunks, as `--resume` would.
  */
@@ -23,7 +23,7 @@ export { firstDifference };
 export interface MergeOptions {
   /** Where the outputs go (default: the run folder DIR holding shards/). */
   out?: string;
-  /** query-neurons, circuit: the model to finish the pipeline with (default: the one the shards used). */
+  /** copybias, query-neurons, circuit: the model to finish the pipeline with (default: the one the shards used). */
   model?: string;
   device?: string;
   dtype?: string;
