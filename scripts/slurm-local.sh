@@ -11,8 +11,9 @@
 #
 # Everything lives in $NEUROPRUNE_SLURM_DIR (default /tmp/neuroprune-slurm): slurm.conf, state, spool,
 # logs and pid files. Ports: $NEUROPRUNE_SLURM_PORT (slurmctld, default 6817) and the next one
-# (slurmd). Exit codes: 0 started (or was already running), 77 Slurm cannot start here (the reason is
-# printed on stderr, with the end of the daemon's log), 1 a usage error.
+# (slurmd). NEUROPRUNE_SLURM_INSTALL=0 never installs packages (the test sets it: CI installs them).
+# Exit codes: 0 started (or was already running), 77 Slurm cannot start here (the reason is printed
+# on stderr, with the end of the daemon's log), 1 a usage error.
 set -uo pipefail
 
 DIR=${NEUROPRUNE_SLURM_DIR:-/tmp/neuroprune-slurm}
@@ -60,6 +61,7 @@ node_state() { SLURM_CONF=$CONF timeout 10 sinfo -h -N -o '%t' 2>/dev/null | hea
 
 install_packages() {
   command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null && command -v sbatch >/dev/null && return 0
+  [ "${NEUROPRUNE_SLURM_INSTALL:-1}" = 0 ] && cannot "slurm-wlm and munge are not installed (bash scripts/slurm-local.sh installs them as root; so does .ci/run)"
   is_root || cannot "slurm-wlm and munge are not installed, and installing them needs root (apt-get install slurm-wlm munge)"
   command -v apt-get >/dev/null || cannot "slurm-wlm and munge are not installed and there is no apt-get"
   say "installing slurm-wlm and munge with apt-get (one time, about a minute)"
