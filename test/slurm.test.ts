@@ -78,9 +78,8 @@ if ('skip' in slurm) {
     t.timeout(JOB_TIMEOUT_MS + 60_000);
     const model = await tinyGpt2();
     const work = tempDir('neuroprune-slurm-');
-    // A few of the example prompts: one or two per shard.
-    const prompts = path.join(work, 'prompts.jsonl');
-    fs.writeFileSync(prompts, fs.readFileSync(examplePrompts, 'utf8').split('\n').filter(Boolean).slice(0, 5).join('\n') + '\n');
+    // The example's 36 prompts: three chunks at the default chunk size (16), one per shard.
+    const prompts = examplePrompts;
 
     // One process, no shards: the reference.
     const single = path.join(work, 'single');
