@@ -3,8 +3,9 @@ import { runCircuitBench } from './circuit';
 import { runIgBench } from './ig';
 import { runQueryNeuronsBench } from './query-neurons';
 import { runRelearnBench } from './relearn';
+import { runShardsBench } from './shards';
 
-const benches: Record<string, (argv: string[]) => Promise<void>> = { circuit: runCircuitBench, ig: runIgBench, 'query-neurons': runQueryNeuronsBench, relearn: runRelearnBench };
+const benches: Record<string, (argv: string[]) => Promise<void>> = { circuit: runCircuitBench, ig: runIgBench, 'query-neurons': runQueryNeuronsBench, relearn: runRelearnBench, shards: runShardsBench };
 
 const [name, ...rest] = process.argv.slice(2);
 const bench = benches[name ?? ''];

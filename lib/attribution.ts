@@ -115,13 +115,17 @@ export function layerSums(result: AttributionResult, prompt: number): number[] {
 /** The mean over prompts, [layers, dMlp]. */
 export function meanScores(result: AttributionResult): Float32Array {
   const mean = new Float32Array(result.layers.length * result.dMlp);
-  for (const p of result.prompts) p.scores.forEach((v, i) => (mean[i] += v / result.prompts.length));
+  const n = result.prompts.length;
+  // Plain loops (a merge of 1000 prompts of GPT-2 small adds 37M values); float32 sums as before.
+  for (const p of result.prompts) {
+    const s = p.scores;
+    for (let i = 0; i < s.length; i++) mean[i] += s[i] / n;
+  }
   return mean;
 }
 
-/** The k neurons with the largest mean score. */
-export function topNeurons(result: AttributionResult, k: number): Array<{ layer: number; index: number; score: number }> {
-  const mean = meanScores(result);
+/** The k neurons with the largest mean score (`mean`: meanScores(result), when the caller has it). */
+export function topNeurons(result: AttributionResult, k: number, mean: Float32Array = meanScores(result)): Array<{ layer: number; index: number; score: number }> {
   const order = Array.from(mean.keys()).sort((a, b) => mean[b] - mean[a]).slice(0, k);
   return order.map((i) => ({ layer: result.layers[Math.floor(i / result.dMlp)], index: i % result.dMlp, score: mean[i] }));
 }
@@ -150,14 +154,14 @@ const f32 = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLengt
  * Writes DIR/attributions.safetensors: `prompt.{i}` [layers, dMlp] per prompt, `mean` [layers, dMlp],
  * `f_full` and `f_baseline` [prompts, layers], `layers` (I64); readable by Python's safetensors.
  */
-export async function writeAttributions(file: string, result: AttributionResult, metadata: Record<string, string> = {}): Promise<void> {
+export async function writeAttributions(file: string, result: AttributionResult, metadata: Record<string, string> = {}, mean: Float32Array = meanScores(result)): Promise<void> {
   const L = result.layers.length, N = result.dMlp, B = result.prompts.length;
   const layers = Buffer.alloc(8 * L);
   result.layers.forEach((l, i) => layers.writeBigInt64LE(BigInt(l), 8 * i));
   await writeSafetensors(
     file,
     [
-      { name: 'mean', dtype: 'F32', shape: [L, N], data: f32(meanScores(result)) },
+      { name: 'mean', dtype: 'F32', shape: [L, N], data: f32(mean) },
       ...result.prompts.map((p, i) => ({ name: `prompt.${i}`, dtype: 'F32', shape: [L, N], data: f32(p.scores) })),
       { name: 'f_full', dtype: 'F32', shape: [B, L], data: f32(Float32Array.from(result.prompts.flatMap((p) => p.fFull))) },
       { name: 'f_baseline', dtype: 'F32', shape: [B, L], data: f32(Float32Array.from(result.prompts.flatMap((p) => p.fBaseline))) },

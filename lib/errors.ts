@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'E_DEVICE' // the device asked for is not available
   | 'E_OOM' // out of host or device memory
   | 'E_IO' // a file could not be written
+  | 'E_SHARD' // a sharded run's shard folder is missing, incomplete, or made with other settings than the others
   | 'E_ABORTED' // cancelled through an AbortSignal
   | 'E_DISPOSED' // the model was disposed
   | 'E_NATIVE' // the native addon is missing or failed to load

@@ -82,3 +82,8 @@ export * as circuits from './circuit/index';
 export type { EdgeRef } from './circuit/graph';
 export type { CircuitModel } from './circuit/model-api';
 export { bootstrapMean } from './stats';
+export { mergeShards, findShardFolders, checkShards } from './pipelines/merge';
+export type { MergeOptions, MergeResult, ShardFolder } from './pipelines/merge';
+export { parseShard, shardFromEnv, resolveShard, shardChunks, shardDir, chunkCount, chunkRange, UNSHARDED } from './shards';
+export type { Shard } from './shards';
+export type { ShardManifest, ShardCompletion, ShardCommand } from './pipelines/shard-run';

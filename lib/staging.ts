@@ -49,3 +49,22 @@ export function stagingDir(out: string): string {
 export function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
   if (signal?.aborted) throw new NeuropruneError('E_ABORTED', `${what} was cancelled; nothing was written`);
 }
+
+/**
+ * Moves every entry of the staging folder `tmp` into OUT (each by one rename, replacing an entry of
+ * the same name), then removes `tmp`. For outputs written beside a folder that must stay (DIR/shards):
+ * each file lands whole; with `clear`, OUT's other entries except those in `keep` go first.
+ */
+export function publishInto(tmp: string, out: string, o: { clear?: boolean; keep?: string[] } = {}): void {
+  fs.mkdirSync(out, { recursive: true });
+  const staged = fs.readdirSync(tmp);
+  if (o.clear) {
+    for (const name of fs.readdirSync(out)) if (!(o.keep ?? []).includes(name) && !staged.includes(name)) fs.rmSync(path.join(out, name), { recursive: true, force: true });
+  }
+  for (const name of staged) {
+    const dest = path.join(out, name);
+    if (fs.existsSync(dest) && fs.statSync(dest).isDirectory()) fs.rmSync(dest, { recursive: true, force: true });
+    fs.renameSync(path.join(tmp, name), dest);
+  }
+  fs.rmSync(tmp, { recursive: true, force: true });
+}

@@ -7,7 +7,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { NeuropruneError } from '../errors';
 import { DType, Model } from '../model';
-import { discoverCircuit } from '../pipelines/circuit';
+import { circuitShard, discoverCircuit } from '../pipelines/circuit';
+import { shardLine } from '../pipelines/shard-run';
+import { isSharded, resolveShard, Shard, shardDir } from '../shards';
 import { parseCircuitConfig, CircuitConfig } from '../pipelines/circuit-config';
 import { writeCircuitOutputs } from '../pipelines/circuit-output';
 import { mergeConfig, readConfigFile } from '../pipelines/config';
@@ -33,6 +35,8 @@ export interface CircuitFlags {
   acdcMaxEdges?: number;
   memoryBudget?: number;
   resume?: boolean;
+  /** i/N: this process does shard i of N of the edge scores (default from the environment). */
+  shard?: string;
   force?: boolean;
   device: string;
   dtype: DType;
@@ -55,9 +59,45 @@ export function circuitConfigFromFlags(o: CircuitFlags): CircuitConfig {
 export async function runCircuit(id: string, o: CircuitFlags): Promise<void> {
   const config = circuitConfigFromFlags(o);
   const out = path.resolve(o.out);
+  const shard = resolveShard(o.shard);
+  if (isSharded(shard)) {
+    await withModel(id, { device: o.device as never, dtype: o.dtype }, (model, signal) => runShard(model, signal, out, shard, config, o));
+    return;
+  }
   const existing = fs.existsSync(out) ? fs.readdirSync(out) : undefined;
   if (existing?.length && !o.force) throw new NeuropruneError('E_ARG', `${out} exists and is not empty (use --force to replace it)`);
   await withModel(id, { device: o.device as never, dtype: o.dtype }, (model, signal) => run(model, signal, out, existing !== undefined, config, Boolean(o.resume)));
+}
+
+/**
+ * Shard i of N: the edge scores of its length groups into DIR/shards/<i>-of-<N>; `neuroprune merge DIR`
+ * finds the circuit and evaluates it from every shard's scores (it loads the model for that).
+ */
+async function runShard(model: Model, signal: AbortSignal, out: string, shard: Shard, config: CircuitConfig, o: CircuitFlags) {
+  const dir = shardDir(out, shard);
+  let stage = '';
+  let bar = progressBar('');
+  try {
+    const r = await circuitShard(model, {
+      ...config, resume: Boolean(o.resume), signal,
+      onProgress: (p) => {
+        const label = `${p.stage} ${shard.index}/${shard.count}`;
+        if (label !== stage) {
+          bar.stop();
+          stage = label;
+          bar = progressBar(label.padEnd(14));
+        }
+        bar.update(p.done, p.total);
+      },
+    }, shard, dir, { device: o.device, dtype: o.dtype });
+    bar.stop();
+    process.stdout.write(shardLine('circuit', shard, dir, r.run));
+  } catch (error) {
+    if ((error as NeuropruneError).code === 'E_ABORTED') process.stderr.write(`stopped; the edge scores done so far are in ${dir} (continue with --resume)\n`);
+    throw error;
+  } finally {
+    bar.stop();
+  }
 }
 
 async function run(model: Model, signal: AbortSignal, out: string, existing: boolean, config: CircuitConfig, resume: boolean) {

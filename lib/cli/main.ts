@@ -3,16 +3,19 @@
 import { Command, CommanderError, Option } from 'commander';
 import fs from 'node:fs';
 import path from 'node:path';
-import { OBJECTIVES, POSITIONS, readPromptsFile, RULES, topNeurons, writeAttributions, writeJson } from '../attribution';
+import { OBJECTIVES, POSITIONS, RULES, writeJson } from '../attribution';
 import { progressBar } from './progress';
 import { initCheckpoint } from '../checkpoint';
 import { NeuropruneError, toNeuropruneError } from '../errors';
 import { DType, ModelInfo } from '../model';
 import { neuronSet, readNeuronSet } from '../neurons';
-import { evaluate, formatEvalTable } from '../pipelines/evaluate';
 import { runCopyBias } from './copybias';
 import { runQueryNeurons } from './query-neurons';
 import { runCircuit } from './circuit';
+import { runAttribute } from './attribute';
+import { runEval } from './eval';
+import { runMerge } from './merge';
+import { DEFAULT_ATTRIBUTE_CHUNK } from '../pipelines/attribute-chunks';
 import { evaluateFacts, formatFactsTable } from '../pipelines/facts';
 import { factsPrune, formatFactsPruneTable } from '../pipelines/facts-prune';
 import { runTaskVectors } from './task-vectors';
@@ -32,6 +35,8 @@ const int = (name: string) => (value: string) => {
 };
 
 const deviceOption = () => new Option('--device <device>', 'cpu, cuda or cuda:N').default('cpu');
+const shardOption = () =>
+  new Option('--shard <i/N>', 'do shard i of N (0-based) into DIR/shards/<i>-of-<N>; default from SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX with NEUROPRUNE_SHARD_COUNT; 0/1 forces one unsharded run');
 const dtypeOption = () => new Option('--dtype <dtype>', 'weights dtype').choices(['float32', 'bfloat16', 'float16']).default('float32');
 
 function formatInfo(info: ModelInfo): string {
@@ -145,34 +150,25 @@ export function buildProgram(): Command {
     .addOption(new Option('--method <method>', 'fast path or the per-layer reference').choices(['fast', 'reference']).default('fast'))
     .option('--memory-budget-mb <n>', 'memory for activations kept for the backward pass', parseFloat, 2048)
     .option('--top <n>', 'top neurons listed in summary.json', int('top'), 50)
+    .option('--chunk-size <n>', `prompts per chunk: one native call, one resumable file (${DEFAULT_ATTRIBUTE_CHUNK}); shards and unsharded runs must agree`, int('chunk-size'))
+    .addOption(shardOption())
+    .option('--resume', 'continue a killed run from its chunks (DIR.partial, or DIR/shards/<i>-of-<N> for a shard)')
     .addOption(deviceOption())
     .addOption(dtypeOption())
     .action(async (id: string, o) => {
-      // Refuse an unusable --out before the computation, not after it.
-      if (fs.existsSync(o.out) && !fs.statSync(o.out).isDirectory()) throw new NeuropruneError('E_ARG', `--out ${o.out} exists and is not a folder`);
-      const prompts = await readPromptsFile(o.prompts, o.objective);
-      await withModel(id, { device: o.device, dtype: o.dtype }, async (model, signal) => {
-        const bar = progressBar('attribute');
-        const result = await model.attribute({
-          prompts, objective: o.objective, steps: o.steps, rule: o.rule, positions: o.positions, layers: o.layers,
-          method: o.method, memoryBudgetMB: o.memoryBudgetMb, signal, onProgress: bar.update,
-        }).finally(bar.stop);
-        fs.mkdirSync(o.out, { recursive: true });
-        await writeAttributions(path.join(o.out, 'attributions.safetensors'), result, { model: id, objective: result.options.objective });
-        const { config, ...info } = model.info;
-        await writeJson(path.join(o.out, 'summary.json'), {
-          environment: environment(),
-          model: { ...info, modelType: info.modelType },
-          options: result.options,
-          prompts: result.prompts.length,
-          rows: result.rows,
-          microBatches: result.microBatches,
-          timing: { ms: Math.round(result.ms) },
-          topNeurons: topNeurons(result, o.top),
-          files: { attributions: 'attributions.safetensors' },
-        });
-        process.stdout.write(`attributed ${result.prompts.length} prompts x ${result.layers.length} layers x ${result.dMlp} neurons in ${(result.ms / 1000).toFixed(1)} s; wrote ${o.out}\n`);
-      });
+      await runAttribute(id, o);
+    });
+
+  program
+    .command('merge')
+    .description('put the shards of a sharded run (DIR/shards/<i>-of-<N>) together into the files one unsharded run writes, checking that every shard is there, complete and made with the same settings')
+    .argument('<dirs...>', 'run folders holding shards/, or shard folders themselves')
+    .option('--out <dir>', 'where the outputs go (default: the run folder DIR)')
+    .option('--model <model>', 'copybias, query-neurons, circuit: the model that finishes the pipeline (default: the one the shards used)')
+    .option('--device <device>', 'copybias, query-neurons, circuit: device for the stages merge runs (default: the shards\' device)')
+    .addOption(new Option('--dtype <dtype>', 'copybias, query-neurons, circuit: must be the shards\' dtype').choices(['float32', 'bfloat16', 'float16']))
+    .action(async (dirs: string[], o) => {
+      await runMerge(dirs, o);
     });
 
   program
@@ -189,32 +185,13 @@ export function buildProgram(): Command {
     .option('--batch-size <n>', 'prompts per forward pass', int('batch-size'), 32)
     .option('--neurons <file>', 'a neuron-set file whose activations --scale multiplies')
     .option('--scale <factor>', 'activation factor for --neurons', parseFloat)
-    .option('--out <dir>', 'output folder for results.json')
+    .option('--out <dir>', 'output folder for results.json (a shard writes DIR/shards/<i>-of-<N>/)')
+    .addOption(shardOption())
+    .option('--resume', 'a shard: continue from the batches already in DIR/shards/<i>-of-<N>')
     .addOption(deviceOption())
     .addOption(dtypeOption())
     .action(async (id: string, o) => {
-      if ((o.neurons === undefined) !== (o.scale === undefined)) throw new NeuropruneError('E_ARG', '--neurons and --scale go together');
-      const labelWords = parseLabelWords(o.labelWords);
-      const neurons = o.neurons ? await readNeuronSet(o.neurons) : undefined;
-      await withModel(id, { device: o.device, dtype: o.dtype }, async (model, signal) => {
-        if (neurons) await model.scale(neurons, o.scale);
-        const bar = progressBar('eval');
-        const result = await evaluate(model, [o.tasks], {
-          shots: o.shots, n: o.n, seed: o.seed, dataDir: o.dataDir, labelWords, singleToken: !o.allAnswers,
-          batchSize: o.batchSize, keepRecords: Boolean(o.out), onProgress: bar.update, signal,
-        }).finally(bar.stop);
-        process.stdout.write(formatEvalTable(result) + '\n');
-        if (o.out) {
-          const { config, ...info } = model.info;
-          await writeJson(path.join(o.out, 'results.json'), {
-            environment: environment(),
-            model: info,
-            scale: neurons ? { neurons: o.neurons, factor: o.scale } : undefined,
-            ...result,
-          });
-          process.stdout.write(`wrote ${path.join(o.out, 'results.json')}\n`);
-        }
-      });
+      await runEval(id, { ...o, labelWords: parseLabelWords(o.labelWords) });
     });
 
   program
@@ -303,6 +280,9 @@ export function buildProgram(): Command {
     .option('--draws <n>', 'random-neuron control draws (0 = none)', int('draws'))
     .option('--task-vectors', 'also measure task-vector ICL per layer before and after pruning')
     .option('--save-model', 'also write the pruned checkpoint to DIR/model')
+    .addOption(shardOption())
+    .option('--resume', 'a shard: continue from the chunks already in DIR/shards/<i>-of-<N>')
+    .option('--chunk-size <n>', 'attribution prompts per chunk (16); shards and unsharded runs must agree', int('chunk-size'))
     .option('--force', 'replace a non-empty output folder')
     .addOption(deviceOption())
     .addOption(dtypeOption())
@@ -331,7 +311,8 @@ export function buildProgram(): Command {
     .option('--no-evaluate', 'skip the boost/suppress evaluation')
     .option('--seed <n>', 'seed for unrelated queries and random baselines', int('seed'))
     .option('--memory-budget <mb>', 'IG memory budget in MiB (2048)', Number)
-    .option('--resume', 'continue a killed run from DIR.partial')
+    .option('--resume', 'continue a killed run from DIR.partial (a shard: from DIR/shards/<i>-of-<N>)')
+    .addOption(shardOption())
     .option('--force', 'replace a non-empty output folder')
     .addOption(deviceOption())
     .addOption(dtypeOption())
@@ -359,7 +340,8 @@ export function buildProgram(): Command {
     .option('--tau <list>', 'ACDC thresholds, run in turn; the last one gives the circuit (0.02,0.01,0.005)', (v: string) => v.split(',').map(Number))
     .option('--acdc-max-edges <n>', 'refuse ACDC on graphs with more edges (5000)', int('acdc-max-edges'))
     .option('--memory-budget <mb>', 'EAP-IG micro-batch memory budget in MiB (2048)', Number)
-    .option('--resume', 'continue a killed run from DIR.partial')
+    .option('--resume', 'continue a killed run from DIR.partial (a shard: from DIR/shards/<i>-of-<N>)')
+    .addOption(shardOption())
     .option('--force', 'replace a non-empty output folder')
     .addOption(deviceOption())
     .addOption(dtypeOption())

@@ -8,7 +8,9 @@ import path from 'node:path';
 import { NeuropruneError } from '../errors';
 import { DType, Model } from '../model';
 import { NeuronSite } from '../neurons';
-import { queryNeurons, QueryNeuronMethod, QueryNeuronsOptions } from '../pipelines/query-neurons';
+import { queryNeurons, QueryNeuronMethod, QueryNeuronsOptions, queryNeuronsShard } from '../pipelines/query-neurons';
+import { shardLine } from '../pipelines/shard-run';
+import { isSharded, resolveShard, Shard, shardDir } from '../shards';
 import { writeQueryNeuronOutputs } from '../pipelines/query-neurons-output';
 import { stagingDir } from '../staging';
 import { progressBar } from './progress';
@@ -33,6 +35,8 @@ export interface QueryNeuronsFlags {
   seed?: number;
   memoryBudget?: number;
   resume?: boolean;
+  /** i/N: this process does shard i of N of the attribution stage (default from the environment). */
+  shard?: string;
   force?: boolean;
   device: string;
   dtype: DType;
@@ -40,16 +44,19 @@ export interface QueryNeuronsFlags {
 
 export async function runQueryNeurons(id: string, o: QueryNeuronsFlags): Promise<void> {
   const out = path.resolve(o.out);
+  const shard = resolveShard(o.shard);
+  if (isSharded(shard)) {
+    await withModel(id, { device: o.device as never, dtype: o.dtype }, (model, signal) => runShard(model, signal, out, shard, o));
+    return;
+  }
   const existing = fs.existsSync(out) ? fs.readdirSync(out) : undefined;
   if (existing?.length && !o.force) throw new NeuropruneError('E_ARG', `${out} exists and is not empty (use --force to replace it)`);
   await withModel(id, { device: o.device as never, dtype: o.dtype }, (model, signal) => run(model, signal, id, out, existing !== undefined, o));
 }
 
-async function run(model: Model, signal: AbortSignal, id: string, out: string, existing: boolean, o: QueryNeuronsFlags) {
-  const chunkDir = `${out}.partial`;
-  let stage = '';
-  let bar = progressBar('');
-  const options: QueryNeuronsOptions = {
+/** The pipeline's options from the flags (without the run-time ones). */
+function pipelineOptions(o: QueryNeuronsFlags) {
+  return {
     data: o.data,
     method: o.method,
     site: o.site,
@@ -66,6 +73,36 @@ async function run(model: Model, signal: AbortSignal, id: string, out: string, e
     evaluate: o.evaluate,
     seed: o.seed,
     memoryBudgetMB: o.memoryBudget,
+  };
+}
+
+/**
+ * Shard i of N: the attribution stage for its queries into DIR/shards/<i>-of-<N>; `neuroprune merge
+ * DIR` runs selection and evaluation from every shard's chunks (it loads the model for that).
+ */
+async function runShard(model: Model, signal: AbortSignal, out: string, shard: Shard, o: QueryNeuronsFlags) {
+  const dir = shardDir(out, shard);
+  const bar = progressBar(`attribution ${shard.index}/${shard.count}`);
+  try {
+    const r = await queryNeuronsShard(model, { ...pipelineOptions(o), resume: o.resume, signal, onProgress: (p) => bar.update(p.done, p.total) }, shard, dir, {
+      options: pipelineOptions(o), device: o.device, dtype: o.dtype,
+    });
+    bar.stop();
+    process.stdout.write(shardLine('query-neurons', shard, dir, r.run));
+  } catch (error) {
+    if ((error as NeuropruneError).code === 'E_ABORTED') process.stderr.write(`stopped; the queries done so far are in ${dir} (continue with --resume)\n`);
+    throw error;
+  } finally {
+    bar.stop();
+  }
+}
+
+async function run(model: Model, signal: AbortSignal, id: string, out: string, existing: boolean, o: QueryNeuronsFlags) {
+  const chunkDir = `${out}.partial`;
+  let stage = '';
+  let bar = progressBar('');
+  const options: QueryNeuronsOptions = {
+    ...pipelineOptions(o),
     chunkDir,
     resume: o.resume,
     signal,

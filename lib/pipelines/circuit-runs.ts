@@ -35,17 +35,29 @@ export interface ScoredEdges {
 export async function edgeScoresOver(
   model: CircuitModel,
   rows: CircuitFact[],
-  o: { method: 'eap' | 'eap-ig'; metric: MetricKind; steps: number; memoryBudgetMB: number; store?: ChunkStore; storeKey?: number; signal?: AbortSignal; onProgress?: (done: number, total: number) => void },
+  o: {
+    method: 'eap' | 'eap-ig'; metric: MetricKind; steps: number; memoryBudgetMB: number; store?: ChunkStore; storeKey?: number; signal?: AbortSignal; onProgress?: (done: number, total: number) => void;
+    /** Only these length groups (a shard's; the sums then cover only them). */
+    groups?: number[];
+    /** The chunk folders of a sharded run's shards: groups not in `store` are taken from them (group k from shard k mod N). */
+    shardStores?: ChunkStore[];
+  },
 ): Promise<ScoredEdges> {
   const groups = groupByLength(rows);
   let sum: Float64Array | undefined, graph: CircuitGraph | undefined;
   let clean = 0, corrupted = 0, ms = 0, microBatches = 0, rowsDone = 0, resumedGroups = 0;
+  const total = o.groups ? o.groups.reduce((n, k) => n + groups[k].length, 0) : rows.length;
   for (const [k, group] of groups.entries()) {
+    if (o.groups && !o.groups.includes(k)) continue;
     if (o.signal?.aborted) throw new NeuropruneError('E_ABORTED', 'circuit cancelled');
     const key = (o.storeKey ?? 0) * 10_000 + k;
     let flat = o.store?.get(key);
     graph ??= model.circuitGraph();
     const E = graph.edges.length;
+    if (!(flat && flat.length === E + 4) && o.shardStores?.length) {
+      flat = o.shardStores[k % o.shardStores.length].get(key);
+      if (flat && flat.length === E + 4) o.store?.put(key, flat);
+    }
     if (flat && flat.length === E + 4) {
       resumedGroups++;
     } else {
@@ -57,7 +69,7 @@ export async function edgeScoresOver(
         steps: o.steps,
         memoryBudgetBytes: Math.round(o.memoryBudgetMB * 2 ** 20),
         signal: o.signal,
-        onProgress: (done, total) => o.onProgress?.(Math.floor(rowsDone + (group.length * done) / Math.max(total, 1)), rows.length),
+        onProgress: (done, steps) => o.onProgress?.(Math.floor(rowsDone + (group.length * done) / Math.max(steps, 1)), total),
       });
       if (r.scores.length !== E) throw new NeuropruneError('E_SHAPE', `edgeScores returned ${r.scores.length} scores for a graph of ${E} edge slots`);
       flat = new Float32Array(E + 4);
@@ -72,12 +84,13 @@ export async function edgeScoresOver(
     ms += flat[E + 2];
     microBatches += flat[E + 3];
     rowsDone += group.length;
-    o.onProgress?.(rowsDone, rows.length);
+    o.onProgress?.(rowsDone, total);
   }
   const n = rows.length;
   return {
-    scores: Float32Array.from(sum!, (v) => v / n),
-    graph: graph!,
+    // A shard whose groups are none (fewer groups than shards) has nothing to sum.
+    scores: sum ? Float32Array.from(sum, (v) => v / n) : new Float32Array(0),
+    graph: graph ?? model.circuitGraph(),
     metricClean: clean / n,
     metricCorrupted: corrupted / n,
     ms,

@@ -20,7 +20,10 @@ import type { CircuitModel } from '../circuit/model-api';
 import { pruneDeadNodes, selectCircuit, topEdges } from '../circuit/select';
 import { NeuropruneError } from '../errors';
 import { CircuitData, prepareCircuitData } from '../tasks/circuit-data';
+import { Shard, shardChunks } from '../shards';
+import { groupByLength } from '../tasks/circuit-data';
 import { ChunkStore } from './chunk-store';
+import { ChunkRun, finishShard, firstDifference, shardManifest } from './shard-run';
 import { CircuitConfig, CircuitConfigInput, DEFAULT_CURVE, parseCircuitConfig, resolvedAblation } from './circuit-config';
 import { curveSizes, CurvePoint, evaluateSplit, faithfulnessCurve, runsPerSplit, SplitEvaluation } from './circuit-eval';
 import { ablatedRows, edgeScoresOver, logitLensRanks, rowOrder, ScoredEdges } from './circuit-runs';
@@ -33,6 +36,8 @@ export interface CircuitRunOptions {
   /** Folder of per-length-group edge scores; with `resume`, groups already there are reused. The caller removes it. */
   chunkDir?: string;
   resume?: boolean;
+  /** The chunk folders of a sharded run's shards (merge): groups not in chunkDir are taken from them. */
+  shardStores?: ChunkStore[];
 }
 
 export interface CircuitEdge {
@@ -96,7 +101,7 @@ export interface FactRow {
 
 /** Finds a relation's circuit and measures it: everything circuit.json, edges.safetensors and the report hold. */
 export async function discoverCircuit(model: CircuitModel, options: CircuitConfigInput & CircuitRunOptions): Promise<CircuitResult> {
-  const { signal, onProgress, chunkDir, resume, ...input } = options;
+  const { signal, onProgress, chunkDir, resume, shardStores, ...input } = options;
   const config = parseCircuitConfig(input, 'options');
   const ablation = resolvedAblation(config);
   if (config.method === 'eap' && config.metric === 'kl') {
@@ -123,10 +128,14 @@ export async function discoverCircuit(model: CircuitModel, options: CircuitConfi
   // Edge scores on the validation split (EAP-IG beside ACDC, to compare with).
   started = performance.now();
   const scoreMethod = config.method === 'eap' ? 'eap' : 'eap-ig';
-  const settings = { model: model.info.id, relations: config.relations, template: config.template, seed: config.seed, knownTopK: config.knownTopK, perRelation: config.perRelation, method: scoreMethod, steps: config.steps, metric: config.metric, facts: data.validation.map((f) => `${f.relation}/${f.subject}`) };
+  const settings = scoreSettings(model, config, data);
   const store = chunkDir ? ChunkStore.open(chunkDir, settings, resume ?? false) : undefined;
+  for (const st of shardStores ?? []) {
+    const d = firstDifference({ ...(st.settings<{ run: { settings: object } }>().run?.settings ?? {}), model: undefined }, { ...settings, model: undefined });
+    if (d !== undefined) throw new NeuropruneError('E_SHARD', `${st.dir} was made with other settings than this run's (${d} differs): merge with the model and relations the shards used`);
+  }
   const scored: ScoredEdges = await edgeScoresOver(model, data.validation, {
-    method: scoreMethod, metric: config.metric, steps: config.steps, memoryBudgetMB: config.memoryBudgetMB, store, signal,
+    method: scoreMethod, metric: config.metric, steps: config.steps, memoryBudgetMB: config.memoryBudgetMB, store, shardStores, signal,
     onProgress: (done, total) => progress('scores', done, total, scoreMethod),
   });
   const scoresMs = performance.now() - started;
@@ -219,6 +228,43 @@ export async function discoverCircuit(model: CircuitModel, options: CircuitConfi
     curve,
     timings: { factsMs, scoresMs, acdcMs, evaluationMs },
   };
+}
+
+/** What the edge-score chunks depend on: a resumed or merged chunk must have been made with these. */
+function scoreSettings(model: CircuitModel, config: CircuitConfig, data: CircuitData) {
+  const scoreMethod: 'eap' | 'eap-ig' = config.method === 'eap' ? 'eap' : 'eap-ig';
+  return { model: model.info.id, relations: config.relations, template: config.template, seed: config.seed, knownTopK: config.knownTopK, perRelation: config.perRelation, method: scoreMethod, steps: config.steps, metric: config.metric, facts: data.validation.map((f) => `${f.relation}/${f.subject}`) };
+}
+
+/**
+ * Shard i of N of the edge-score stage: the validation facts' length groups k with k % N == i (a group
+ * is a chunk), written into `dir` (DIR/shards/<i>-of-<N>) with a manifest holding the config, device
+ * and dtype; `merge` runs the circuit, ACDC and the evaluation from every shard's groups.
+ */
+export async function circuitShard(
+  model: CircuitModel,
+  options: CircuitConfigInput & Pick<CircuitRunOptions, 'signal' | 'onProgress' | 'resume'>,
+  shard: Shard,
+  dir: string,
+  run: { device: string; dtype: string },
+): Promise<{ run: ChunkRun; keys: number[] }> {
+  const { signal, onProgress, resume, ...input } = options;
+  const config = parseCircuitConfig(input, 'options');
+  if (config.method === 'eap' && config.metric === 'kl') {
+    throw new NeuropruneError('E_ARG', 'EAP with the kl metric scores every edge 0 (KL has zero gradient at the clean run); use --method eap-ig or another metric');
+  }
+  const data = await prepareCircuitData(model, { relations: config.relations, template: config.template ?? undefined, seed: config.seed, knownTopK: config.knownTopK, perRelation: config.perRelation }, signal);
+  const settings = scoreSettings(model, config, data);
+  const total = groupByLength(data.validation).length;
+  const store = ChunkStore.open(dir, shardManifest('circuit', { model: model.info.id, settings, options: config, ...run }, { size: null, total }, shard), resume ?? false);
+  const keys = shardChunks(total, shard);
+  const scored = await edgeScoresOver(model, data.validation, {
+    method: settings.method, metric: config.metric, steps: config.steps, memoryBudgetMB: config.memoryBudgetMB, store, groups: keys, signal,
+    onProgress: (done, n) => onProgress?.({ stage: 'scores', done, total: n, detail: settings.method }),
+  });
+  const chunks: ChunkRun = { computed: keys.slice(0, keys.length - scored.resumedGroups), resumed: keys.slice(keys.length - scored.resumedGroups) };
+  finishShard(store, shard, keys, chunks);
+  return { run: chunks, keys };
 }
 
 /** Top nodes by |score| with their logit lens: what the report lists. */

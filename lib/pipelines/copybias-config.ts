@@ -29,6 +29,8 @@ export const copyBiasConfigSchema = z
         /** Layers to score; null = all. */
         layers: z.array(z.number().int().nonnegative()).nullable().default(null),
         memoryBudgetMB: z.number().positive().default(2048),
+        /** Prompts per chunk: one native call each; a sharded run deals chunks to its shards. */
+        chunkSize: z.number().int().positive().default(16),
       })
       .strict()
       .default({}),

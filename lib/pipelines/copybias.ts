@@ -13,7 +13,11 @@
  *    bootstrap 95% interval.
  * The model is left as it was found (every edit is restored); prune `result.neurons` to keep the edit.
  */
-import { AttributionResult } from '../attribution';
+import { AttributionPrompt, AttributionResult, attributeDefaults } from '../attribution';
+import { chunkCount, Shard, shardChunks } from '../shards';
+import { attributeChunkRecord, attributeInChunks, promptsDigest } from './attribute-chunks';
+import { ChunkStore } from './chunk-store';
+import { ChunkRun, finishShard, runChunks, shardManifest } from './shard-run';
 import { NeuropruneError } from '../errors';
 import { Edit, Model } from '../model';
 import { NeuronRef } from '../neurons';
@@ -223,10 +227,63 @@ export function verdicts(changes: Changes, control: ControlDraw[]): Verdict[] {
   );
 }
 
+/** The proxy prompts: balanced vowel counts, split into attribution and dev parts with disjoint words. */
+function proxySets(model: Model, config: CopyBiasConfig) {
+  const task = vowelCountTask(model.tokenizer, model.info.vocabSize);
+  const pairs = singleTokenPairs(task.pairs, model.tokenizer);
+  const split = splitProxyPairs(pairs, config.seed);
+  const { shots, attributionPrompts, devPrompts, balanced } = config.proxy;
+  const part = (name: string, ps: typeof pairs, n: number) =>
+    buildPrompts({ ...task, name: `${task.name}/${name}` }, ps, shots, n, config.seed, undefined, { balanceAnswers: balanced });
+  const histogram = (ps: IclPrompt[]) => ps.reduce<Record<string, number>>((count, p) => ((count[p.expected.trim()] = (count[p.expected.trim()] ?? 0) + 1), count), {});
+  return { task, pairs, split, attributionSet: part('attribution', split.attribution, attributionPrompts), devSet: part('dev', split.dev, devPrompts), histogram };
+}
+
+const toAttributionPrompts = (set: IclPrompt[]): AttributionPrompt[] => set.map((p) => ({ prompt: p.text, target: p.expected, labels: p.labels }));
+
+function attributionOptions(config: CopyBiasConfig) {
+  return {
+    objective: 'copy' as const,
+    steps: config.attribution.steps,
+    rule: config.attribution.rule as never,
+    positions: config.attribution.positions as never,
+    layers: config.attribution.layers ?? undefined,
+    memoryBudgetMB: config.attribution.memoryBudgetMB,
+  };
+}
+
+/**
+ * Shard i of N of the attribution stage: chunks k with k % N == i of the proxy attribution prompts,
+ * written into `dir` (DIR/shards/<i>-of-<N>) with a manifest holding the config, device and dtype;
+ * `merge` runs the rest of the pipeline (dev search, pruning, evaluation) from every shard's chunks.
+ */
+export async function copyBiasShard(
+  model: Model,
+  config: CopyBiasConfig,
+  shard: Shard,
+  dir: string,
+  run: { model: string; device: string; dtype: string; saveModel: boolean },
+  hooks: { onProgress?: (p: StageProgress) => void; signal?: AbortSignal; resume?: boolean } = {},
+): Promise<{ run: ChunkRun; keys: number[] }> {
+  const prompts = toAttributionPrompts(proxySets(model, config).attributionSet);
+  const options = attributeDefaults({ ...attributionOptions(config), prompts }, model.info.nLayers, model.info.neuronSite);
+  const chunkSize = config.attribution.chunkSize;
+  const total = chunkCount(prompts.length, chunkSize);
+  const settings = { nParams: model.info.nParams, dtype: model.info.dtype, prompts: promptsDigest(prompts), options };
+  const store = ChunkStore.open(dir, shardManifest('copybias', { ...run, settings, config }, { size: chunkSize, total }, shard), hooks.resume ?? false);
+  const keys = shardChunks(total, shard);
+  const chunks = await runChunks(store, keys, async (k) => {
+    const rec = await attributeChunkRecord(model, prompts, options, k, chunkSize, hooks.signal);
+    store.putRecord(k, rec.meta, rec.values);
+  }, { signal: hooks.signal, what: 'copybias attribution', onProgress: (done, n) => hooks.onProgress?.({ stage: 'attribution', done, total: n }) });
+  finishShard(store, shard, keys, chunks);
+  return { run: chunks, keys };
+}
+
 export async function copyBias(
   model: Model,
   config: CopyBiasConfig,
-  hooks: { onProgress?: (p: StageProgress) => void; signal?: AbortSignal } = {},
+  hooks: { onProgress?: (p: StageProgress) => void; signal?: AbortSignal; shardStores?: ChunkStore[] } = {},
 ): Promise<CopyBiasResult> {
   const { signal } = hooks;
   const timings: Record<string, number> = {};
@@ -238,31 +295,16 @@ export async function copyBias(
   };
 
   // 1. The proxy set: balanced vowel counts, attribution and dev words disjoint.
-  const task = vowelCountTask(model.tokenizer, model.info.vocabSize);
-  const pairs = singleTokenPairs(task.pairs, model.tokenizer);
-  const split = splitProxyPairs(pairs, config.seed);
+  const { task, pairs, split, attributionSet, devSet, histogram } = proxySets(model, config);
   const { shots, attributionPrompts, devPrompts, balanced } = config.proxy;
-  const part = (name: string, ps: typeof pairs, n: number) =>
-    buildPrompts({ ...task, name: `${task.name}/${name}` }, ps, shots, n, config.seed, undefined, { balanceAnswers: balanced });
-  const attributionSet = part('attribution', split.attribution, attributionPrompts);
-  const devSet = part('dev', split.dev, devPrompts);
-  const histogram = (ps: IclPrompt[]) => ps.reduce<Record<string, number>>((count, p) => ((count[p.expected.trim()] = (count[p.expected.trim()] ?? 0) + 1), count), {});
   const devAnswers = histogram(devSet);
   const [constantAnswer, constantCount] = Object.entries(devAnswers).sort(([a, x], [b, y]) => y - x || a.localeCompare(b))[0];
   const constantBaseline = { answer: constantAnswer, accuracy: constantCount / devSet.length };
 
-  // 2. Integrated Gradients with the copy objective.
+  // 2. Integrated Gradients with the copy objective, chunk by chunk (chunks a sharded run's shards made are read).
   const attribution = await time('attribution', () =>
-    model.attribute({
-      prompts: attributionSet.map((p) => ({ prompt: p.text, target: p.expected, labels: p.labels })),
-      objective: 'copy',
-      steps: config.attribution.steps,
-      rule: config.attribution.rule as never,
-      positions: config.attribution.positions as never,
-      layers: config.attribution.layers ?? undefined,
-      memoryBudgetMB: config.attribution.memoryBudgetMB,
-      onProgress: (done, total) => hooks.onProgress?.({ stage: 'attribution', done, total }),
-      signal,
+    attributeInChunks(model, toAttributionPrompts(attributionSet), attributionOptions(config), config.attribution.chunkSize, {
+      shardStores: hooks.shardStores, signal, onProgress: (done, total) => hooks.onProgress?.({ stage: 'attribution', done, total }),
     }),
   );
 

@@ -62,18 +62,29 @@ export interface EvalResult {
   ms: number;
 }
 
-export async function evaluate(model: Model, tasks: Array<string | Task>, options: EvaluateOptions = {}): Promise<EvalResult> {
+/** Every prompt of an evaluation, in order, and what the summary needs besides the records. */
+export interface EvalPlan {
+  work: Array<{ task: Task; prompt: IclPrompt; answerTokens: number }>;
+  /** The tasks loaded, in order (name and kind: what the scores are grouped by). */
+  loaded: Array<{ name: string; kind: string }>;
+  skipped: EvalResult['skipped'];
+  tasks: EvalResult['tasks'];
+  options: EvalResult['options'];
+}
+
+/** Loads the tasks and builds every prompt (seeded), without running the model. */
+export function planEvaluation(model: Model, tasks: Array<string | Task>, options: EvaluateOptions = {}): EvalPlan {
   const { shots = [0, 1, 2, 4], n = 100, seed = 0, template = HENDEL_TEMPLATE, singleToken = true, batchSize = 32 } = options;
   if (!Number.isInteger(n) || n < 1) throw new NeuropruneError('E_ARG', `n must be a positive integer, got ${n}`);
   if (shots.length === 0 || shots.some((k) => !Number.isInteger(k) || k < 0)) throw new NeuropruneError('E_ARG', `shots must be non-negative integers, got ${shots.join(',')}`);
-  const started = performance.now();
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new NeuropruneError('E_ARG', `batchSize must be a positive integer, got ${batchSize}`);
   const source = { ...options, seed, tokenizer: model.tokenizer, vocabSize: model.info.vocabSize };
   const loaded = tasks.flatMap((t) => (typeof t === 'string' ? resolveTaskNames([t]).map((name) => loadTask(name, source)) : [t]));
 
   // Every prompt first, so progress knows the total and batches can mix tasks.
   const skipped: EvalResult['skipped'] = [];
   const taskInfo: EvalResult['tasks'] = [];
-  const work: Array<{ task: Task; prompt: IclPrompt; answerTokens: number }> = [];
+  const work: EvalPlan['work'] = [];
   for (const task of loaded) {
     const pairs = singleToken ? singleTokenPairs(task.pairs, model.tokenizer) : task.pairs;
     taskInfo.push({ name: task.name, kind: task.kind, pairs: task.pairs.length, usablePairs: pairs.length, source: task.source });
@@ -84,24 +95,31 @@ export async function evaluate(model: Model, tasks: Array<string | Task>, option
     const answerTokens = singleToken ? 1 : Math.max(...pairs.map((p) => model.tokenizer.encode(p.output, { addSpecialTokens: false }).length));
     for (const k of shots) for (const prompt of buildPrompts(task, pairs, k, n, seed, template)) work.push({ task, prompt, answerTokens });
   }
+  return { work, loaded: loaded.map((t) => ({ name: t.name, kind: t.kind })), skipped, tasks: taskInfo, options: { shots, n, seed, singleToken, batchSize, template } };
+}
 
-  const records: EvalRecord[] = [];
-  for (let start = 0; start < work.length; start += batchSize) {
-    if (options.signal?.aborted) throw new NeuropruneError('E_ABORTED', `evaluation cancelled after ${start} of ${work.length} prompts`);
-    const batch = work.slice(start, start + batchSize);
-    const maxNewTokens = Math.max(...batch.map((w) => w.answerTokens));
-    const generations = await model.generate(batch.map((w) => w.prompt.text), { maxNewTokens, signal: options.signal });
-    batch.forEach((w, i) => {
-      // The answer ends where the next demonstration would begin.
-      const prediction = generations[i].text.split(template.separator)[0];
-      const verdict = scorePrediction(prediction, w.prompt.expected, w.prompt.labels, singleToken ? w.task.scoring : 'exact');
-      records.push({ task: w.task.name, shots: w.prompt.shots, prompt: w.prompt.text, expected: w.prompt.expected, labels: w.prompt.labels, prediction, ...verdict });
-    });
-    options.onProgress?.(Math.min(start + batchSize, work.length), work.length);
-  }
+/**
+ * The records of prompts [from, to) of the plan, generated as one batch: a batch is always
+ * [k * batchSize, (k + 1) * batchSize), so a prompt's prediction does not depend on who runs it.
+ */
+export async function evaluateBatch(model: Model, plan: EvalPlan, from: number, to: number, signal?: AbortSignal): Promise<EvalRecord[]> {
+  const { template, singleToken } = plan.options;
+  const batch = plan.work.slice(from, to);
+  const maxNewTokens = Math.max(...batch.map((w) => w.answerTokens));
+  const generations = await model.generate(batch.map((w) => w.prompt.text), { maxNewTokens, signal });
+  return batch.map((w, i) => {
+    // The answer ends where the next demonstration would begin.
+    const prediction = generations[i].text.split(template.separator)[0];
+    const verdict = scorePrediction(prediction, w.prompt.expected, w.prompt.labels, singleToken ? w.task.scoring : 'exact');
+    return { task: w.task.name, shots: w.prompt.shots, prompt: w.prompt.text, expected: w.prompt.expected, labels: w.prompt.labels, prediction, ...verdict };
+  });
+}
 
+/** Scores per task and shot count, and the headline mean, from every record of the plan. */
+export function summarizeEvaluation(plan: Omit<EvalPlan, 'work'>, records: EvalRecord[], keepRecords: boolean, ms: number): EvalResult {
+  const { shots } = plan.options;
   const scores: TaskScore[] = [];
-  for (const task of loaded) {
+  for (const task of plan.loaded) {
     for (const k of shots) {
       const mine = records.filter((r) => r.task === task.name && r.shots === k);
       if (mine.length === 0) continue;
@@ -117,11 +135,24 @@ export async function evaluate(model: Model, tasks: Array<string | Task>, option
     return { shots: k, accuracy: avg((x) => x.accuracy), copyErrorRate: avg((x) => x.copyErrorRate), tasks: s.length };
   });
   return {
-    scores, mean, excludedFromMean, skipped, tasks: taskInfo,
-    options: { shots, n, seed, singleToken, batchSize, template },
-    records: options.keepRecords ? records : undefined,
-    ms: performance.now() - started,
+    scores, mean, excludedFromMean, skipped: plan.skipped, tasks: plan.tasks,
+    options: plan.options,
+    records: keepRecords ? records : undefined,
+    ms,
   };
+}
+
+export async function evaluate(model: Model, tasks: Array<string | Task>, options: EvaluateOptions = {}): Promise<EvalResult> {
+  const started = performance.now();
+  const plan = planEvaluation(model, tasks, options);
+  const { work } = plan, { batchSize } = plan.options;
+  const records: EvalRecord[] = [];
+  for (let start = 0; start < work.length; start += batchSize) {
+    if (options.signal?.aborted) throw new NeuropruneError('E_ABORTED', `evaluation cancelled after ${start} of ${work.length} prompts`);
+    records.push(...(await evaluateBatch(model, plan, start, Math.min(start + batchSize, work.length), options.signal)));
+    options.onProgress?.(Math.min(start + batchSize, work.length), work.length);
+  }
+  return summarizeEvaluation(plan, records, Boolean(options.keepRecords), performance.now() - started);
 }
 
 /** A plain-text table: one row per task, accuracy / copy-error rate per shot count. */

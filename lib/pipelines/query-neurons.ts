@@ -21,7 +21,9 @@ import { NEURON_SITES, NeuronRef, NeuronSite } from '../neurons';
 import { inverseClusterAttribution, jaccard, knowledgeNeuronRanking, knowledgeNeurons, neuronAttribution, ScoredNeuron, selectQueryNeurons } from '../qrnca';
 import { Rng, subSeed } from '../tasks/random';
 import { describeValue } from '../validate';
+import { Shard, shardChunks } from '../shards';
 import { ChunkStore } from './chunk-store';
+import { ChunkRun, finishShard, firstDifference, runChunks, shardManifest } from './shard-run';
 import { DataOptions, prepareData, QueryItem, SkippedItem } from './query-neurons-data';
 import { lastActivations, PcrRow, pcrTable, predictDomains } from './query-neurons-eval';
 
@@ -58,6 +60,8 @@ export interface QueryNeuronsOptions extends DataOptions {
   unrelated?: number;
   seed?: number;
   memoryBudgetMB?: number;
+  /** The chunk folders of a sharded run's shards (merge): items not in chunkDir are taken from them. */
+  shardStores?: ChunkStore[];
   /** Folder of per-item attribution chunks; with `resume`, chunks already there are reused. The caller
    * removes it once the outputs are written. */
   chunkDir?: string;
@@ -66,7 +70,7 @@ export interface QueryNeuronsOptions extends DataOptions {
   signal?: AbortSignal;
 }
 
-export type ResolvedQueryNeuronsOptions = Required<Omit<QueryNeuronsOptions, 'onProgress' | 'signal' | 'chunkDir' | 'resume' | 'domains' | 'perDomain'>> &
+export type ResolvedQueryNeuronsOptions = Required<Omit<QueryNeuronsOptions, 'onProgress' | 'signal' | 'chunkDir' | 'resume' | 'shardStores' | 'domains' | 'perDomain'>> &
   Pick<QueryNeuronsOptions, 'domains' | 'perDomain'>;
 
 export interface QueryNeuronEntry extends NeuronRef {
@@ -155,31 +159,28 @@ export async function queryNeurons(model: Model, options: QueryNeuronsOptions): 
   const { items } = data;
   const L = o.layers.length, N = model.info.dMlp, P = (item: QueryItem) => item.prompts.length;
 
-  // 1. Attributions per item, through the chunk store.
+  // 1. Attributions per item, through the chunk store (and the chunks of a sharded run's shards).
   const started = performance.now();
-  const settings = { model: model.info.id, nParams: model.info.nParams, dtype: model.info.dtype, data: o.data, items: items.map((i) => i.id), site: o.site, steps: o.steps, rule: o.rule, layers: o.layers };
+  const settings = attributionSettings(model, o, items);
   const store = options.chunkDir ? ChunkStore.open(options.chunkDir, settings, options.resume ?? false) : undefined;
+  const shards = options.shardStores ?? [];
+  for (const s of shards) {
+    const d = firstDifference({ ...(s.settings<{ run: { settings: object } }>().run?.settings ?? {}), model: undefined }, { ...settings, model: undefined });
+    if (d !== undefined) throw new NeuropruneError('E_SHARD', `${s.dir} was made with other settings than this run's (${d} differs): merge with the model and data the shards used`);
+  }
   const scores: Float32Array[][] = [];
   let resumed = 0, attributed = 0;
   for (const [k, item] of items.entries()) {
     if (signal?.aborted) throw new NeuropruneError('E_ABORTED', 'query-neurons cancelled');
     let flat = store?.get(k);
+    if (!(flat && flat.length === P(item) * L * N) && shards.length) {
+      flat = shards[k % shards.length].get(k);
+      if (flat && store) store.put(k, flat);
+    }
     if (flat && flat.length === P(item) * L * N) {
       resumed++;
     } else {
-      const r = await model.attribute({
-        prompts: item.prompts.map((p) => ({ prompt: p.ids, target: [p.target] })),
-        objective: 'prob',
-        positions: 'last',
-        steps: o.steps,
-        rule: o.rule,
-        layers: o.layers,
-        site: o.site,
-        memoryBudgetMB: o.memoryBudgetMB,
-        signal,
-      });
-      flat = new Float32Array(P(item) * L * N);
-      r.prompts.forEach((p, j) => flat!.set(p.scores, j * L * N));
+      flat = await attributeItem(model, o, item, signal);
       store?.put(k, flat);
       attributed++;
     }
@@ -295,6 +296,54 @@ export async function queryNeurons(model: Model, options: QueryNeuronsOptions): 
     timings: { attributionMs, selectionMs, evaluationMs, attributedItems: attributed, resumedItems: resumed },
     dense: { na, final: primary.map((s) => new Map(s.map((n) => [n.flat, n.score]))) },
   };
+}
+
+/** What the attribution chunks depend on: a resumed or merged chunk must have been made with these. */
+function attributionSettings(model: Model, o: ResolvedQueryNeuronsOptions, items: QueryItem[]) {
+  return { model: model.info.id, nParams: model.info.nParams, dtype: model.info.dtype, data: o.data, items: items.map((i) => i.id), site: o.site, steps: o.steps, rule: o.rule, layers: o.layers };
+}
+
+/** Integrated Gradients of one item's prompts, one native call: [prompts, layers, dMlp] flat. */
+async function attributeItem(model: Model, o: ResolvedQueryNeuronsOptions, item: QueryItem, signal?: AbortSignal): Promise<Float32Array> {
+  const L = o.layers.length, N = model.info.dMlp;
+  const r = await model.attribute({
+    prompts: item.prompts.map((p) => ({ prompt: p.ids, target: [p.target] })),
+    objective: 'prob',
+    positions: 'last',
+    steps: o.steps,
+    rule: o.rule,
+    layers: o.layers,
+    site: o.site,
+    memoryBudgetMB: o.memoryBudgetMB,
+    signal,
+  });
+  const flat = new Float32Array(item.prompts.length * L * N);
+  r.prompts.forEach((p, j) => flat.set(p.scores, j * L * N));
+  return flat;
+}
+
+/**
+ * Shard i of N of the attribution stage: items k with k % N == i (an item is a chunk), written into
+ * `dir` (DIR/shards/<i>-of-<N>) with a shard manifest holding the options, device and dtype (what
+ * `merge` finishes the run with); the rest of the pipeline runs at merge.
+ */
+export async function queryNeuronsShard(
+  model: Model,
+  options: QueryNeuronsOptions,
+  shard: Shard,
+  dir: string,
+  run: { options: Omit<QueryNeuronsOptions, 'onProgress' | 'signal' | 'chunkDir' | 'resume' | 'shardStores'>; device: string; dtype: string },
+): Promise<{ run: ChunkRun; keys: number[]; items: number }> {
+  const o = queryNeuronsDefaults(model, options);
+  const { items } = prepareData(model, o.data, o);
+  const settings = attributionSettings(model, o, items);
+  const store = ChunkStore.open(dir, shardManifest('query-neurons', { model: model.info.id, settings, ...run }, { size: null, total: items.length }, shard), options.resume ?? false);
+  const keys = shardChunks(items.length, shard);
+  const chunks = await runChunks(store, keys, async (k) => store.put(k, await attributeItem(model, o, items[k], options.signal)), {
+    signal: options.signal, what: 'query-neurons', onProgress: (done, total) => options.onProgress?.({ stage: 'attribution', done, total }),
+  });
+  finishShard(store, shard, keys, chunks);
+  return { run: chunks, keys, items: items.length };
 }
 
 /** k distinct flat indices in [0, n), seeded. */
