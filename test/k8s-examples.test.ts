@@ -115,7 +115,10 @@ test('k8s: the pods\' commands, run here as an Indexed Job runs them, then the m
   t.is(merged.status, 0, merged.stderr);
 
   const single = path.join(work, 'single');
-  const ref = spawnSync(process.execPath, [cli, 'attribute', model, '--prompts', prompts, '--out', single], { encoding: 'utf8', timeout: 120_000 });
+  // The pods' thread count (the ConfigMap's OMP_NUM_THREADS): it changes float sums.
+  const ref = spawnSync(process.execPath, [cli, 'attribute', model, '--prompts', prompts, '--out', single], {
+    env: { ...process.env, OMP_NUM_THREADS: configMap.data.OMP_NUM_THREADS }, encoding: 'utf8', timeout: 120_000,
+  });
   t.is(ref.status, 0, ref.stderr);
   const a = await readSafetensors(path.join(single, 'attributions.safetensors'));
   const b = await readSafetensors(path.join(out, 'attributions.safetensors'));

@@ -49,11 +49,11 @@ function jobState(id: string): string {
   return /JobState=(\S+)/.exec(r.stdout ?? '')?.[1] ?? '';
 }
 
-function runCli(...args: string[]) {
-  return spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 120_000 });
+function runCli(env: Record<string, string>, ...args: string[]) {
+  return spawnSync(process.execPath, [cli, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 120_000 });
 }
 
-/** What is left to compare in summary.json: everything but the wall-clock time. */
+/** What is left to compare in summary.json: every number and setting, not the wall-clock time. */
 function comparable(summary: Record<string, unknown>): Record<string, unknown> {
   const { timing, ...rest } = summary;
   return rest;
@@ -81,9 +81,10 @@ if ('skip' in slurm) {
     // The example's 36 prompts: three chunks at the default chunk size (16), one per shard.
     const prompts = examplePrompts;
 
-    // One process, no shards: the reference.
+    // One process, no shards: the reference, with the thread count of the array's tasks
+    // (attribute.sbatch: the task's CPUs, 1 here): the thread count changes float sums.
     const single = path.join(work, 'single');
-    const ref = runCli('attribute', model, '--prompts', prompts, '--out', single);
+    const ref = runCli({ OMP_NUM_THREADS: '1' }, 'attribute', model, '--prompts', prompts, '--out', single);
     t.is(ref.status, 0, ref.stderr);
 
     // The example as it is, with only MODEL, PROMPTS and OUT set (and the checkout's build as the command).
