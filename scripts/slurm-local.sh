@@ -33,11 +33,12 @@ is_root() { [ "$(id -u)" = 0 ]; }
 pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 pid_of() { [ -f "$1" ] && cat "$1" 2>/dev/null; }
 
-# Ends one daemon by the pid in its pid file (only that pid), waiting up to 10 s, then SIGKILL.
+# Ends one daemon by the pid in its pid file (only that pid, and only when that pid is still the
+# daemon: a stale file may name a reused pid), waiting up to 10 s, then SIGKILL.
 stop_pid_file() {
   local file=$1 name=$2 pid i
   pid=$(pid_of "$file") || return 0
-  if pid_alive "$pid"; then
+  if pid_alive "$pid" && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ]; then
     say "stopping $name (pid $pid)"
     kill -TERM "$pid" 2>/dev/null
     for i in $(seq 1 50); do pid_alive "$pid" || break; sleep 0.2; done
