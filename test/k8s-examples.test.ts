@@ -56,12 +56,12 @@ test('k8s: the attribute Job is an Indexed Job whose shard count, retries and vo
   for (const c of [container, ...mergeJob.spec.template.spec.initContainers, ...mergeJob.spec.template.spec.containers]) {
     t.is(c.envFrom?.[0]?.configMapRef?.name, configMap.metadata.name, c.name);
   }
-  for (const key of ['MODEL', 'PROMPTS']) {
-    const value: string = configMap.data[key];
-    t.true(value.startsWith(IMAGE_ROOT + '/'), `${key}=${value}`);
-    t.true(fs.existsSync(path.join(root, value.slice(IMAGE_ROOT.length))), `${key}: ${value} is not in the project (the image copies it)`);
-  }
+  for (const key of ['MODEL', 'PROMPTS']) t.true(configMap.data[key].startsWith(IMAGE_ROOT + '/'), `${key}=${configMap.data[key]}`);
+  // The model is copied into the image; the prompts are made there from the shared data's task files.
+  t.true(fs.existsSync(path.join(root, configMap.data.MODEL.slice(IMAGE_ROOT.length))), `MODEL: ${configMap.data.MODEL} is not in the project (the image copies it)`);
   const dockerfile = fs.readFileSync(path.join(dir, 'Dockerfile'), 'utf8');
+  t.true(dockerfile.includes(`synth-data --kind prompts`) && dockerfile.includes(`--out ${configMap.data.PROMPTS}`), 'the Dockerfile makes PROMPTS');
+  t.regex(dockerfile, /COPY --from=shared data\/icl_task_vectors /);
   t.regex(dockerfile, new RegExp(`WORKDIR ${IMAGE_ROOT}\\b`));
   for (const d of ['models', 'examples', 'lib', 'native']) t.regex(dockerfile, new RegExp(`COPY ${d} ${d}`));
   t.regex(dockerfile, /ln -s \/opt\/neuroprune\/dist\/lib\/cli\/main\.js \/usr\/local\/bin\/neuroprune/);
@@ -79,8 +79,11 @@ test('k8s: the attribute Job is an Indexed Job whose shard count, retries and vo
 test('k8s: the pods\' commands, run here as an Indexed Job runs them, then the merge, equal one unsharded run', async (t) => {
   const model = await tinyGpt2();
   const work = tempDir('neuroprune-k8s-');
-  // The example's 36 prompts: three chunks at the default chunk size (16), one per shard.
-  const prompts = path.join(root, 'examples', 'prompts.jsonl');
+  // The image's 36 prompts, made as its Dockerfile makes them: three chunks at the default chunk
+  // size (16), one per shard.
+  const prompts = path.join(work, 'prompts.jsonl');
+  const made = spawnSync(process.execPath, [cli, 'synth-data', '--kind', 'prompts', '--tasks', 'antonyms,country_capital', '--per-task', '18', '--shots', '2', '--data-dir', path.join(root, '..', 'shared', 'data'), '--out', prompts], { encoding: 'utf8' });
+  t.is(made.status, 0, made.stderr);
   // `neuroprune` as the image has it: on the PATH.
   const bin = path.join(work, 'bin');
   fs.mkdirSync(bin);

@@ -15,7 +15,6 @@ const root = packageRoot();
 const cli = path.join(root, 'dist', 'lib', 'cli', 'main.js');
 const slurmScript = path.join(root, 'scripts', 'slurm-local.sh');
 const submitScript = path.join(root, 'examples', 'slurm', 'submit.sh');
-const examplePrompts = path.join(root, 'examples', 'prompts.jsonl');
 // The whole test (submission to merged files) must not take longer; a job still running then is
 // cancelled and the test fails with the logs.
 const JOB_TIMEOUT_MS = 120_000;
@@ -78,20 +77,14 @@ if ('skip' in slurm) {
     t.timeout(JOB_TIMEOUT_MS + 60_000);
     const model = await tinyGpt2();
     const work = tempDir('neuroprune-slurm-');
-    // The example's 36 prompts: three chunks at the default chunk size (16), one per shard.
-    const prompts = examplePrompts;
-
-    // One process, no shards: the reference, with the thread count of the array's tasks
-    // (attribute.sbatch: the task's CPUs, 1 here): the thread count changes float sums.
-    const single = path.join(work, 'single');
-    const ref = runCli({ OMP_NUM_THREADS: '1' }, 'attribute', model, '--prompts', prompts, '--out', single);
-    t.is(ref.status, 0, ref.stderr);
-
-    // The example as it is, with only MODEL, PROMPTS and OUT set (and the checkout's build as the command).
+    // The example as it is, with only MODEL and OUT set (and the checkout's build as the command): it
+    // makes its 36 prompts from ../shared/data into OUT/prompts.jsonl, three chunks at the default
+    // chunk size (16), one per shard.
     const out = path.join(work, 'sharded');
+    const prompts = path.join(out, 'prompts.jsonl');
     const submit = spawnSync('bash', [submitScript], {
       cwd: work,
-      env: { ...slurmEnv, MODEL: model, PROMPTS: prompts, OUT: out, NEUROPRUNE: `${process.execPath} ${cli}` },
+      env: { ...slurmEnv, MODEL: model, OUT: out, NEUROPRUNE: `${process.execPath} ${cli}` },
       encoding: 'utf8',
       timeout: 60_000,
     });
@@ -112,6 +105,13 @@ if ('skip' in slurm) {
       const queue = client('squeue', '-j', `${arrayJob},${mergeJob}`).stdout;
       return t.fail(`merge job ${mergeJob} ended ${state || 'unknown'} (queue:\n${queue})\n${logs(path.join(out, 'logs'))}`);
     }
+
+    t.is(fs.readFileSync(prompts, 'utf8').trim().split('\n').length, 36);
+    // One process, no shards: the reference, with the thread count of the array's tasks
+    // (attribute.sbatch: the task's CPUs, 1 here): the thread count changes float sums.
+    const single = path.join(work, 'single');
+    const ref = runCli({ OMP_NUM_THREADS: '1' }, 'attribute', model, '--prompts', prompts, '--out', single);
+    t.is(ref.status, 0, ref.stderr);
 
     // Three shards were written, each complete; the merge wrote the unsharded run's files.
     const shards = fs.readdirSync(path.join(out, 'shards')).sort();

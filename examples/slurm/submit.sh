@@ -3,7 +3,7 @@
 # --dependency=afterok:<array job id>: the merge starts once every task has succeeded, and is cancelled
 # (--kill-on-invalid-dep) when one has failed for good.
 #
-#   bash examples/slurm/submit.sh                       # the demo model on examples/prompts.jsonl
+#   bash examples/slurm/submit.sh                       # the demo model on 36 prompts made from ../shared/data
 #   MODEL=gpt2 PROMPTS=facts.jsonl OUT=/shared/run1 SHARDS=8 ARGS="--device cuda" bash examples/slurm/submit.sh
 #
 # MODEL, PROMPTS and OUT may be relative to the current folder; they are made absolute here, so the
@@ -13,18 +13,26 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
 MODEL=${MODEL:-$root/models/demo-gpt2}
-PROMPTS=${PROMPTS:-$root/examples/prompts.jsonl}
 OUT=${OUT:-$PWD/neuroprune-out}
+# Without PROMPTS: 36 two-shot prompts (antonyms, country capitals) made from Hendel et al.'s task files
+# in DATA_DIR into OUT/prompts.jsonl (three chunks at the default chunk size of 16: one per shard).
+DATA_DIR=${DATA_DIR:-$root/../shared/data}
+PROMPTS=${PROMPTS:-}
 # Tasks in the array (default: the #SBATCH --array line of attribute.sbatch, 3 tasks).
 SHARDS=${SHARDS:-}
 
 # A model argument may be a hub id or random:PRESET; only an existing path is made absolute.
 [ -e "$MODEL" ] && MODEL=$(realpath "$MODEL")
-PROMPTS=$(realpath "$PROMPTS")
 OUT=$(realpath -m "$OUT")
 mkdir -p "$OUT/logs"
 # Without an installed neuroprune the jobs run this checkout's build (dist/, from npm run build).
 if [ -z "${NEUROPRUNE:-}" ] && ! command -v neuroprune >/dev/null; then NEUROPRUNE="node $root/dist/lib/cli/main.js"; fi
+if [ -z "$PROMPTS" ]; then
+  PROMPTS=$OUT/prompts.jsonl
+  # shellcheck disable=SC2086
+  ${NEUROPRUNE:-neuroprune} synth-data --kind prompts --tasks antonyms,country_capital --per-task 18 --shots 2 --data-dir "$DATA_DIR" --out "$PROMPTS"
+fi
+PROMPTS=$(realpath "$PROMPTS")
 export MODEL PROMPTS OUT ${NEUROPRUNE:+NEUROPRUNE}
 
 array_opt=()

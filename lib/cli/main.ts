@@ -23,7 +23,8 @@ import { runRelearn } from './relearn';
 import { buildLocationConcept, conceptJsonl } from '../tasks/concept';
 import { interruptible, withModel } from './session';
 import { readCorpus } from '../training';
-import { syntheticCorpus } from '../tasks';
+import { loadTask, resolveTaskNames, syntheticCorpus } from '../tasks';
+import { attributionPrompts } from '../tasks/prompts';
 import { buildFacts, FACT_RELATIONS, factsQrneuron, factsTexts, factsTokenizerConfig, factsTokenizerJson } from '../tasks/facts';
 import { familyNames, presetNames } from '../presets';
 import { environment, versionLine } from '../environment';
@@ -403,17 +404,20 @@ export function buildProgram(): Command {
 
   program
     .command('synth-data')
-    .description('write a synthetic training corpus (JSONL {"text"} lines) for train: in-context-learning tasks (--kind icl) or facts (--kind facts), or location sentences with concept spans for relearn (--kind concept)')
+    .description('write a synthetic training corpus (JSONL {"text"} lines) for train: in-context-learning tasks (--kind icl) or facts (--kind facts), location sentences with concept spans for relearn (--kind concept), or {prompt, target} lines for attribute from real tasks (--kind prompts)')
     .requiredOption('--out <file>', 'output JSONL file')
     .addOption(new Option('--kind <kind>', 'icl: few-shot prompts of generated tasks; facts: LRE facts in many templates and multiple choice').default('icl'))
     .option('--samples <n>', 'number of samples (icl)', int('samples'), 50000)
     .option('--seed <n>', 'seed', int('seed'), 0)
     .option('--max-shots <n>', 'most examples per prompt (icl)', int('max-shots'), 6)
     .option('--copy-share <x>', "share of labels that repeat the previous line's label (icl: copy-bias label noise)", parseFloat, 0)
-    .option('--data-dir <dir>', 'facts: the shared data folder holding lre/ and icl_task_vectors/', '../shared/data')
+    .option('--data-dir <dir>', 'facts, concept, prompts: the shared data folder holding lre/ and icl_task_vectors/', '../shared/data')
     .option('--relations <list>', `facts: comma-separated relations (default ${FACT_RELATIONS.map((r) => r.name).join(',')})`, (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
     .option('--choice-per-fact <n>', 'facts: multiple-choice training prompts per fact', int('choice-per-fact'), 24)
     .option('--tokenizer-out <dir>', 'facts: where the word-level tokenizer.json goes (default: a folder "tokenizer" beside --out)')
+    .option('--tasks <list>', 'prompts: comma-separated tasks (Hendel task files under --data-dir, or generated tasks)', 'antonyms,country_capital')
+    .option('--per-task <n>', 'prompts: prompts per task', int('per-task'), 18)
+    .option('--shots <n>', 'prompts: examples per prompt', int('shots'), 2)
     .action(async (o) => {
       await interruptible(async () => {
         if (o.kind === 'concept') {
@@ -425,7 +429,20 @@ export function buildProgram(): Command {
           process.stdout.write(`wrote ${concept.length} location sentences with concept spans to ${o.out}\n`);
           return;
         }
-        if (o.kind !== 'icl' && o.kind !== 'facts') throw new NeuropruneError('E_ARG', `--kind must be icl, facts or concept, got "${o.kind}"`);
+        if (o.kind === 'prompts') {
+          // {prompt, target} lines for `attribute --prompts`: few-shot prompts of real tasks.
+          // --data-dir is the shared data folder (its icl_task_vectors/ holds the task files) or that folder itself.
+          const taskDir = fs.existsSync(path.join(o.dataDir, 'icl_task_vectors')) ? path.join(o.dataDir, 'icl_task_vectors') : o.dataDir;
+          const tasks = resolveTaskNames([o.tasks]).map((name) => loadTask(name, { dataDir: taskDir, seed: o.seed }));
+          const prompts = attributionPrompts(tasks, o.shots, o.perTask, o.seed);
+          const tmp = `${o.out}.tmp-${process.pid}`;
+          fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
+          fs.writeFileSync(tmp, prompts.map((p) => JSON.stringify(p)).join('\n') + '\n');
+          fs.renameSync(tmp, o.out);
+          process.stdout.write(`wrote ${prompts.length} prompts (${tasks.map((t) => t.name).join(', ')}, ${o.shots} shots) to ${o.out}\n`);
+          return;
+        }
+        if (o.kind !== 'icl' && o.kind !== 'facts') throw new NeuropruneError('E_ARG', `--kind must be icl, facts, concept or prompts, got "${o.kind}"`);
         let texts: string[];
         const dir = path.dirname(path.resolve(o.out));
         if (o.kind === 'facts') {

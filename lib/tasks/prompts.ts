@@ -88,3 +88,11 @@ function interleaveByAnswer(pairs: Pair[]): Pair[] {
   for (let i = 0; i < longest; i++) for (const a of answers) out.push(groups.get(a)![i % groups.get(a)!.length]);
   return out;
 }
+
+/**
+ * Prompts for `attribute --prompts` ({prompt, target} per line) from tasks: `perTask` few-shot prompts
+ * of each, `shots` examples apiece, the same for the same seed.
+ */
+export function attributionPrompts(tasks: Task[], shots: number, perTask: number, seed: number): Array<{ prompt: string; target: string }> {
+  return tasks.flatMap((task) => buildPrompts(task, task.pairs, shots, perTask, seed).map((p) => ({ prompt: p.text, target: p.expected })));
+}
