@@ -18,7 +18,9 @@ import { factsPrune, formatFactsPruneTable } from '../pipelines/facts-prune';
 import { runTaskVectors } from './task-vectors';
 import { runRelearn } from './relearn';
 import { buildLocationConcept, conceptJsonl } from '../tasks/concept';
-import { interruptible, withModel } from './session';
+import { interruptible, withModel, withPool } from './session';
+import { ModelPool, PoolAttributionResult } from '../model-pool';
+import { Model } from '../model';
 import { readCorpus } from '../training';
 import { syntheticCorpus } from '../tasks';
 import { buildFacts, FACT_RELATIONS, factsQrneuron, factsTexts, factsTokenizerConfig, factsTokenizerJson } from '../tasks/facts';
@@ -32,6 +34,9 @@ const int = (name: string) => (value: string) => {
 };
 
 const deviceOption = () => new Option('--device <device>', 'cpu, cuda or cuda:N').default('cpu');
+// Several devices (README "Several devices"): replicas (--devices) or one model split over them (--device-map).
+const devicesOption = () => new Option('--devices <list>', 'one model replica per device, prompts shared out: cuda:0,cuda:1,... (or cpu,cpu; all = every GPU)');
+const deviceMapOption = () => new Option('--device-map <map>', 'split the layers over devices: auto, balanced, auto:DEV,..., balanced:DEV,... or 0-5:cuda:0,6-11:cuda:1');
 const dtypeOption = () => new Option('--dtype <dtype>', 'weights dtype').choices(['float32', 'bfloat16', 'float16']).default('float32');
 
 function formatInfo(info: ModelInfo): string {
@@ -99,9 +104,10 @@ export function buildProgram(): Command {
     .argument('<model>', 'folder, hub id in the local HF cache, or random:PRESET')
     .addOption(deviceOption())
     .addOption(dtypeOption())
+    .addOption(deviceMapOption())
     .option('--json', 'print JSON')
     .action(async (id: string, o) => {
-      await withModel(id, { device: o.device, dtype: o.dtype }, async (model) => {
+      await withModel(id, { device: o.device, dtype: o.dtype, deviceMap: o.deviceMap }, async (model) => {
         const { config, ...info } = model.info;
         process.stdout.write(o.json ? JSON.stringify({ ...info, config }, null, 2) + '\n' : formatInfo(model.info) + '\n');
       });
@@ -118,10 +124,11 @@ export function buildProgram(): Command {
     .option('--neurons <file>', 'a neuron-set file whose activations --scale multiplies')
     .option('--scale <factor>', 'activation factor for --neurons (0 suppresses, 2 enhances)', parseFloat)
     .option('--json', 'print JSON')
+    .addOption(deviceMapOption())
     .action(async (id: string, o) => {
       if ((o.neurons === undefined) !== (o.scale === undefined)) throw new NeuropruneError('E_ARG', '--neurons and --scale go together');
       const neurons = o.neurons ? await readNeuronSet(o.neurons) : undefined;
-      await withModel(id, { device: o.device, dtype: o.dtype }, async (model, signal) => {
+      await withModel(id, { device: o.device, dtype: o.dtype, deviceMap: o.deviceMap }, async (model, signal) => {
         if (neurons) await model.scale(neurons, o.scale);
         const started = performance.now();
         const g = await model.generate(o.prompt as string, { maxNewTokens: o.maxNewTokens, signal });
@@ -147,15 +154,20 @@ export function buildProgram(): Command {
     .option('--top <n>', 'top neurons listed in summary.json', int('top'), 50)
     .addOption(deviceOption())
     .addOption(dtypeOption())
+    .addOption(devicesOption())
+    .option('--chunk-size <n>', 'with --devices: prompts per chunk of the shared queue', int('chunk-size'))
+    .addOption(deviceMapOption())
     .action(async (id: string, o) => {
       // Refuse an unusable --out before the computation, not after it.
       if (fs.existsSync(o.out) && !fs.statSync(o.out).isDirectory()) throw new NeuropruneError('E_ARG', `--out ${o.out} exists and is not a folder`);
+      if (o.devices && o.deviceMap) throw new NeuropruneError('E_ARG', '--devices (replicas) and --device-map (one split model) do not combine yet');
       const prompts = await readPromptsFile(o.prompts, o.objective);
-      await withModel(id, { device: o.device, dtype: o.dtype }, async (model, signal) => {
+      const run = async (model: Model | ModelPool, signal: AbortSignal) => {
         const bar = progressBar('attribute');
         const result = await model.attribute({
           prompts, objective: o.objective, steps: o.steps, rule: o.rule, positions: o.positions, layers: o.layers,
           method: o.method, memoryBudgetMB: o.memoryBudgetMb, signal, onProgress: bar.update,
+          ...(model instanceof ModelPool && o.chunkSize ? { chunkSize: o.chunkSize } : {}),
         }).finally(bar.stop);
         fs.mkdirSync(o.out, { recursive: true });
         await writeAttributions(path.join(o.out, 'attributions.safetensors'), result, { model: id, objective: result.options.objective });
@@ -168,11 +180,14 @@ export function buildProgram(): Command {
           rows: result.rows,
           microBatches: result.microBatches,
           timing: { ms: Math.round(result.ms) },
+          ...(model instanceof ModelPool ? { devices: { replicas: (result as PoolAttributionResult).replicas, chunkSize: (result as PoolAttributionResult).chunkSize } } : {}),
           topNeurons: topNeurons(result, o.top),
           files: { attributions: 'attributions.safetensors' },
         });
         process.stdout.write(`attributed ${result.prompts.length} prompts x ${result.layers.length} layers x ${result.dMlp} neurons in ${(result.ms / 1000).toFixed(1)} s; wrote ${o.out}\n`);
-      });
+      };
+      if (o.devices) await withPool(id, { devices: o.devices, dtype: o.dtype }, run);
+      else await withModel(id, { device: o.device, dtype: o.dtype, deviceMap: o.deviceMap }, run);
     });
 
   program
@@ -192,11 +207,12 @@ export function buildProgram(): Command {
     .option('--out <dir>', 'output folder for results.json')
     .addOption(deviceOption())
     .addOption(dtypeOption())
+    .addOption(deviceMapOption())
     .action(async (id: string, o) => {
       if ((o.neurons === undefined) !== (o.scale === undefined)) throw new NeuropruneError('E_ARG', '--neurons and --scale go together');
       const labelWords = parseLabelWords(o.labelWords);
       const neurons = o.neurons ? await readNeuronSet(o.neurons) : undefined;
-      await withModel(id, { device: o.device, dtype: o.dtype }, async (model, signal) => {
+      await withModel(id, { device: o.device, dtype: o.dtype, deviceMap: o.deviceMap }, async (model, signal) => {
         if (neurons) await model.scale(neurons, o.scale);
         const bar = progressBar('eval');
         const result = await evaluate(model, [o.tasks], {
@@ -525,6 +541,13 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // Each replica's calls occupy a libuv worker thread for their whole run; libuv's pool (4 threads,
+  // sized when first used) must outnumber the replicas or they would queue behind each other.
+  const devices = argv.indexOf('--devices');
+  if (devices >= 0 && !process.env.UV_THREADPOOL_SIZE) {
+    const list = argv[devices + 1] ?? '';
+    process.env.UV_THREADPOOL_SIZE = String(Math.max(4, (list === 'all' ? 16 : list.split(',').length) + 2));
+  }
   const program = buildProgram();
   try {
     if (argv.length === 3 && (argv[2] === '--version' || argv[2] === '-V')) {
