@@ -1,10 +1,11 @@
 /** `npm run bench -- <name> [options]`: benchmarks that print one JSON object each. */
 import { runCircuitBench } from './circuit';
+import { runDevicesBench } from './devices';
 import { runIgBench } from './ig';
 import { runQueryNeuronsBench } from './query-neurons';
 import { runRelearnBench } from './relearn';
 
-const benches: Record<string, (argv: string[]) => Promise<void>> = { circuit: runCircuitBench, ig: runIgBench, 'query-neurons': runQueryNeuronsBench, relearn: runRelearnBench };
+const benches: Record<string, (argv: string[]) => Promise<void>> = { circuit: runCircuitBench, devices: runDevicesBench, ig: runIgBench, 'query-neurons': runQueryNeuronsBench, relearn: runRelearnBench };
 
 const [name, ...rest] = process.argv.slice(2);
 const bench = benches[name ?? ''];
