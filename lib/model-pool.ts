@@ -65,6 +65,12 @@ export class ModelPool {
   static async load(source: string, options: PoolLoadOptions): Promise<ModelPool> {
     if (options === null || typeof options !== 'object') throw new NeuropruneError('E_ARG', 'ModelPool.load needs options {devices}');
     const devices = parseDevices(options.devices);
+    // Each replica's call holds one libuv worker thread (4 unless UV_THREADPOOL_SIZE says more, read
+    // when the pool first starts): with fewer threads than replicas plus one, replicas wait in turn.
+    const threads = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+    if (devices.length + 1 > threads) {
+      process.emitWarning(`${devices.length} replicas but UV_THREADPOOL_SIZE=${threads}: set UV_THREADPOOL_SIZE=${devices.length + 2} before the first asynchronous call so that they all run at once`, 'NeuropruneWarning');
+    }
     const settled = await Promise.allSettled(
       devices.map((device) => Model.load(source, { device: device as LoadOptions['device'], dtype: options.dtype, seed: options.seed })),
     );
