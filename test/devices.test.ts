@@ -108,6 +108,9 @@ test('device maps that do not fit the model or name a missing device are refused
   t.is(missing.code, 'E_DEVICE');
   t.regex(missing.message, /cuda:7/);
   t.is(await codeOf(Model.load(dir, { deviceMap: 'balanced:cpu,tpu' })), 'E_DEVICE');
+  const auto = await Model.load(dir, { deviceMap: 'auto:cpu,cpu' });  // no free-memory figures on CPU: an equal split
+  t.deepEqual(auto.info.layerDevices, ['cpu', 'cpu', 'cpu']);
+  auto.dispose();
   const split = await Model.load(dir, { deviceMap: '0:cpu,1-2:cpu' });
   try {
     // Calls not yet made to follow a split say so instead of failing on a device mismatch.
@@ -122,6 +125,8 @@ test('CLI: --device-map on info, generate and attribute; a bad map exits with it
   const info = spawnSync(process.execPath, [cli, 'info', dir, '--device-map', '0:cpu,1-2:cpu', '--json'], { encoding: 'utf8' });
   t.is(info.status, 0, info.stderr);
   t.deepEqual(JSON.parse(info.stdout).layerDevices, ['cpu', 'cpu', 'cpu']);
+  const text = spawnSync(process.execPath, [cli, 'info', dir, '--device-map', '0:cpu,1-2:cpu'], { encoding: 'utf8' });
+  t.regex(text.stdout, /layers on\s+0-2 cpu\n/);
   const gen = (map?: string) => spawnSync(process.execPath, [cli, 'generate', dir, '--prompt', 'Paris is', '--max-new-tokens', '4', '--json', ...(map ? ['--device-map', map] : [])], { encoding: 'utf8' });
   t.is(JSON.parse(gen('balanced:cpu,cpu').stdout).text, JSON.parse(gen().stdout).text);
   const bad = gen('0-1:cpu');

@@ -52,6 +52,15 @@ function formatInfo(info: ModelInfo): string {
     ['dtype', info.dtype],
     ['device', info.device],
   ];
+  // --device-map: runs of layers per device, e.g. "0-5 cuda:0, 6-11 cuda:1".
+  if (info.layerDevices) {
+    const runs: string[] = [];
+    info.layerDevices.forEach((d, l) => {
+      if (l > 0 && d === info.layerDevices![l - 1]) runs[runs.length - 1] = runs[runs.length - 1].replace(/^(\d+)(-\d+)? /, `$1-${l} `);
+      else runs.push(`${l} ${d}`);
+    });
+    rows.push(['layers on', runs.join(', ')]);
+  }
   return rows.map(([k, v]) => `${k.padEnd(22)} ${v}`).join('\n');
 }
 
