@@ -11,6 +11,11 @@ import { Command } from 'commander';
 import { AttributionPrompt, environment, Model, ModelPool, parseDevices, runtime } from '../lib';
 
 export async function runDevicesBench(argv: string[]): Promise<void> {
+  process.stdout.write(JSON.stringify(await devicesBench(argv), null, 2) + '\n');
+}
+
+/** The measurement itself, for other benches (the shards bench's --devices row) to include. */
+export async function devicesBench(argv: string[]): Promise<Record<string, unknown>> {
   const o = new Command('devices')
     .option('--model <id>', 'model', 'random:gpt2-small')
     .option('--devices <list>', 'replica devices (default: all GPUs, else cpu,cpu)')
@@ -55,7 +60,7 @@ export async function runDevicesBench(argv: string[]): Promise<void> {
     scale = Math.max(scale, Math.abs(v));
   }));
   const rate = (ms: number) => +(prompts.length / (ms / 1000)).toFixed(3);
-  process.stdout.write(JSON.stringify({
+  return {
     bench: 'devices',
     model: o.model,
     dtype: o.dtype,
@@ -71,5 +76,5 @@ export async function runDevicesBench(argv: string[]): Promise<void> {
     speedup: +(singleMs / poolMs).toFixed(3),
     maxRelDiff: diff / scale,
     environment: environment(),
-  }, null, 2) + '\n');
+  };
 }
