@@ -7,7 +7,7 @@
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { initCheckpoint, Model, ModelPool, readSafetensors } from '../lib';
 import { packageRoot } from '../lib/native';
 import { codeOf, relDiff, tempDir } from './helpers';
@@ -244,4 +244,23 @@ test('CLI: attribute --devices cpu,cpu writes what one device writes, with the r
   t.true(diff / scale < 1e-5, `mean attributions differ by ${diff / scale}`);
   const both = run(path.join(tempDir(), 'x'), '--devices', 'cpu,cpu', '--device-map', 'balanced:cpu,cpu');
   t.regex(both.stderr, /^E_ARG: --devices/);
+});
+
+test('CLI: Ctrl-C during attribute --devices cancels every replica and writes nothing', async (t) => {
+  const dir = dirs.get('gpt2')!;
+  const file = path.join(tempDir(), 'prompts.jsonl');
+  fs.writeFileSync(file, prompts.map((p) => JSON.stringify(p)).join('\n') + '\n');
+  const out = path.join(tempDir(), 'out');
+  const child = spawn(process.execPath, [cli, 'attribute', dir, '--prompts', file, '--out', out, '--devices', 'cpu,cpu', '--chunk-size', '1',
+    '--method', 'reference', '--steps', '10000', '--memory-budget-mb', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  await new Promise((r) => setTimeout(r, 3000));  // loaded and computing (the whole run takes minutes)
+  const sent = Date.now();
+  child.kill('SIGINT');
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  t.is(code, 1, stderr);
+  t.regex(stderr, /^E_ABORTED: /m);
+  t.true(Date.now() - sent < 10_000, 'settled within seconds');
+  t.false(fs.existsSync(path.join(out, 'summary.json')));
 });
