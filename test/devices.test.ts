@@ -66,6 +66,11 @@ for (const arch of ['gpt2', 'llama', 'gpt_neox', 'mamba']) {
       for (const l of [0, 1, 2]) t.deepEqual(acts[1].layers.get(l), acts[0].layers.get(l), `activations, layer ${l}`);
       const res = [await whole.residuals(text), await split.residuals(text)];
       for (const l of [0, 1, 2]) t.deepEqual(res[1].layers.get(l), res[0].layers.get(l), `residuals, layer ${l}`);
+      const patch = { layer: 1, vectors: res[0].layers.get(1)!.map((v) => v * 1.5), maxNewTokens: 4 };
+      t.deepEqual(await split.generatePatched(text, patch), await whole.generatePatched(text, patch), 'patched generation');
+      const units = [{ layer: 0, index: 3 }, { layer: 2, index: 4 }];
+      t.deepEqual(await split.unitNorms('resid', units), await whole.unitNorms('resid', units), 'residual unit norms (every layer\'s weights)');
+      t.deepEqual(await split.unitNorms('mlp', units), await whole.unitNorms('mlp', units), 'MLP unit norms');
 
       // Editing: the weights of layers 0 and 2 live on different devices of the map.
       const neurons = [{ layer: 0, index: 1 }, { layer: 2, index: 5 }, { layer: 1, index: 7 }];
