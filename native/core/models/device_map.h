@@ -30,9 +30,9 @@ struct DevicePlan {
   static DevicePlan parse(const std::string& spec);
   // The device of layer 0 (embeddings and inputs go there).
   at::Device first() const;
-  // One device per layer. layer_bytes: each layer's weights; extra_first/extra_last: what else sits
-  // on the first/last device (embeddings; final norm and head). E_ARG when explicit ranges do not
-  // cover every layer exactly once.
+  // One device per layer. layer_bytes: each layer's weights; extra_first: what else sits on the first
+  // device (embeddings), counted by auto; extra_last (final norm, head) goes to the last device
+  // whatever its size. E_ARG when explicit ranges do not cover every layer exactly once.
   std::vector<at::Device> resolve(const std::vector<int64_t>& layer_bytes, int64_t extra_first, int64_t extra_last) const;
 };
 
