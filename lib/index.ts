@@ -1,4 +1,6 @@
 export { Model } from './model';
+export { ModelPool, parseDevices } from './model-pool';
+export type { PoolLoadOptions, PoolAttributeOptions, PoolAttributionResult, ReplicaStats } from './model-pool';
 export type { Device, DType, LoadOptions, ModelInfo, ModelInput, TokenBatch, Logits, GenerateOptions, Generation, Edit, Activations, Residuals, ResidualsAll, NextTokenScores, PatchedGenerateOptions } from './model';
 export { CIRCUIT_METRICS, edgeIndex, nodeScores } from './circuit';
 export type { CircuitGraph, CircuitMetric, CircuitMetricKind, EdgeScoreOptions, EdgeScores, AblationKind, AblatedRunOptions, AblatedRun, LogitLensOptions, LogitLens } from './circuit';

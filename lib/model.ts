@@ -24,6 +24,12 @@ export interface LoadOptions {
   dtype?: DType;
   /** Seed for `random:` models. */
   seed?: number;
+  /**
+   * Split the layers over several devices (a model larger than one GPU): `balanced[:DEV,...]`,
+   * `auto[:DEV,...]` (by free memory) or `0-5:cuda:0,6-11:cuda:1`. Without a list, every visible
+   * GPU. `device` is then ignored: the embeddings go to layer 0's device.
+   */
+  deviceMap?: string;
 }
 
 export interface ModelInfo {
@@ -47,7 +53,10 @@ export interface ModelInfo {
   maxPositions: number;
   nParams: number;
   dtype: DType;
+  /** Where the embeddings (and inputs) live; with a device map, layer 0's device. */
   device: string;
+  /** With a device map: the device of each layer (the head sits on the last). */
+  layerDevices?: string[];
   /** Activation sites, TransformerLens names. */
   sites: string[];
   config: Record<string, unknown>;
@@ -163,13 +172,16 @@ export class Model {
 
   /** Loads a folder, a hub id from the local HF cache, or `random:PRESET` (e.g. random:gpt2-small). */
   static async load(pathOrId: string, options: LoadOptions = {}): Promise<Model> {
-    const { device = 'cpu', dtype = 'float32', seed = 0 } = options;
+    const { device = 'cpu', dtype = 'float32', seed = 0, deviceMap } = options;
+    if (deviceMap !== undefined && (typeof deviceMap !== 'string' || deviceMap === '')) {
+      throw new NeuropruneError('E_ARG', `deviceMap must be a non-empty string, got ${describeValue(deviceMap)}`);
+    }
     const source = resolveModel(pathOrId);
     if (source.kind === 'random') {
-      const handle = await nativeCall(() => native().randomModel(JSON.stringify(source.config), device, dtype, seed));
+      const handle = await nativeCall(() => native().randomModel(JSON.stringify(source.config), device, dtype, seed, deviceMap));
       return Model.wrap(handle, source.id, undefined, TextTokenizer.byteLevel());
     }
-    const handle = await nativeCall(() => native().loadModel(source.dir, device, dtype));
+    const handle = await nativeCall(() => native().loadModel(source.dir, device, dtype, deviceMap));
     try {
       const hasTokenizer = fs.existsSync(path.join(source.dir, 'tokenizer.json'));
       return Model.wrap(handle, source.id, source.dir, hasTokenizer ? await TextTokenizer.fromDir(source.dir) : undefined);
@@ -198,6 +210,7 @@ export class Model {
       nParams: raw.nParams,
       dtype: raw.dtype as DType,
       device: raw.device,
+      ...(raw.layerDevices ? { layerDevices: raw.layerDevices } : {}),
       sites: Array.from({ length: raw.nLayers }, (_, l) => `blocks.${l}.${raw.neuronSite}`),
       config,
     };

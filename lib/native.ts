@@ -18,6 +18,8 @@ export interface NativeModelInfo {
   nParams: number;
   dtype: string;
   device: string;
+  /** With a device map: the device of each layer. */
+  layerDevices?: string[];
   config: string;
 }
 
@@ -116,6 +118,8 @@ export interface NativeRuntime {
   torchVersion: string;
   /** A CUDA device is usable now. */
   cuda: boolean;
+  /** Visible CUDA devices (0 without CUDA). */
+  gpus: number;
   /** LibTorch was built with CUDA; cudaVersion is the toolkit it was built against. */
   cudaBuild: boolean;
   cudaVersion: string | null;
@@ -129,8 +133,8 @@ export interface NativeRuntime {
 }
 
 export interface NativeAddon {
-  loadModel(dir: string, device: string, dtype: string): Promise<NativeModel>;
-  randomModel(configJson: string, device: string, dtype: string, seed: number): Promise<NativeModel>;
+  loadModel(dir: string, device: string, dtype: string, deviceMap?: string): Promise<NativeModel>;
+  randomModel(configJson: string, device: string, dtype: string, seed: number, deviceMap?: string): Promise<NativeModel>;
   writeRandomCheckpoint(configJson: string, file: string, dtype: string, seed: number): Promise<void>;
   readSafetensors(file: string): Promise<{ metadata: Record<string, string>; tensors: Record<string, RawTensor> }>;
   writeSafetensors(

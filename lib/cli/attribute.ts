@@ -2,7 +2,9 @@
  * `neuroprune attribute`: Integrated Gradients over chunks of prompts. Unsharded, the chunks go to
  * DIR.partial as they finish (`--resume` continues after a kill) and DIR gets attributions.safetensors
  * and summary.json whole at the end; sharded (`--shard i/N` or a Slurm/Kubernetes array), the shard's
- * chunks go to DIR/shards/<i>-of-<N>/ and `neuroprune merge DIR` writes the outputs.
+ * chunks go to DIR/shards/<i>-of-<N>/ and `neuroprune merge DIR` writes the outputs. With
+ * `--devices` one replica per device takes the next chunk when free (the same chunks, so the same
+ * numbers); `--device-map` splits one model's layers over devices.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -15,7 +17,7 @@ import { finishShard, runChunks, shardLine, shardManifest } from '../pipelines/s
 import { checkChunkSize, chunkCount, isSharded, resolveShard, Shard, shardChunks, shardDir } from '../shards';
 import { publishInto, stagingDir } from '../staging';
 import { progressBar } from './progress';
-import { withModel } from './session';
+import { withModel, withPool } from './session';
 
 export interface AttributeFlags {
   prompts: string;
@@ -33,6 +35,8 @@ export interface AttributeFlags {
   resume?: boolean;
   device: string;
   dtype: DType;
+  devices?: string;
+  deviceMap?: string;
 }
 
 export async function runAttribute(id: string, o: AttributeFlags): Promise<void> {
@@ -41,12 +45,17 @@ export async function runAttribute(id: string, o: AttributeFlags): Promise<void>
   const chunkSize = checkChunkSize(o.chunkSize ?? DEFAULT_ATTRIBUTE_CHUNK);
   const out = path.resolve(o.out);
   if (fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new NeuropruneError('E_ARG', `--out ${o.out} exists and is not a folder`);
+  if (o.devices && o.deviceMap) throw new NeuropruneError('E_ARG', '--devices (replicas) and --device-map (one split model) do not combine yet');
   const prompts = await readPromptsFile(o.prompts, o.objective);
-  await withModel(id, { device: o.device as never, dtype: o.dtype }, (model, signal) => run(model, signal, id, prompts, out, shard, chunkSize, o));
+  if (o.devices) await withPool(id, { devices: o.devices, dtype: o.dtype }, (pool, signal) => run(pool.models, signal, id, prompts, out, shard, chunkSize, o));
+  else await withModel(id, { device: o.device as never, dtype: o.dtype, deviceMap: o.deviceMap }, (model, signal) => run([model], signal, id, prompts, out, shard, chunkSize, o));
 }
 
-async function run(model: Model, signal: AbortSignal, id: string, prompts: AttributionPrompt[], out: string, shard: Shard, chunkSize: number, o: AttributeFlags) {
+/** The run on one model, or on replicas (one per device) that share out the chunks. */
+async function run(models: Model[], signal: AbortSignal, id: string, prompts: AttributionPrompt[], out: string, shard: Shard, chunkSize: number, o: AttributeFlags) {
   const started = performance.now();
+  const model = models[0];
+  const taken = models.map((m) => ({ device: m.info.device, chunks: 0, prompts: 0 }));
   const spec = attributeRun(model, id, prompts, {
     objective: o.objective, steps: o.steps, rule: o.rule, positions: o.positions, layers: o.layers, method: o.method, memoryBudgetMB: o.memoryBudgetMb,
   }, o.top);
@@ -58,7 +67,11 @@ async function run(model: Model, signal: AbortSignal, id: string, prompts: Attri
   const bar = progressBar(sharded ? `attribute ${shard.index}/${shard.count}` : 'attribute');
   let chunks;
   try {
-    chunks = await runChunks(store, keys, (k) => attributeChunk(model, store, prompts, spec, k, chunkSize, signal), { signal, what: 'attribute', onProgress: bar.update });
+    chunks = await runChunks(store, keys, async (k, w) => {
+      await attributeChunk(models[w], store, prompts, spec, k, chunkSize, signal);
+      taken[w].chunks++;
+      taken[w].prompts += Math.min(chunkSize, prompts.length - k * chunkSize);
+    }, { signal, what: 'attribute', onProgress: bar.update, workers: models.length });
   } catch (error) {
     if ((error as NeuropruneError).code === 'E_ABORTED') process.stderr.write(`stopped; the chunks done so far are in ${dir} (continue with --resume)\n`);
     throw error;
@@ -73,7 +86,9 @@ async function run(model: Model, signal: AbortSignal, id: string, prompts: Attri
   const result = assembleAttribution(spec, chunkSize, () => store, prompts);
   const tmp = stagingDir(out);
   try {
-    await writeAttributeOutputs(tmp, spec, result, chunkSize, performance.now() - started);
+    // With replicas, what each took from the queue (this process's chunks; resumed ones count for none).
+    const extra = models.length > 1 ? { devices: { replicas: taken, chunkSize } } : {};
+    await writeAttributeOutputs(tmp, spec, result, chunkSize, performance.now() - started, extra);
     if (signal.aborted) throw new NeuropruneError('E_ABORTED', 'cancelled (Ctrl-C); nothing was written');
     publishInto(tmp, out);
   } catch (error) {

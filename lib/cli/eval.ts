@@ -33,6 +33,7 @@ export interface EvalFlags {
   shard?: string;
   resume?: boolean;
   device: string;
+  deviceMap?: string;
   dtype: DType;
 }
 
@@ -43,7 +44,7 @@ export async function runEval(id: string, o: EvalFlags): Promise<void> {
   if (o.resume && !isSharded(shard)) throw new NeuropruneError('E_ARG', '--resume continues a shard of a sharded eval (--shard i/N); an unsharded eval starts again');
   const neurons = o.neurons ? await readNeuronSet(o.neurons) : undefined;
   const options = { shots: o.shots, n: o.n, seed: o.seed, dataDir: o.dataDir, labelWords: o.labelWords, singleToken: !o.allAnswers, batchSize: o.batchSize };
-  await withModel(id, { device: o.device as never, dtype: o.dtype }, async (model, signal) => {
+  await withModel(id, { device: o.device as never, dtype: o.dtype, deviceMap: o.deviceMap }, async (model, signal) => {
     if (neurons) await model.scale(neurons, o.scale!);
     if (isSharded(shard)) {
       const plan = planEvaluation(model, [o.tasks], options);

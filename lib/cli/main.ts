@@ -38,6 +38,9 @@ const int = (name: string) => (value: string) => {
 const deviceOption = () => new Option('--device <device>', 'cpu, cuda or cuda:N').default('cpu');
 const shardOption = () =>
   new Option('--shard <i/N>', 'do shard i of N (0-based) into DIR/shards/<i>-of-<N>; default from SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX with NEUROPRUNE_SHARD_COUNT; 0/1 forces one unsharded run');
+// Several devices (README "Several devices"): replicas (--devices) or one model split over them (--device-map).
+const devicesOption = () => new Option('--devices <list>', 'one model replica per device, prompts shared out: cuda:0,cuda:1,... (or cpu,cpu; all = every GPU)');
+const deviceMapOption = () => new Option('--device-map <map>', 'split the layers over devices: auto, balanced, auto:DEV,..., balanced:DEV,... or 0-5:cuda:0,6-11:cuda:1');
 const dtypeOption = () => new Option('--dtype <dtype>', 'weights dtype').choices(['float32', 'bfloat16', 'float16']).default('float32');
 
 function formatInfo(info: ModelInfo): string {
@@ -53,6 +56,15 @@ function formatInfo(info: ModelInfo): string {
     ['dtype', info.dtype],
     ['device', info.device],
   ];
+  // --device-map: runs of layers per device, e.g. "0-5 cuda:0, 6-11 cuda:1".
+  if (info.layerDevices) {
+    const runs: string[] = [];
+    info.layerDevices.forEach((d, l) => {
+      if (l > 0 && d === info.layerDevices![l - 1]) runs[runs.length - 1] = runs[runs.length - 1].replace(/^(\d+)(-\d+)? /, `$1-${l} `);
+      else runs.push(`${l} ${d}`);
+    });
+    rows.push(['layers on', runs.join(', ')]);
+  }
   return rows.map(([k, v]) => `${k.padEnd(22)} ${v}`).join('\n');
 }
 
@@ -105,9 +117,10 @@ export function buildProgram(): Command {
     .argument('<model>', 'folder, hub id in the local HF cache, or random:PRESET')
     .addOption(deviceOption())
     .addOption(dtypeOption())
+    .addOption(deviceMapOption())
     .option('--json', 'print JSON')
     .action(async (id: string, o) => {
-      await withModel(id, { device: o.device, dtype: o.dtype }, async (model) => {
+      await withModel(id, { device: o.device, dtype: o.dtype, deviceMap: o.deviceMap }, async (model) => {
         const { config, ...info } = model.info;
         process.stdout.write(o.json ? JSON.stringify({ ...info, config }, null, 2) + '\n' : formatInfo(model.info) + '\n');
       });
@@ -124,10 +137,11 @@ export function buildProgram(): Command {
     .option('--neurons <file>', 'a neuron-set file whose activations --scale multiplies')
     .option('--scale <factor>', 'activation factor for --neurons (0 suppresses, 2 enhances)', parseFloat)
     .option('--json', 'print JSON')
+    .addOption(deviceMapOption())
     .action(async (id: string, o) => {
       if ((o.neurons === undefined) !== (o.scale === undefined)) throw new NeuropruneError('E_ARG', '--neurons and --scale go together');
       const neurons = o.neurons ? await readNeuronSet(o.neurons) : undefined;
-      await withModel(id, { device: o.device, dtype: o.dtype }, async (model, signal) => {
+      await withModel(id, { device: o.device, dtype: o.dtype, deviceMap: o.deviceMap }, async (model, signal) => {
         if (neurons) await model.scale(neurons, o.scale);
         const started = performance.now();
         const g = await model.generate(o.prompt as string, { maxNewTokens: o.maxNewTokens, signal });
@@ -151,11 +165,13 @@ export function buildProgram(): Command {
     .addOption(new Option('--method <method>', 'fast path or the per-layer reference').choices(['fast', 'reference']).default('fast'))
     .option('--memory-budget-mb <n>', 'memory for activations kept for the backward pass', parseFloat, 2048)
     .option('--top <n>', 'top neurons listed in summary.json', int('top'), 50)
-    .option('--chunk-size <n>', `prompts per chunk: one native call, one resumable file (${DEFAULT_ATTRIBUTE_CHUNK}); shards and unsharded runs must agree`, int('chunk-size'))
+    .option('--chunk-size <n>', `prompts per chunk: one native call, one resumable file, one item of the --devices queue (${DEFAULT_ATTRIBUTE_CHUNK}); shards and unsharded runs must agree`, int('chunk-size'))
     .addOption(shardOption())
     .option('--resume', 'continue a killed run from its chunks (DIR.partial, or DIR/shards/<i>-of-<N> for a shard)')
     .addOption(deviceOption())
     .addOption(dtypeOption())
+    .addOption(devicesOption())
+    .addOption(deviceMapOption())
     .action(async (id: string, o) => {
       await runAttribute(id, o);
     });
@@ -191,6 +207,7 @@ export function buildProgram(): Command {
     .option('--resume', 'a shard: continue from the batches already in DIR/shards/<i>-of-<N>')
     .addOption(deviceOption())
     .addOption(dtypeOption())
+    .addOption(deviceMapOption())
     .action(async (id: string, o) => {
       await runEval(id, { ...o, labelWords: parseLabelWords(o.labelWords) });
     });
@@ -524,6 +541,13 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // Each replica's calls occupy a libuv worker thread for their whole run; libuv's pool (4 threads,
+  // sized when first used) must outnumber the replicas or they would queue behind each other.
+  const devices = argv.indexOf('--devices');
+  if (devices >= 0 && !process.env.UV_THREADPOOL_SIZE) {
+    const list = argv[devices + 1] ?? '';
+    process.env.UV_THREADPOOL_SIZE = String(Math.max(4, (list === 'all' ? 16 : list.split(',').length) + 2));
+  }
   const program = buildProgram();
   try {
     if (argv.length === 3 && (argv[2] === '--version' || argv[2] === '-V')) {

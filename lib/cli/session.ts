@@ -1,6 +1,7 @@
 /** What every CLI command shares: Ctrl-C wired to an AbortSignal, and a model loaded for one command, always disposed. */
 import { NeuropruneError } from '../errors';
 import { LoadOptions, Model } from '../model';
+import { ModelPool, PoolLoadOptions } from '../model-pool';
 
 /**
  * Runs `run` with Ctrl-C (SIGINT) turned into an AbortSignal instead of killing the process, so that
@@ -29,6 +30,19 @@ export async function withModel<T>(id: string, options: LoadOptions, run: (model
       return await run(model, signal);
     } finally {
       model.dispose();
+    }
+  });
+}
+
+/** withModel for `--devices`: one replica per device; Ctrl-C cancels every replica. */
+export async function withPool<T>(id: string, options: PoolLoadOptions, run: (pool: ModelPool, signal: AbortSignal) => Promise<T>): Promise<T> {
+  return interruptible(async (signal) => {
+    const pool = await ModelPool.load(id, options);
+    try {
+      if (signal.aborted) throw new NeuropruneError('E_ABORTED', 'cancelled while loading the models');
+      return await run(pool, signal);
+    } finally {
+      pool.dispose();
     }
   });
 }

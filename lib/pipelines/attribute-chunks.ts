@@ -133,7 +133,7 @@ export async function attributeInChunks(
 }
 
 /** attributions.safetensors and summary.json, as an unsharded attribute writes them, into `dir`. */
-export async function writeAttributeOutputs(dir: string, run: AttributeRun, result: AttributionResult, chunkSize: number, ms: number): Promise<void> {
+export async function writeAttributeOutputs(dir: string, run: AttributeRun, result: AttributionResult, chunkSize: number, ms: number, extra: Record<string, unknown> = {}): Promise<void> {
   const mean = meanScores(result);
   await writeAttributions(path.join(dir, 'attributions.safetensors'), result, { model: run.model, objective: result.options.objective }, mean);
   await writeJson(path.join(dir, 'summary.json'), {
@@ -145,6 +145,7 @@ export async function writeAttributeOutputs(dir: string, run: AttributeRun, resu
     rows: result.rows,
     microBatches: result.microBatches,
     timing: { ms: Math.round(ms) },
+    ...extra,
     topNeurons: topNeurons(result, run.top, mean),
     files: { attributions: 'attributions.safetensors' },
   });

@@ -48,27 +48,36 @@ export interface ChunkRun {
 }
 
 /**
- * Runs `compute(k)` (which writes chunk k into the store) for each chunk of `keys` not yet in the
- * store, in order; cancellable between chunks.
+ * Runs `compute(k, worker)` (which writes chunk k into the store) for each chunk of `keys` not yet in
+ * the store; cancellable between chunks. With `workers` > 1 (one per model replica, `--devices`) each
+ * worker takes the next chunk when it is free; a chunk's numbers do not depend on which worker made it.
+ * After a failure no worker starts another chunk, and the first error is thrown once all have stopped.
  */
 export async function runChunks(
   store: ChunkStore,
   keys: number[],
-  compute: (k: number) => Promise<void>,
-  o: { signal?: AbortSignal; what: string; onProgress?: (done: number, total: number) => void } = { what: 'run' },
+  compute: (k: number, worker: number) => Promise<void>,
+  o: { signal?: AbortSignal; what: string; onProgress?: (done: number, total: number) => void; workers?: number } = { what: 'run' },
 ): Promise<ChunkRun> {
   const run: ChunkRun = { computed: [], resumed: [] };
   o.onProgress?.(0, keys.length);
-  for (const [i, k] of keys.entries()) {
-    if (o.signal?.aborted) throw new NeuropruneError('E_ABORTED', `${o.what} cancelled after ${i} of ${keys.length} chunks; the chunks done are kept (continue with --resume)`);
-    if (store.has(k)) {
-      run.resumed.push(k);
-    } else {
-      await compute(k);
-      run.computed.push(k);
+  let next = 0, done = 0, failed = false;
+  const work = async (worker: number) => {
+    while (next < keys.length && !failed) {
+      if (o.signal?.aborted) throw new NeuropruneError('E_ABORTED', `${o.what} cancelled after ${done} of ${keys.length} chunks; the chunks done are kept (continue with --resume)`);
+      const k = keys[next++];
+      if (store.has(k)) {
+        run.resumed.push(k);
+      } else {
+        await compute(k, worker);
+        run.computed.push(k);
+      }
+      o.onProgress?.(++done, keys.length);
     }
-    o.onProgress?.(i + 1, keys.length);
-  }
+  };
+  const settled = await Promise.allSettled(Array.from({ length: Math.max(1, o.workers ?? 1) }, (_, w) => work(w).catch((error) => ((failed = true), Promise.reject(error)))));
+  const error = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (error) throw error.reason;
   return run;
 }
 

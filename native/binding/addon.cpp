@@ -73,6 +73,12 @@ Napi::Object info_to_js(Napi::Env env, const CausalLM& model) {
   o.Set("nParams", double(i.n_params));
   o.Set("dtype", dtype_name(model.dtype()));
   o.Set("device", model.device().str());
+  // With --device-map: the device of each layer (the embeddings sit on the first, the head on the last).
+  if (model.split()) {
+    Napi::Array layers = Napi::Array::New(env, i.n_layers);
+    for (int64_t l = 0; l < i.n_layers; ++l) layers.Set(uint32_t(l), model.layer_device(l).str());
+    o.Set("layerDevices", layers);
+  }
   o.Set("config", model.config_json());
   return o;
 }
@@ -121,6 +127,14 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   std::shared_ptr<ModelState> live(Napi::Env env) {
     if (!state_) throw_coded(env, codes::kArgument, "model has been disposed");
     return state_;
+  }
+
+  // Calls not yet made to follow a --device-map split (their tensors are built on one device).
+  std::shared_ptr<ModelState> unsplit(Napi::Env env, const std::string& what) {
+    auto state = live(env);
+    if (state->model->split())
+      throw_coded(env, codes::kDevice, what + " does not run on a model split by --device-map yet; load it on one device");
+    return state;
   }
 
   Napi::Value Info(const Napi::CallbackInfo& info) { return info_to_js(info.Env(), *live(info.Env())->model); }
@@ -219,11 +233,11 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value GeneratePatched(const Napi::CallbackInfo& info) { return generate_patched(info, live(info.Env())); }
 
   // Circuits: native/binding/circuit.cpp.
-  Napi::Value CircuitGraph(const Napi::CallbackInfo& info) { return circuit_graph(info, live(info.Env())); }
-  Napi::Value EdgeScores(const Napi::CallbackInfo& info) { return edge_scores(info, live(info.Env())); }
-  Napi::Value AblatedRun(const Napi::CallbackInfo& info) { return ablated_run(info, live(info.Env())); }
-  Napi::Value LogitLens(const Napi::CallbackInfo& info) { return logit_lens(info, live(info.Env())); }
-  Napi::Value ForwardBackwardMs(const Napi::CallbackInfo& info) { return forward_backward_ms(info, live(info.Env())); }
+  Napi::Value CircuitGraph(const Napi::CallbackInfo& info) { return circuit_graph(info, unsplit(info.Env(), "the circuit graph")); }
+  Napi::Value EdgeScores(const Napi::CallbackInfo& info) { return edge_scores(info, unsplit(info.Env(), "edgeScores")); }
+  Napi::Value AblatedRun(const Napi::CallbackInfo& info) { return ablated_run(info, unsplit(info.Env(), "ablatedRun")); }
+  Napi::Value LogitLens(const Napi::CallbackInfo& info) { return logit_lens(info, unsplit(info.Env(), "logitLens")); }
+  Napi::Value ForwardBackwardMs(const Napi::CallbackInfo& info) { return forward_backward_ms(info, unsplit(info.Env(), "forwardBackwardMs")); }
 
   // attribute(ids, mask, batch, seqLen, prompts, options, onProgress?, cancel?) -> Promise<{...}>
   //   prompts: [{target: number[], distractor: number, labels: number[]}]
@@ -433,7 +447,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   // loadState: an optimizer state saveTrainingState wrote at step startStep.
   Napi::Value StartTraining(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    auto state = live(env);
+    auto state = unsplit(env, "training");
     if (info.Length() < 1 || !info[0].IsObject()) throw_coded(env, codes::kArgument, "startTraining needs an options object");
     Napi::Object o = info[0].As<Napi::Object>();
     auto num = [&](const char* key, double fallback) { return o.Has(key) && o.Get(key).IsNumber() ? o.Get(key).As<Napi::Number>().DoubleValue() : fallback; };
@@ -563,20 +577,33 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   std::shared_ptr<ModelState> state_;
 };
 
-// loadModel(dir, device, dtype) -> Promise<NativeModel>
+// The optional device map at info[i] (models/device_map.h), parsed (and its devices checked) now.
+std::shared_ptr<DevicePlan> plan_from_js(const Napi::CallbackInfo& info, size_t i, at::ScalarType dtype) {
+  if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return nullptr;
+  const std::string spec = arg_string(info, i, "deviceMap");
+  auto plan = std::make_shared<DevicePlan>(sync(info.Env(), [&] { return DevicePlan::parse(spec); }));
+  sync(info.Env(), [&] {
+    for (const auto& d : plan->devices) check_device_dtype(d, dtype);
+    for (const auto& r : plan->ranges) check_device_dtype(r.device, dtype);
+  });
+  return plan;
+}
+
+// loadModel(dir, device, dtype, deviceMap?) -> Promise<NativeModel>
 Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string dir = arg_string(info, 0, "model folder");
   const at::Device device = sync(env, [&] { return parse_device(arg_string(info, 1, "device")); });
   const at::ScalarType dtype = sync(env, [&] { return parse_dtype(arg_string(info, 2, "dtype")); });
   sync(env, [&] { check_device_dtype(device, dtype); });
+  auto plan = plan_from_js(info, 3, dtype);
   auto state = std::make_shared<ModelState>();
   return PromiseWorker::Run(
-      env, [state, dir, device, dtype] { state->model = load_causal_lm(dir, device, dtype); },
+      env, [state, dir, device, dtype, plan] { state->model = load_causal_lm(dir, device, dtype, plan.get()); },
       [state](Napi::Env env) -> Napi::Value { return NativeModel::Wrap(env, state); });
 }
 
-// randomModel(configJson, device, dtype, seed) -> Promise<NativeModel>
+// randomModel(configJson, device, dtype, seed, deviceMap?) -> Promise<NativeModel>
 Napi::Value RandomModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string config = arg_string(info, 0, "config");
@@ -584,9 +611,10 @@ Napi::Value RandomModel(const Napi::CallbackInfo& info) {
   const at::ScalarType dtype = sync(env, [&] { return parse_dtype(arg_string(info, 2, "dtype")); });
   const uint64_t seed = static_cast<uint64_t>(arg_int(info, 3, "seed"));
   sync(env, [&] { check_device_dtype(device, dtype); });
+  auto plan = plan_from_js(info, 4, dtype);
   auto state = std::make_shared<ModelState>();
   return PromiseWorker::Run(
-      env, [state, config, device, dtype, seed] { state->model = random_causal_lm(config, device, dtype, seed); },
+      env, [state, config, device, dtype, seed, plan] { state->model = random_causal_lm(config, device, dtype, seed, plan.get()); },
       [state](Napi::Env env) -> Napi::Value { return NativeModel::Wrap(env, state); });
 }
 
@@ -684,6 +712,7 @@ Napi::Value Runtime(const Napi::CallbackInfo& info) {
   const LibTorchInfo torch = libtorch_info();
   o.Set("torchVersion", torch.version);
   o.Set("cuda", torch.cuda_available);
+  o.Set("gpus", double(torch.cuda_available ? at::getNumGPUs() : 0));  // --devices all, the devices bench
   o.Set("cudaBuild", torch.cuda_build);
   o.Set("cudaVersion", torch.cuda_version.empty() ? env.Null() : Napi::String::New(env, torch.cuda_version));
   o.Set("torchLibraryDir", torch.library_dir);

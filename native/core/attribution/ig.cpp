@@ -222,12 +222,15 @@ IgResult ig_reference(const CausalLM& model, const IgRequest& r) {
         const int64_t c = std::min<int64_t>(per_batch, rows.size() - start);
         std::vector<double> alphas, weights;
         for (int64_t i = 0; i < c; ++i) alphas.push_back(rows[start + i].first), weights.push_back(rows[start + i].second);
-        const at::Tensor alpha = at::tensor(alphas, at::kDouble).to(device, post[layer].scalar_type()).view({c, 1, 1});
+        // Rows live on the layer's device (a device map may put it elsewhere than the inputs).
+        const at::Device here = post[layer].device();
+        const at::Tensor alpha = at::tensor(alphas, at::kDouble).to(here, post[layer].scalar_type()).view({c, 1, 1});
+        const at::Tensor scaled_here = scaled.to(here);
         const at::Tensor a = post[layer].expand({c, Tb, N});
         const at::Tensor leaf = (a * alpha).detach().requires_grad_(true);
         auto swap = [&](int64_t l, const at::Tensor& p) {
           check_cancelled(r, "during the forward pass");
-          return l == layer ? at::where(scaled, leaf, p) : p;
+          return l == layer ? at::where(scaled_here, leaf, p) : p;
         };
         Hooks replace;
         if (pre_site) replace.mlp_pre = [&](int64_t l, const at::Tensor& p, const at::Tensor&) { return swap(l, p); };
@@ -235,8 +238,8 @@ IgResult ig_reference(const CausalLM& model, const IgRequest& r) {
         const at::Tensor logits = model.forward(ids.expand({c, Tb}), at::ones({c, Tb}, ids.options()), nullptr, &replace);
         const at::Tensor f = objective_values(logits.narrow(1, Tb - gb.n_max, gb.n_max), std::vector<int64_t>(c, b), r, gb);
         f.sum().backward();
-        const at::Tensor w = at::tensor(weights, at::kDouble).to(device, at::kFloat).view({c, 1});
-        const at::Tensor contribution = (a.to(at::kFloat) * leaf.grad().to(at::kFloat) * scaled).sum(1);  // [c, N]
+        const at::Tensor w = at::tensor(weights, at::kDouble).to(here, at::kFloat).view({c, 1});
+        const at::Tensor contribution = (a.to(at::kFloat) * leaf.grad().to(at::kFloat) * scaled_here).sum(1);  // [c, N]
         att[b][li] += (contribution * w).sum(0).cpu();
         if (start + c == rows.size()) f_base[b][li] = f[c - 1].item<double>();
         done += c, ++batches;
@@ -349,8 +352,10 @@ IgResult fast_rows(const CausalLM& model, const IgRequest& r, const Geometry& g,
     std::vector<Leaf> leaves;
     size_t next = 0;
     for (int64_t j = batch.front().layer; j < info.n_layers; ++j) {
+      // Everything built for block j goes to its device; rows move there at the boundary.
+      const at::Device dev = model.layer_device(j);
       if (x.defined()) {
-        const at::Tensor idx = at::tensor(row_prompt, at::kLong).to(device);
+        const at::Tensor idx = at::tensor(row_prompt, at::kLong).to(dev);
         KVCache cache;  // the clean prefix (positions < p0), shared by every row of a prompt
         cache.k.resize(info.n_layers);
         cache.v.resize(info.n_layers);
@@ -362,9 +367,9 @@ IgResult fast_rows(const CausalLM& model, const IgRequest& r, const Geometry& g,
           std::vector<int64_t> prompts_here;
           for (auto& [b, rows] : rows_of) {
             prompts_here.push_back(b);
-            cache.group_rows.push_back(at::tensor(rows, at::kLong).to(device));
+            cache.group_rows.push_back(at::tensor(rows, at::kLong).to(dev));
           }
-          const at::Tensor pidx = at::tensor(prompts_here, at::kLong).to(device);
+          const at::Tensor pidx = at::tensor(prompts_here, at::kLong).to(dev);
           if (info.recurrent) {
             cache.shared_conv.resize(info.n_layers);
             cache.shared_ssm.resize(info.n_layers);
@@ -375,10 +380,10 @@ IgResult fast_rows(const CausalLM& model, const IgRequest& r, const Geometry& g,
             cache.shared_v[j] = c.cache.v[j].narrow(2, 0, g.p0).index_select(0, pidx);
           }
         }
-        cache.mask = c.mask.index_select(0, idx);
-        const at::Tensor pos = c.positions.index_select(0, idx);
+        cache.mask = c.mask.to(dev).index_select(0, idx);
+        const at::Tensor pos = c.positions.to(dev).index_select(0, idx);
         check_cancelled(r, "during the forward pass");
-        x = model.block(j, x, BlockContext{cache, pos, nullptr});
+        x = model.block(j, x.to(dev), BlockContext{cache, pos, nullptr});
         cancel_in_backward(x, r);
       }
       const size_t first = next;
@@ -387,8 +392,8 @@ IgResult fast_rows(const CausalLM& model, const IgRequest& r, const Geometry& g,
       std::vector<int64_t> prompts;
       std::vector<double> alphas;
       for (size_t i = first; i < next; ++i) prompts.push_back(batch[i].prompt), alphas.push_back(batch[i].alpha);
-      const at::Tensor bidx = at::tensor(prompts, at::kLong).to(device);
-      const Joined joined = join(j, bidx, c.scaled.index_select(0, bidx), alphas);
+      const at::Tensor bidx = at::tensor(prompts, at::kLong).to(dev);
+      const Joined joined = join(j, bidx, c.scaled.to(dev).index_select(0, bidx), alphas);
       x = x.defined() ? at::cat({x, joined.x}, 0) : joined.x;
       row_prompt.insert(row_prompt.end(), prompts.begin(), prompts.end());
       leaves.push_back({joined.leaf, joined.clean, first, next - first});
@@ -408,11 +413,12 @@ IgResult fast_rows(const CausalLM& model, const IgRequest& r, const Geometry& g,
         weights.push_back(batch[i].weight);
         if (batch[i].baseline) f_base[batch[i].prompt][batch[i].layer_index] = f_cpu[i].item<double>();
       }
-      const at::Tensor bidx = at::tensor(targets, at::kLong).to(device);
-      const at::Tensor w = at::tensor(weights, at::kDouble).to(device, at::kFloat).view({-1, 1});
-      const at::Tensor sc = c.scaled.index_select(0, bidx.div(L, "floor"));
+      const at::Device here = lf.leaf.device();  // the layer's: a device map may put it elsewhere than att
+      const at::Tensor bidx = at::tensor(targets, at::kLong).to(here);
+      const at::Tensor w = at::tensor(weights, at::kDouble).to(here, at::kFloat).view({-1, 1});
+      const at::Tensor sc = c.scaled.to(here).index_select(0, bidx.div(L, "floor"));
       const at::Tensor contribution = (lf.clean.to(at::kFloat) * lf.leaf.grad().to(at::kFloat) * sc).sum(1);  // [n, N]
-      att.index_add_(0, bidx, contribution * w);
+      att.index_add_(0, bidx.to(device), (contribution * w).to(device));
     }
     ++batches;
     poll(r, start + static_cast<int64_t>(batch.size()), total);

@@ -56,19 +56,22 @@ IgResult ig_resid_reference(const CausalLM& model, const IgRequest& r) {
         const int64_t c = std::min<int64_t>(per_batch, rows.size() - start);
         std::vector<double> alphas, weights;
         for (int64_t i = 0; i < c; ++i) alphas.push_back(rows[start + i].first), weights.push_back(rows[start + i].second);
-        const at::Tensor alpha = at::tensor(alphas, at::kDouble).to(device, resid[layer].scalar_type()).view({c, 1, 1});
+        // Rows live on the layer's device (a device map may put it elsewhere than the inputs).
+        const at::Device here = resid[layer].device();
+        const at::Tensor alpha = at::tensor(alphas, at::kDouble).to(here, resid[layer].scalar_type()).view({c, 1, 1});
+        const at::Tensor scaled_here = scaled.to(here);
         const at::Tensor a = resid[layer].expand({c, Tb, D});
         const at::Tensor leaf = (a * alpha).detach().requires_grad_(true);
         Hooks replace;
         replace.resid_post = [&](int64_t l, const at::Tensor& x) {
           check_cancelled(r, "during the forward pass");
-          return l == layer ? at::where(scaled, leaf, x) : x;
+          return l == layer ? at::where(scaled_here, leaf, x) : x;
         };
         const at::Tensor logits = model.forward(ids.expand({c, Tb}), at::ones({c, Tb}, ids.options()), nullptr, &replace);
         const at::Tensor f = objective_values(logits.narrow(1, Tb - gb.n_max, gb.n_max), std::vector<int64_t>(c, b), r, gb);
         f.sum().backward();
-        const at::Tensor w = at::tensor(weights, at::kDouble).to(device, at::kFloat).view({c, 1});
-        const at::Tensor contribution = (a.to(at::kFloat) * leaf.grad().to(at::kFloat) * scaled).sum(1);  // [c, D]
+        const at::Tensor w = at::tensor(weights, at::kDouble).to(here, at::kFloat).view({c, 1});
+        const at::Tensor contribution = (a.to(at::kFloat) * leaf.grad().to(at::kFloat) * scaled_here).sum(1);  // [c, D]
         att[b][li] += (contribution * w).sum(0).cpu();
         if (start + c == rows.size()) f_base[b][li] = f[c - 1].item<double>();
         done += c, ++batches;

@@ -39,7 +39,7 @@ void Editor::apply(Edit& edit) {
   for (auto& [layer, index] : by_layer(edit.neurons, model_.device())) {
     for (const auto& param : model_.neuron_params(layer, edit.full)) {
       const at::Tensor& w = model_.mutable_weights()[param.name];
-      const at::Tensor slices = param.offset ? index + param.offset : index;
+      const at::Tensor slices = (param.offset ? index + param.offset : index).to(w.device());  // device map: the layer's device
       edit.saved.push_back({param.name, param.dim, slices, w.index_select(param.dim, slices)});
       w.index_fill_(param.dim, slices, 0);
     }

@@ -39,7 +39,7 @@ std::vector<Slice> unit_slices(CausalLM& model, UnitKind kind, const std::vector
       per_layer[layer].push_back(index);
     }
     for (auto& [layer, idx] : per_layer) {
-      const at::Tensor index = at::tensor(idx, at::kLong).to(model.device());
+      const at::Tensor index = at::tensor(idx, at::kLong).to(model.layer_device(layer));
       for (const auto& p : model.neuron_params(layer, inputs)) out.push_back({p.name, p.dim, p.offset ? index + p.offset : index});
     }
     return out;
@@ -65,14 +65,17 @@ std::vector<double> unit_output_norms(CausalLM& model, UnitKind kind, const std:
   for (const auto& unit : units) {
     double sq = 0;
     for (const auto& s : unit_slices(model, kind, {unit}, false))
-      sq += model.mutable_weights()[s.name].index_select(s.dim, s.index).to(at::kFloat).pow(2).sum().item<double>();
+      sq += model.mutable_weights()[s.name].index_select(s.dim, s.index.to(model.mutable_weights()[s.name].device())).to(at::kFloat).pow(2).sum().item<double>();
     out.push_back(std::sqrt(sq));
   }
   return out;
 }
 
 void zero_slices(CausalLM& model, const std::vector<Slice>& slices) {
-  for (const auto& s : slices) model.mutable_weights()[s.name].index_fill_(s.dim, s.index, 0);
+  for (const auto& s : slices) {
+    const at::Tensor& w = model.mutable_weights()[s.name];
+    w.index_fill_(s.dim, s.index.to(w.device()), 0);  // residual units span every layer's device
+  }
 }
 
 }  // namespace neuroprune

@@ -84,8 +84,10 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
 at::Tensor attend(KVCache& cache, int64_t layer, const at::Tensor& q, const at::Tensor& k_new, const at::Tensor& v_new,
                   double scale, int64_t sliding_window) {
   auto [k, v] = cache_append(cache, layer, k_new, v_new);
+  // The mask and row groups are built once on the first device; a layer on another (device map) reads its copy.
+  const at::Tensor mask = cache.mask.to(q.device());
   const bool shared = layer < static_cast<int64_t>(cache.shared_k.size()) && cache.shared_k[layer].defined();
-  if (!shared) return causal_attention(q, k, v, cache.mask, scale, sliding_window);
+  if (!shared) return causal_attention(q, k, v, mask, scale, sliding_window);
   // Rows of group g share prefix keys [H, P, D]: one [H, rows*T, D] x [H, D, P] product per group
   // instead of a copy of the prefix per row. Softmax over prefix and own keys together.
   const int64_t R = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
@@ -99,16 +101,16 @@ at::Tensor attend(KVCache& cache, int64_t layer, const at::Tensor& q, const at::
     return x.view({H, rows, T, x.size(2)}).permute({1, 0, 2, 3});
   };
   for (size_t g = 0; g < cache.group_rows.size(); ++g) {
-    const at::Tensor& rows = cache.group_rows[g];
+    const at::Tensor rows = cache.group_rows[g].to(q.device());
     at::Tensor s = at::bmm(per_row(q, rows).to(at::kFloat), shared_k[g].to(at::kFloat).transpose(1, 2)) * scale;
     prefix = prefix.index_copy(0, rows, per_group(s, rows.size(0)));
   }
-  at::Tensor probs = masked_softmax(at::cat({prefix, scores_of(q, expand_kv(k, H), scale)}, -1), cache.mask, sliding_window);
+  at::Tensor probs = masked_softmax(at::cat({prefix, scores_of(q, expand_kv(k, H), scale)}, -1), mask, sliding_window);
   at::Tensor out = weighted_values(probs.narrow(-1, P, probs.size(-1) - P), expand_kv(v, H));
   const at::Tensor p_prefix = probs.narrow(-1, 0, P);
   at::Tensor from_prefix = at::zeros({R, H, T, D}, out.options());
   for (size_t g = 0; g < cache.group_rows.size(); ++g) {
-    const at::Tensor& rows = cache.group_rows[g];
+    const at::Tensor rows = cache.group_rows[g].to(q.device());
     at::Tensor o = at::bmm(per_row(p_prefix, rows).to(shared_v.scalar_type()), shared_v[g]);
     from_prefix = from_prefix.index_copy(0, rows, per_group(o, rows.size(0)));
   }
@@ -161,7 +163,8 @@ Rotary::Rotary(const RopeParameters& rope, int64_t dim, at::Device device) : dim
 
 at::Tensor Rotary::apply(const at::Tensor& x, const at::Tensor& positions) const {
   // angles [B, 1, T, dim]: position * inv_freq, repeated for both halves
-  at::Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) * inv_freq_;  // [B, T, dim/2]
+  // positions and inv_freq_ live on the first device; a layer on another (device map) reads copies.
+  at::Tensor freqs = positions.to(x.device(), at::kFloat).unsqueeze(-1) * inv_freq_.to(x.device());  // [B, T, dim/2]
   at::Tensor emb = at::cat({freqs, freqs}, -1).unsqueeze(1);
   at::Tensor cos = emb.cos().to(x.scalar_type()), sin = emb.sin().to(x.scalar_type());
   at::Tensor rot = x.narrow(-1, 0, dim_);

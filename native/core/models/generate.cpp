@@ -7,7 +7,8 @@ at::Tensor generate_greedy(const CausalLM& model, const at::Tensor& ids, const a
   const int64_t B = ids.size(0);
   KVCache cache;
   at::Tensor logits = model.forward(ids, mask, &cache, prompt_hooks, /*last_only=*/true);
-  at::Tensor done = at::zeros({B}, ids.options().dtype(at::kBool));
+  // On the logits' device: with a device map the head may sit elsewhere than the embeddings.
+  at::Tensor done = at::zeros({B}, logits.options().dtype(at::kBool));
   std::vector<at::Tensor> out;
   for (int64_t i = 0; i < max_new_tokens; ++i) {
     at::Tensor next = logits.select(1, 0).argmax(-1);  // [B]
@@ -17,7 +18,7 @@ at::Tensor generate_greedy(const CausalLM& model, const at::Tensor& ids, const a
     }
     out.push_back(next);
     if (i + 1 == max_new_tokens || (eos >= 0 && done.all().item<bool>()) || (should_stop && should_stop())) break;
-    logits = model.forward(next.unsqueeze(1), at::ones({B, 1}, mask.options()), &cache, nullptr, true);
+    logits = model.forward(next.unsqueeze(1).to(ids.device()), at::ones({B, 1}, mask.options()), &cache, nullptr, true);
   }
   if (out.empty()) return at::empty({B, 0}, ids.options());
   return at::stack(out, 1);

@@ -131,7 +131,8 @@ class GPT2 final : public CausalLM {
 
   at::Tensor head(const at::Tensor& x) const override {
     at::Tensor h = blocks::layer_norm(x, weights_["transformer.ln_f.weight"], weights_["transformer.ln_f.bias"], cfg_.eps);
-    return at::linear(h, cfg_.tied ? weights_["transformer.wte.weight"] : weights_["lm_head.weight"]);
+    const at::Tensor& W = cfg_.tied ? weights_["transformer.wte.weight"] : weights_["lm_head.weight"];
+    return at::linear(h.to(W.device()), W);  // tied and split: the embedding sits on the first device
   }
 
   std::vector<NeuronParam> neuron_params(int64_t layer, bool full) const override {

@@ -145,7 +145,8 @@ class GPTNeoX final : public CausalLM {
   at::Tensor head(const at::Tensor& x) const override {
     at::Tensor h = at::layer_norm(x, {cfg_.hidden}, weights_["gpt_neox.final_layer_norm.weight"],
                                   weights_["gpt_neox.final_layer_norm.bias"], cfg_.eps);
-    return at::linear(h, cfg_.tied ? weights_["gpt_neox.embed_in.weight"] : weights_["embed_out.weight"]);
+    const at::Tensor& W = cfg_.tied ? weights_["gpt_neox.embed_in.weight"] : weights_["embed_out.weight"];
+    return at::linear(h.to(W.device()), W);  // tied and split: the embedding sits on the first device
   }
 
   std::vector<NeuronParam> neuron_params(int64_t layer, bool full) const override {

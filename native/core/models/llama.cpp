@@ -154,7 +154,8 @@ class Llama final : public CausalLM {
 
   at::Tensor head(const at::Tensor& x) const override {
     at::Tensor h = blocks::rms_norm(x, weights_["model.norm.weight"], cfg_.eps);
-    return at::linear(h, cfg_.tied ? weights_["model.embed_tokens.weight"] : weights_["lm_head.weight"]);
+    const at::Tensor& W = cfg_.tied ? weights_["model.embed_tokens.weight"] : weights_["lm_head.weight"];
+    return at::linear(h.to(W.device()), W);  // tied and split: the embedding sits on the first device
   }
 
   std::vector<NeuronParam> neuron_params(int64_t layer, bool full) const override {

@@ -97,7 +97,7 @@ class Mamba final : public CausalLM {
     // The new tokens' mask: padded positions are zeroed before and after in_proj (an in_proj bias
     // would leak in) and after the conv, as HF's attention_mask does, so they leave the states at zero
     // and a left-padded row equals its row alone.
-    const at::Tensor keep = cache.mask.narrow(1, cache.mask.size(1) - T, T).unsqueeze(-1).to(dtype_);  // [B, T, 1]
+    const at::Tensor keep = cache.mask.narrow(1, cache.mask.size(1) - T, T).unsqueeze(-1).to(x.device(), dtype_);  // [B, T, 1]
 
     at::Tensor h = blocks::rms_norm(x.to(dtype_), w["backbone.layers." + std::to_string(l) + ".norm.weight"], cfg_.eps) * keep;
     const at::Tensor resid = cfg_.resid_fp32 ? x.to(at::kFloat) : x;
@@ -143,7 +143,8 @@ class Mamba final : public CausalLM {
 
   at::Tensor head(const at::Tensor& x) const override {
     at::Tensor h = blocks::rms_norm(x, weights_["backbone.norm_f.weight"], cfg_.eps).to(dtype_);
-    return at::linear(h, cfg_.tied ? weights_["backbone.embeddings.weight"] : weights_["lm_head.weight"]);
+    const at::Tensor& W = cfg_.tied ? weights_["backbone.embeddings.weight"] : weights_["lm_head.weight"];
+    return at::linear(h.to(W.device()), W);  // tied and split: the embedding sits on the first device
   }
 
   // Unit i of layer l: column i of out_proj; with `full` every parameter of the unit (its x and z rows
@@ -169,7 +170,7 @@ class Mamba final : public CausalLM {
     if (own[l].defined()) return own[l];
     if (l < static_cast<int64_t>(shared.size()) && shared[l].defined()) {
       at::Tensor group_of = at::zeros({shape[0]}, at::TensorOptions().dtype(at::kLong).device(shared[l].device()));
-      for (size_t g = 0; g < cache.group_rows.size(); ++g) group_of.index_fill_(0, cache.group_rows[g], int64_t(g));
+      for (size_t g = 0; g < cache.group_rows.size(); ++g) group_of.index_fill_(0, cache.group_rows[g].to(group_of.device()), int64_t(g));
       return shared[l].index_select(0, group_of);
     }
     return at::zeros(shape, options);

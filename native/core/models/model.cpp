@@ -81,7 +81,8 @@ static void check_sizes_against(const ConfigReader& config, const Checkpoint& ck
     bound(f, elements, "weights in all");
 }
 
-std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir, at::Device device, at::ScalarType dtype) {
+std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir, at::Device device, at::ScalarType dtype, const DevicePlan* plan) {
+  if (plan) device = plan->first();
   struct stat st {};
   if (::stat((dir + "/config.json").c_str(), &st) == 0) check_model_file(dir + "/config.json", model_roots(dir), codes::kConfig);
   const ConfigReader config = ConfigReader::from_file(dir + "/config.json");
@@ -91,6 +92,7 @@ std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir, at::Device devi
   check_sizes_against(config, ckpt);
   WeightSource source;
   source.checkpoint = &ckpt;
+  source.plan = plan;
   auto model = build(config, source, device, dtype);
   if (ckpt.sharded()) {
     std::map<std::string, std::string> shards;
@@ -106,7 +108,7 @@ std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir, at::Device devi
 void CausalLM::set_mlp_scale(int64_t layer, MlpSite site, const at::Tensor& all, const at::Tensor& last) {
   auto& scales = mlp_scale_[static_cast<int>(site)];
   if (scales.empty()) scales.resize(info_.n_layers);
-  auto on_device = [&](const at::Tensor& t) { return t.defined() ? t.to(device_, dtype_) : t; };
+  auto on_device = [&](const at::Tensor& t) { return t.defined() ? t.to(layer_device(layer), dtype_) : t; };
   scales.at(layer) = {on_device(all), on_device(last)};
 }
 
@@ -169,7 +171,7 @@ at::Tensor CausalLM::forward(const at::Tensor& ids, const at::Tensor& mask, KVCa
   at::Tensor x = embed(ids, pos);
   const BlockContext ctx{cache, pos, hooks};
   for (int64_t l = 0; l < info_.n_layers; ++l) {
-    x = block(l, x, ctx);
+    x = block(l, x.to(layer_device(l)), ctx);  // a no-op unless a device map put layer l elsewhere
     if (hooks && hooks->resid_post) x = hooks->resid_post(l, x);
   }
   if (last_only) x = x.narrow(1, T - 1, 1);
@@ -177,15 +179,17 @@ at::Tensor CausalLM::forward(const at::Tensor& ids, const at::Tensor& mask, KVCa
 }
 
 std::unique_ptr<CausalLM> random_causal_lm(const std::string& config_json, at::Device device, at::ScalarType dtype,
-                                           uint64_t seed) {
+                                           uint64_t seed, const DevicePlan* plan) {
   const ConfigReader config = ConfigReader::from_string(config_json, "config");
   WeightSource source;
   source.seed = seed;
-  return build(config, source, device, dtype);
+  source.plan = plan;
+  return build(config, source, plan ? plan->first() : device, dtype);
 }
 
 Weights Weights::load(const Checkpoint& ckpt, const std::vector<ParamSpec>& specs,
-                      const std::vector<std::string>& optional_prefixes, const at::Device& device, at::ScalarType dtype) {
+                      const std::vector<std::string>& optional_prefixes, const std::vector<at::Device>& devices,
+                      at::ScalarType dtype) {
   // Every tensor is found and its shape checked against the header before the first is allocated.
   std::vector<std::string> stored_names;
   for (const auto& spec : specs) {
@@ -204,13 +208,15 @@ Weights Weights::load(const Checkpoint& ckpt, const std::vector<ParamSpec>& spec
   Weights w;
   for (size_t i = 0; i < specs.size(); ++i) {
     w.index_[specs[i].name] = w.named_.size();
-    w.named_.emplace_back(specs[i].name, ckpt.load(stored_names[i], device, dtype));
+    w.named_.emplace_back(specs[i].name, ckpt.load(stored_names[i], devices[i], dtype));
   }
   return w;
 }
 
-Weights Weights::random(const std::vector<ParamSpec>& specs, const at::Device& device, at::ScalarType dtype, uint64_t seed) {
+Weights Weights::random(const std::vector<ParamSpec>& specs, const std::vector<at::Device>& devices, at::ScalarType dtype,
+                        uint64_t seed) {
   Weights w;
+  const at::Device device = devices.front();
   auto opts = at::TensorOptions().device(device).dtype(dtype);
   // CPU: a private generator. Other devices: their default generator, reseeded under its lock.
   at::Generator gen = device.is_cpu() ? at::make_generator<at::CPUGeneratorImpl>(seed)
@@ -219,19 +225,48 @@ Weights Weights::random(const std::vector<ParamSpec>& specs, const at::Device& d
     std::lock_guard<std::mutex> lock(gen.mutex());  // released before normal_, which takes it again
     gen.set_current_seed(seed);
   }
-  for (const auto& spec : specs) {
-    at::Tensor t = at::empty(spec.shape, opts);
-    t.normal_(spec.mean, spec.std, gen);
-    w.index_[spec.name] = w.named_.size();
-    w.named_.emplace_back(spec.name, t);
+  for (size_t i = 0; i < specs.size(); ++i) {
+    at::Tensor t = at::empty(specs[i].shape, opts);
+    t.normal_(specs[i].mean, specs[i].std, gen);
+    w.index_[specs[i].name] = w.named_.size();
+    w.named_.emplace_back(specs[i].name, t.to(devices[i]));
   }
   return w;
 }
 
 Weights materialize(const WeightSource& source, const std::vector<ParamSpec>& specs,
                     const std::vector<std::string>& optional_prefixes, at::Device device, at::ScalarType dtype) {
-  return source.checkpoint ? Weights::load(*source.checkpoint, specs, optional_prefixes, device, dtype)
-                           : Weights::random(specs, device, dtype, source.seed);
+  std::vector<at::Device> devices(specs.size(), device), layer_devices;
+  if (source.plan) {
+    // Per layer its weights' bytes; what comes before the first layer (embeddings) goes to the
+    // first device, what comes after the last (final norm, head) to the last device.
+    std::vector<int64_t> layer_bytes;
+    int64_t before = 0, after = 0;
+    const int64_t elem = at::elementSize(dtype);
+    for (const auto& spec : specs) {
+      int64_t bytes = elem;
+      for (int64_t d : spec.shape) bytes *= d;
+      const int64_t l = layer_of(spec.name);
+      if (l >= 0) {
+        if (l >= static_cast<int64_t>(layer_bytes.size())) layer_bytes.resize(l + 1, 0);
+        layer_bytes[l] += bytes;
+      } else {
+        (layer_bytes.empty() ? before : after) += bytes;
+      }
+    }
+    if (layer_bytes.empty()) fail(codes::kArgument, "--device-map: the model has no layers to split");
+    layer_devices = source.plan->resolve(layer_bytes, before, after);
+    bool seen_layer = false;
+    for (size_t i = 0; i < specs.size(); ++i) {
+      const int64_t l = layer_of(specs[i].name);
+      seen_layer = seen_layer || l >= 0;
+      devices[i] = l >= 0 ? layer_devices[l] : seen_layer ? layer_devices.back() : layer_devices.front();
+    }
+  }
+  Weights w = source.checkpoint ? Weights::load(*source.checkpoint, specs, optional_prefixes, devices, dtype)
+                                : Weights::random(specs, devices, dtype, source.seed);
+  w.set_layer_devices(std::move(layer_devices));
+  return w;
 }
 
 ModelInfo describe(std::string architecture, std::string model_type, int64_t n_layers, int64_t d_model, int64_t n_heads,

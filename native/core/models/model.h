@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "models/config.h"
+#include "models/device_map.h"
 
 namespace neuroprune {
 
@@ -87,22 +88,27 @@ struct ParamSpec {
   double std = 0.02;
 };
 
-// Named parameters on one device in one dtype.
+// Named parameters in one dtype, on one device or (--device-map) each layer's on its own device.
 class Weights {
  public:
-  // Loads every spec from the checkpoint, checking presence and shape. A stored name may lack one of
-  // `optional_prefixes` (e.g. "transformer." in the original GPT-2 files).
+  // Loads every spec from the checkpoint, checking presence and shape, spec i onto devices[i]. A
+  // stored name may lack one of `optional_prefixes` (e.g. "transformer." in the original GPT-2 files).
   static Weights load(const Checkpoint& ckpt, const std::vector<ParamSpec>& specs,
-                      const std::vector<std::string>& optional_prefixes, const at::Device& device, at::ScalarType dtype);
-  // Draws every spec on the device, reproducibly for a seed.
-  static Weights random(const std::vector<ParamSpec>& specs, const at::Device& device, at::ScalarType dtype, uint64_t seed);
+                      const std::vector<std::string>& optional_prefixes, const std::vector<at::Device>& devices, at::ScalarType dtype);
+  // Draws every spec, reproducibly for a seed: all on devices[0]'s generator (a split model draws the
+  // same numbers as an unsplit one), then spec i moves to devices[i].
+  static Weights random(const std::vector<ParamSpec>& specs, const std::vector<at::Device>& devices, at::ScalarType dtype, uint64_t seed);
 
   const at::Tensor& operator[](const std::string& name) const;
   const std::vector<std::pair<std::string, at::Tensor>>& named() const { return named_; }
+  // The device of each layer when the weights were split by a device map; empty otherwise.
+  const std::vector<at::Device>& layer_devices() const { return layer_devices_; }
+  void set_layer_devices(std::vector<at::Device> devices) { layer_devices_ = std::move(devices); }
 
  private:
   std::vector<std::pair<std::string, at::Tensor>> named_;
   std::map<std::string, size_t> index_;
+  std::vector<at::Device> layer_devices_;
 };
 
 // A parameter that holds part of each MLP neuron: slice `index + offset` along `dim` belongs to
@@ -136,8 +142,13 @@ class CausalLM {
   const std::map<std::string, std::string>& source_shards() const { return source_shards_; }
   void set_source_shards(std::map<std::string, std::string> shards) { source_shards_ = std::move(shards); }
   const std::string& config_json() const { return config_json_; }
+  // The device of the embeddings, where inputs go (with a device map: layer 0's).
   at::Device device() const { return device_; }
   at::ScalarType dtype() const { return dtype_; }
+  // Where layer l's weights live: device() unless a device map split the layers. Activations move to
+  // it at block boundaries; everything built for layer l (caches, masks, index tensors) lives there.
+  at::Device layer_device(int64_t layer) const { return layer_devices_.empty() ? device_ : layer_devices_[layer]; }
+  bool split() const { return !layer_devices_.empty(); }
 
   // ids [B, T] (int64) are the new tokens, mask [B, T] marks real tokens (0 = left padding).
   // The cache, when given, holds earlier tokens and is extended. Returns logits [B, T, vocab], or
@@ -184,12 +195,14 @@ class CausalLM {
   at::Tensor mlp_from_pre(int64_t layer, at::Tensor pre, const at::Tensor& gate) const;
 
   CausalLM(ModelInfo info, Weights weights, std::string config_json, at::Device device, at::ScalarType dtype)
-      : info_(std::move(info)), weights_(std::move(weights)), config_json_(std::move(config_json)), device_(device), dtype_(dtype) {}
+      : info_(std::move(info)), weights_(std::move(weights)), config_json_(std::move(config_json)), device_(device), dtype_(dtype),
+        layer_devices_(weights_.layer_devices()) {}
   ModelInfo info_;
   Weights weights_;
   std::string config_json_;
   at::Device device_;
   at::ScalarType dtype_;
+  std::vector<at::Device> layer_devices_;  // empty: every layer on device_
   struct SiteScale {
     at::Tensor all, last;
   };
@@ -201,9 +214,11 @@ class CausalLM {
 struct WeightSource {
   const Checkpoint* checkpoint = nullptr;
   uint64_t seed = 0;
+  const DevicePlan* plan = nullptr;  // --device-map: each layer's weights on its device
 };
 
-// The weights a model is built from: loaded from the checkpoint, or drawn for the seed.
+// The weights a model is built from: loaded from the checkpoint, or drawn for the seed; on `device`,
+// or with source.plan each layer's on its device (embeddings on the first, the rest after the layers on the last).
 Weights materialize(const WeightSource& source, const std::vector<ParamSpec>& specs,
                     const std::vector<std::string>& optional_prefixes, at::Device device, at::ScalarType dtype);
 
@@ -214,10 +229,13 @@ ModelInfo describe(std::string architecture, std::string model_type, int64_t n_l
 // One entry per architecture: builds the model from config.json and a weight source.
 using ModelFactory = std::function<std::unique_ptr<CausalLM>(const ConfigReader&, const WeightSource&, at::Device, at::ScalarType)>;
 
-// Loads the checkpoint folder `dir` (config.json + safetensors).
-std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir, at::Device device, at::ScalarType dtype);
-// Builds a randomly initialised model from config.json text, straight on the device.
-std::unique_ptr<CausalLM> random_causal_lm(const std::string& config_json, at::Device device, at::ScalarType dtype, uint64_t seed);
+// Loads the checkpoint folder `dir` (config.json + safetensors); with a plan, split over its devices
+// (`device` is then ignored: the embeddings go to the plan's first).
+std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir, at::Device device, at::ScalarType dtype,
+                                         const DevicePlan* plan = nullptr);
+// Builds a randomly initialised model from config.json text, straight on the device (or the plan's).
+std::unique_ptr<CausalLM> random_causal_lm(const std::string& config_json, at::Device device, at::ScalarType dtype, uint64_t seed,
+                                           const DevicePlan* plan = nullptr);
 // The model_type values this build knows.
 std::vector<std::string> known_model_types();
 

@@ -56,7 +56,7 @@ Hooks patch_last_position(const CausalLM& model, int64_t layer, at::Tensor vecto
     fail(codes::kShape, "patch vectors must be [batch, d_model = " + std::to_string(d) + "], got " +
                             std::to_string(vectors.dim()) + " dimensions" +
                             (vectors.dim() == 2 ? " of width " + std::to_string(vectors.size(1)) : std::string()));
-  vectors = vectors.to(model.device(), model.dtype());
+  vectors = vectors.to(model.layer_device(layer), model.dtype());
   Hooks hooks;
   hooks.resid_post = [layer, vectors](int64_t l, const at::Tensor& x) {
     if (l != layer) return x;
