@@ -6,7 +6,8 @@
  *    on a small random GPT-2 as one process, and as N shard processes run at once (each with
  *    max(1, cores / N) LibTorch threads, the one process with all cores), plus the merge of those
  *    shards; the merged file is checked to equal the one process's byte for byte.
- * 2. The merge of 1000 prompts' attributions (synthetic shard folders of GPT-2 small's size by
+ * 2. With GPUs, `--devices` on every GPU lent (the devices bench's arms, bfloat16).
+ * 3. The merge of 1000 prompts' attributions (synthetic shard folders of GPT-2 small's size by
  *    default: 12 layers x 3072 neurons), the goal being under a second.
  * Prints one JSON object. On a machine with few cores N shards cannot beat one process that already
  * uses every core: the numbers say so rather than hide it.
@@ -16,7 +17,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { environment, initCheckpoint, mergeShards, readSafetensors } from '../lib';
+import { environment, initCheckpoint, mergeShards, readSafetensors, runtime } from '../lib';
+import { devicesBench } from './devices';
 import { packageRoot } from '../lib/native';
 import { AttributeRun } from '../lib/pipelines/attribute-chunks';
 import { ChunkStore } from '../lib/pipelines/chunk-store';
@@ -116,6 +118,10 @@ export async function runShardsBench(argv: string[]): Promise<void> {
       mergeRuns.push(performance.now() - t0);
     }
     const bytes = fs.statSync(path.join(synthetic, 'attributions.safetensors')).size;
+    // --devices on every GPU lent (one process, a replica per GPU); on a CPU machine `npm run bench --
+    // devices` times cpu,cpu replicas, which share the same cores.
+    const gpus = runtime().gpus;
+    const devices = gpus > 0 ? await devicesBench(['--devices', 'all', '--dtype', 'bfloat16']) : { skipped: 'no GPU here: this row times --devices on every GPU lent (npm run bench -- devices times cpu,cpu)' };
     const round = (x: number) => Math.round(x * 100) / 100;
     process.stdout.write(JSON.stringify({
       bench: 'shards',
@@ -129,6 +135,7 @@ export async function runShardsBench(argv: string[]): Promise<void> {
         promptsPerSecond: round(o.prompts / (shardedMs / 1000)), speedup: round(oneMs / shardedMs),
         mergeMs: Math.round(merge.ms), mergedEqualsOneProcess: equal, maxRelDiff: relDiff,
       },
+      devices,
       merge1000: {
         prompts: o.mergePrompts, layers: o.mergeLayers, dMlp: o.mergeDmlp, shards: o.shards, fileMB: round(bytes / 2 ** 20),
         ms: mergeRuns.map(Math.round), medianMs: Math.round([...mergeRuns].sort((a, b) => a - b)[1]), underOneSecond: [...mergeRuns].sort((a, b) => a - b)[1] < 1000,
