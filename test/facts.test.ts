@@ -162,7 +162,7 @@ dataTest('synth-data --kind facts writes the corpus, the tokenizer and the evalu
   t.deepEqual(qa, factsQrneuron(buildFacts({ dataDir: DATA, relations: ['country_capital_city', 'country_language'] })));
   const badKind = run('synth-data', '--kind', 'poems', '--out', path.join(dir, 'x.jsonl'));
   t.is(badKind.status, 1);
-  t.regex(badKind.stderr, /^E_ARG: --kind must be icl, facts or concept/);
+  t.regex(badKind.stderr, /^E_ARG: --kind must be icl, facts, concept or prompts/);
   const badDir = run('synth-data', '--kind', 'facts', '--out', path.join(dir, 'y.jsonl'), '--data-dir', path.join(dir, 'nowhere'));
   t.is(badDir.status, 1);
   t.regex(badDir.stderr, /^E_TASK_FILE: --data-dir .* is not a folder/);
