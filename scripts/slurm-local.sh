@@ -10,7 +10,7 @@
 #   bash scripts/slurm-local.sh status    exit 0 when this script's Slurm answers
 #
 # Everything lives in $NEUROPRUNE_SLURM_DIR (default /tmp/neuroprune-slurm): slurm.conf, state, spool,
-# logs and pid files. Ports: $NEUROPRUNE_SLURM_PORT (slurmctld, default 6817) and the next one
+# logs and pid files; `stop` removes it (NEUROPRUNE_SLURM_KEEP=1 keeps it, logs included). Ports: $NEUROPRUNE_SLURM_PORT (slurmctld, default 6817) and the next one
 # (slurmd). NEUROPRUNE_SLURM_INSTALL=0 never installs packages (the test sets it: CI installs them).
 # Exit codes: 0 started (or was already running), 77 Slurm cannot start here (the reason is printed
 # on stderr, with the end of the daemon's log), 1 a usage error.
@@ -201,7 +201,8 @@ start() {
 
 case "${1:-start}" in
   start) start ;;
-  stop) stop ;;
+  # The daemons gone, so goes their folder (config, state, logs), unless asked to keep the logs.
+  stop) stop; [ "${NEUROPRUNE_SLURM_KEEP:-0}" = 1 ] || rm -rf "$DIR" ;;
   status) answers ;;
   *) echo "usage: $0 [start|stop|status]" >&2; exit 1 ;;
 esac

@@ -7,10 +7,19 @@ import { NeuropruneError } from '../lib/errors';
 import type { AttributionResult } from '../lib/attribution';
 
 const created: string[] = [];
-// Every test file runs in its own process: what it made under the temporary folder goes when it exits.
-process.on('exit', () => {
-  for (const dir of created) fs.rmSync(dir, { recursive: true, force: true });
-});
+const removeCreated = () => {
+  for (const dir of created.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+};
+// Every test file runs in its own process: what it made under the temporary folder goes when it exits,
+// and when it is stopped by SIGINT or SIGTERM (Ctrl-C, a timeout), which skip 'exit': remove, then
+// die of the same signal.
+process.on('exit', removeCreated);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    removeCreated();
+    process.kill(process.pid, signal);
+  });
+}
 
 /** A new folder under the OS temporary folder, removed when the test process exits. */
 export function tempDir(prefix = 'neuroprune-test-'): string {
