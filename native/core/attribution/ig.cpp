@@ -185,69 +185,20 @@ std::vector<std::pair<double, double>> ig_rule_points(IgRule rule, int64_t m) {
 
 IgResult ig_reference(const CausalLM& model, const IgRequest& r) {
   check(model, r);
-  const Geometry g = geometry(r);
-  const ModelInfo& info = model.info();
-  const auto device = model.device();
-  const int64_t B = r.ids.size(0), L = static_cast<int64_t>(r.layers.size()), N = info.d_mlp;
-  const auto points = ig_rule_points(r.rule, r.steps);
-  at::Tensor att = at::zeros({B, L, N}, at::kFloat), f_full = at::zeros({B, L}, at::kFloat), f_base = at::zeros({B, L}, at::kFloat);
-  const std::vector<Row> all_rows = make_rows(r, B);
-  const int64_t total = static_cast<int64_t>(all_rows.size());
-  int64_t done = 0, batches = 0;
-
-  for (int64_t b = 0; b < B; ++b) {
-    // This prompt alone, without padding.
-    const int64_t first = g.first_real[b], Tb = g.T - first;
-    const at::Tensor ids = r.ids[b].narrow(0, first, Tb).unsqueeze(0).to(device);
-    const at::Tensor scaled = g.scaled[b].narrow(0, first, Tb).to(device).view({1, Tb, 1});
-    Geometry gb = g;
-    gb.n_max = g.n_target[b];
-    std::vector<at::Tensor> post(info.n_layers);  // the site's activations
-    const bool pre_site = r.site == MlpSite::Pre;
-    {
-      at::NoGradGuard no_grad;
-      Hooks capture;
-      if (pre_site) capture.mlp_pre = [&](int64_t l, const at::Tensor& p, const at::Tensor&) { return post[l] = p; };
-      else capture.mlp_post = [&](int64_t l, const at::Tensor& p) { return post[l] = p; };
-      const at::Tensor logits = model.forward(ids, at::ones_like(ids), nullptr, &capture);
-      const double fa = objective_values(logits.narrow(1, Tb - gb.n_max, gb.n_max), {b}, r, gb)[0].item<double>();
-      f_full[b].fill_(fa);
-    }
-    const int64_t per_batch = rows_per_batch(info, r, info.n_layers, Tb, Tb);
-    for (int64_t li = 0; li < L; ++li) {
-      const int64_t layer = r.layers[li];
-      std::vector<std::pair<double, double>> rows = points;
-      rows.push_back({0.0, 0.0});  // baseline row: F(0)
-      for (size_t start = 0; start < rows.size(); start += per_batch) {
-        const int64_t c = std::min<int64_t>(per_batch, rows.size() - start);
-        std::vector<double> alphas, weights;
-        for (int64_t i = 0; i < c; ++i) alphas.push_back(rows[start + i].first), weights.push_back(rows[start + i].second);
-        // Rows live on the layer's device (a device map may put it elsewhere than the inputs).
-        const at::Device here = post[layer].device();
-        const at::Tensor alpha = at::tensor(alphas, at::kDouble).to(here, post[layer].scalar_type()).view({c, 1, 1});
-        const at::Tensor scaled_here = scaled.to(here);
-        const at::Tensor a = post[layer].expand({c, Tb, N});
-        const at::Tensor leaf = (a * alpha).detach().requires_grad_(true);
-        auto swap = [&](int64_t l, const at::Tensor& p) {
-          check_cancelled(r, "during the forward pass");
-          return l == layer ? at::where(scaled_here, leaf, p) : p;
-        };
-        Hooks replace;
-        if (pre_site) replace.mlp_pre = [&](int64_t l, const at::Tensor& p, const at::Tensor&) { return swap(l, p); };
-        else replace.mlp_post = swap;
-        const at::Tensor logits = model.forward(ids.expand({c, Tb}), at::ones({c, Tb}, ids.options()), nullptr, &replace);
-        const at::Tensor f = objective_values(logits.narrow(1, Tb - gb.n_max, gb.n_max), std::vector<int64_t>(c, b), r, gb);
-        f.sum().backward();
-        const at::Tensor w = at::tensor(weights, at::kDouble).to(here, at::kFloat).view({c, 1});
-        const at::Tensor contribution = (a.to(at::kFloat) * leaf.grad().to(at::kFloat) * scaled_here).sum(1);  // [c, N]
-        att[b][li] += (contribution * w).sum(0).cpu();
-        if (start + c == rows.size()) f_base[b][li] = f[c - 1].item<double>();
-        done += c, ++batches;
-        poll(r, done, total);
-      }
-    }
-  }
-  return {att, f_full, f_base, total, batches};
+  const bool pre_site = r.site == MlpSite::Pre;
+  auto capture = [pre_site](std::vector<at::Tensor>& site) {
+    Hooks h;
+    if (pre_site) h.mlp_pre = [&site](int64_t l, const at::Tensor& p, const at::Tensor&) { return site[l] = p; };
+    else h.mlp_post = [&site](int64_t l, const at::Tensor& p) { return site[l] = p; };
+    return h;
+  };
+  auto replace = [pre_site](const SwapFn& swap) {
+    Hooks h;
+    if (pre_site) h.mlp_pre = [swap](int64_t l, const at::Tensor& p, const at::Tensor&) { return swap(l, p); };
+    else h.mlp_post = swap;
+    return h;
+  };
+  return reference_rows(model, r, model.info().d_mlp, capture, replace);
 }
 
 IgResult ig_fast(const CausalLM& model, const IgRequest& r) {
@@ -324,6 +275,68 @@ CleanRun clean_run(const CausalLM& model, const IgRequest& r, const Geometry& g,
   c.scaled = g.scaled.narrow(1, g.p0, S).to(device).unsqueeze(-1);  // [B, S, 1]
   return c;
 }
+
+IgResult reference_rows(const CausalLM& model, const IgRequest& r, int64_t N, const CaptureFn& capture_site, const ReplaceFn& replace_site) {
+  const Geometry g = geometry(r);
+  const ModelInfo& info = model.info();
+  const auto device = model.device();
+  const int64_t B = r.ids.size(0), L = static_cast<int64_t>(r.layers.size());
+  const auto points = ig_rule_points(r.rule, r.steps);
+  at::Tensor att = at::zeros({B, L, N}, at::kFloat), f_full = at::zeros({B, L}, at::kFloat), f_base = at::zeros({B, L}, at::kFloat);
+  const std::vector<Row> all_rows = make_rows(r, B);
+  const int64_t total = static_cast<int64_t>(all_rows.size());
+  int64_t done = 0, batches = 0;
+
+  for (int64_t b = 0; b < B; ++b) {
+    // This prompt alone, without padding.
+    const int64_t first = g.first_real[b], Tb = g.T - first;
+    const at::Tensor ids = r.ids[b].narrow(0, first, Tb).unsqueeze(0).to(device);
+    const at::Tensor scaled = g.scaled[b].narrow(0, first, Tb).to(device).view({1, Tb, 1});
+    Geometry gb = g;
+    gb.n_max = g.n_target[b];
+    std::vector<at::Tensor> post(info.n_layers);  // the site's values
+    {
+      at::NoGradGuard no_grad;
+      const Hooks capture = capture_site(post);
+      const at::Tensor logits = model.forward(ids, at::ones_like(ids), nullptr, &capture);
+      const double fa = objective_values(logits.narrow(1, Tb - gb.n_max, gb.n_max), {b}, r, gb)[0].item<double>();
+      f_full[b].fill_(fa);
+    }
+    const int64_t per_batch = rows_per_batch(info, r, info.n_layers, Tb, Tb);
+    for (int64_t li = 0; li < L; ++li) {
+      const int64_t layer = r.layers[li];
+      std::vector<std::pair<double, double>> rows = points;
+      rows.push_back({0.0, 0.0});  // baseline row: F(0)
+      for (size_t start = 0; start < rows.size(); start += per_batch) {
+        const int64_t c = std::min<int64_t>(per_batch, rows.size() - start);
+        std::vector<double> alphas, weights;
+        for (int64_t i = 0; i < c; ++i) alphas.push_back(rows[start + i].first), weights.push_back(rows[start + i].second);
+        // Rows live on the layer's device (a device map may put it elsewhere than the inputs).
+        const at::Device here = post[layer].device();
+        const at::Tensor alpha = at::tensor(alphas, at::kDouble).to(here, post[layer].scalar_type()).view({c, 1, 1});
+        const at::Tensor scaled_here = scaled.to(here);
+        const at::Tensor a = post[layer].expand({c, Tb, N});
+        const at::Tensor leaf = (a * alpha).detach().requires_grad_(true);
+        const SwapFn swap = [&](int64_t l, const at::Tensor& p) {
+          check_cancelled(r, "during the forward pass");
+          return l == layer ? at::where(scaled_here, leaf, p) : p;
+        };
+        const Hooks replace = replace_site(swap);
+        const at::Tensor logits = model.forward(ids.expand({c, Tb}), at::ones({c, Tb}, ids.options()), nullptr, &replace);
+        const at::Tensor f = objective_values(logits.narrow(1, Tb - gb.n_max, gb.n_max), std::vector<int64_t>(c, b), r, gb);
+        f.sum().backward();
+        const at::Tensor w = at::tensor(weights, at::kDouble).to(here, at::kFloat).view({c, 1});
+        const at::Tensor contribution = (a.to(at::kFloat) * leaf.grad().to(at::kFloat) * scaled_here).sum(1);  // [c, N]
+        att[b][li] += (contribution * w).sum(0).cpu();
+        if (start + c == rows.size()) f_base[b][li] = f[c - 1].item<double>();
+        done += c, ++batches;
+        poll(r, done, total);
+      }
+    }
+  }
+  return {att, f_full, f_base, total, batches};
+}
+
 
 IgResult fast_rows(const CausalLM& model, const IgRequest& r, const Geometry& g, const CleanRun& c, int64_t N, const JoinFn& join) {
   const ModelInfo& info = model.info();

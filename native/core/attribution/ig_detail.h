@@ -40,6 +40,15 @@ void check_cancelled(const IgRequest& r, const char* where);
 // Cancellation during the backward pass, when the gradient reaches x.
 void cancel_in_backward(const at::Tensor& x, const IgRequest& r);
 
+// The reference path, for any site: per prompt, one clean run whose hooks (capture_site(values))
+// record the site's value per layer, then per layer the whole model rerun with rows of alpha * a
+// at the scaled positions swapped in by replace_site(swap), steps batched; one backward per batch.
+// swap(l, x) returns x, or at layer l the scaled rows. Attributions [B, layers, N].
+using SwapFn = std::function<at::Tensor(int64_t layer, const at::Tensor& x)>;
+using CaptureFn = std::function<Hooks(std::vector<at::Tensor>& values)>;
+using ReplaceFn = std::function<Hooks(const SwapFn& swap)>;
+IgResult reference_rows(const CausalLM& model, const IgRequest& r, int64_t N, const CaptureFn& capture_site, const ReplaceFn& replace_site);
+
 // The fast path's clean run, step (a): one forward of every prompt (recurrent models: the prefix
 // before p0, then the suffix) with `capture` reading what the rows start from; keys/values or the
 // recurrent states after the prefix, F(a), and the suffix's positions and scaled mask.
