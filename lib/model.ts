@@ -418,32 +418,8 @@ export class Model {
     });
     const tokens = this.encode(rows);
     const started = performance.now();
-    const { onProgress } = options;
-    // An exception in onProgress stops the run and is what attribute rejects with (it was swallowed).
-    const stop = new AbortController();
-    const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
-    let progressError: unknown;
-    let reported = 0, finished = false;
-    const progress = onProgress && ((done: number, total: number) => {
-      if (progressError !== undefined || finished) return;
-      try {
-        onProgress((reported = done), total);
-      } catch (error) {
-        progressError = error;
-        stop.abort();
-      }
-    });
-    let raw;
-    try {
-      raw = await this.run(
-        () => withAbortFlag(signal, (flag) => this.handle.attribute(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, specs, { ...resolved, site }, progress, flag)),
-        signal,
-      );
-    } catch (error) {
-      throw progressError ?? error;
-    }
-    if (progressError !== undefined) throw progressError;
-    if (onProgress && reported < raw.rows) onProgress(raw.rows, raw.rows);
+    const raw = await this.runReporting(options, (progress, flag) =>
+      this.handle.attribute(tokens.ids, tokens.mask, tokens.batch, tokens.seqLen, specs, { ...resolved, site }, progress, flag), (r) => r.rows);
     const L = resolved.layers.length, N = resid ? this.info.dModel : this.info.dMlp;
     return {
       layers: resolved.layers,
@@ -459,6 +435,44 @@ export class Model {
       microBatches: raw.microBatches,
       ms: performance.now() - started,
     };
+  }
+
+  /**
+   * A long native call with progress: an exception in onProgress stops the run and is what the call
+   * rejects with; reports arriving after it resolved are dropped, and a last one says done (`total`
+   * of the result) if the native side's final report was still queued.
+   */
+  private async runReporting<R>(
+    options: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void },
+    call: (progress: ((done: number, total: number) => void) | undefined, flag: Int32Array | undefined) => Promise<R>,
+    total: (raw: R) => number,
+  ): Promise<R> {
+    const { onProgress } = options;
+    const stop = new AbortController();
+    const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+    let progressError: unknown;
+    let reported = 0, finished = false;
+    const progress = onProgress && ((done: number, all: number) => {
+      if (progressError !== undefined || finished) return;
+      try {
+        onProgress((reported = done), all);
+      } catch (error) {
+        progressError = error;
+        stop.abort();
+      }
+    });
+    let raw: R;
+    try {
+      raw = await this.run(() => withAbortFlag(signal, (flag) => call(progress, flag)), signal);
+    } catch (error) {
+      throw progressError ?? error;
+    } finally {
+      finished = true;
+    }
+    if (progressError !== undefined) throw progressError;
+    const all = total(raw);
+    if (onProgress && reported < all) onProgress(all, all);
+    return raw;
   }
 
   /**
@@ -495,34 +509,9 @@ export class Model {
     const steps = options.method === 'eap' ? 1 : positiveInt(options.steps, 5, 'steps', 10_000);
     const memoryBudgetBytes = memoryBudget(options.memoryBudgetBytes);
     const started = performance.now();
-    const { onProgress } = options;
-    // An exception in onProgress stops the run and is what edgeScores rejects with.
-    const stop = new AbortController();
-    const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
-    let progressError: unknown;
-    let reported = 0, finished = false;
-    const progress = onProgress && ((done: number, total: number) => {
-      if (progressError !== undefined || finished) return;
-      try {
-        onProgress((reported = done), total);
-      } catch (error) {
-        progressError = error;
-        stop.abort();
-      }
-    });
-    let raw;
-    try {
-      raw = await this.run(
-        () => withAbortFlag(signal, (flag) => this.handle.edgeScores(clean.ids, corrupted.ids, clean.rows, clean.seqLen, metric, { steps, memoryBudgetBytes }, progress, flag)),
-        signal,
-      );
-    } catch (error) {
-      throw progressError ?? error;
-    }
-    if (progressError !== undefined) throw progressError;
-    const total = clean.rows * steps;  // (row, step) pairs; the last report may still be queued
-    finished = true;
-    if (onProgress && reported < total) onProgress(total, total);
+    // The total is (row, step) pairs; the last report may still be queued.
+    const raw = await this.runReporting(options, (progress, flag) =>
+      this.handle.edgeScores(clean.ids, corrupted.ids, clean.rows, clean.seqLen, metric, { steps, memoryBudgetBytes }, progress, flag), () => clean.rows * steps);
     return { scores: raw.scores, graph, metricClean: raw.metricClean, metricCorrupted: raw.metricCorrupted, ms: performance.now() - started, microBatches: raw.microBatches, method: options.method, steps };
   }
 
