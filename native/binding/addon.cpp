@@ -47,16 +47,6 @@ std::vector<Neuron> neurons_from_js(const Napi::CallbackInfo& info, size_t first
   return out;
 }
 
-// Runs `fn` on the JS thread, turning native errors into JS errors with codes.
-template <typename Fn>
-auto sync(Napi::Env env, Fn&& fn) -> decltype(fn()) {
-  try {
-    return with_torch_errors(std::forward<Fn>(fn));
-  } catch (const Error& e) {
-    throw_coded(env, e.code(), e.what());
-  }
-}
-
 Napi::Object info_to_js(Napi::Env env, const CausalLM& model) {
   const ModelInfo& i = model.info();
   Napi::Object o = Napi::Object::New(env);
@@ -314,26 +304,17 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     return PromiseWorker::Run(
         env,
         [state, request, fast, out, release] {
-          struct Release {
-            std::function<void()> fn;
-            ~Release() { fn(); }
-          } on_exit{release};
+          OnExit on_exit{release};
           std::lock_guard<std::mutex> lock(state->mutex);
           const CausalLM& m = *state->model;
           if (request->resid_post) *out = fast ? ig_resid_fast(m, *request) : ig_resid_reference(m, *request);
           else *out = fast ? ig_fast(m, *request) : ig_reference(m, *request);
         },
         [out](Napi::Env env) -> Napi::Value {
-          auto copy = [&](const at::Tensor& t) {
-            at::Tensor c = t.to(at::kFloat).contiguous();
-            auto a = Napi::Float32Array::New(env, c.numel());
-            std::memcpy(a.Data(), c.data_ptr<float>(), c.numel() * sizeof(float));
-            return a;
-          };
           Napi::Object r = Napi::Object::New(env);
-          r.Set("attributions", copy(out->attributions));
-          r.Set("fFull", copy(out->f_full));
-          r.Set("fBaseline", copy(out->f_baseline));
+          r.Set("attributions", floats_to_js(env, out->attributions));
+          r.Set("fFull", floats_to_js(env, out->f_full));
+          r.Set("fBaseline", floats_to_js(env, out->f_baseline));
           r.Set("rows", double(out->rows));
           r.Set("microBatches", double(out->micro_batches));
           return r;

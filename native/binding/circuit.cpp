@@ -66,36 +66,6 @@ Napi::Uint8Array bytes_to_js(Napi::Env env, const at::Tensor& t) {
   return a;
 }
 
-Napi::Float32Array floats_to_js(Napi::Env env, const at::Tensor& t) {
-  const at::Tensor c = t.to(at::kCPU, at::kFloat).contiguous();
-  auto a = Napi::Float32Array::New(env, c.numel());
-  std::memcpy(a.Data(), c.data_ptr<float>(), c.numel() * sizeof(float));
-  return a;
-}
-
-Napi::Int32Array ints_to_js(Napi::Env env, const at::Tensor& t) {
-  const at::Tensor c = t.to(at::kCPU, at::kInt).contiguous();
-  auto a = Napi::Int32Array::New(env, c.numel());
-  std::memcpy(a.Data(), c.data_ptr<int32_t>(), c.numel() * sizeof(int32_t));
-  return a;
-}
-
-// Runs fn on the JS thread, turning native errors into coded JS errors.
-template <typename Fn>
-auto sync(Napi::Env env, Fn&& fn) -> decltype(fn()) {
-  try {
-    return with_torch_errors(std::forward<Fn>(fn));
-  } catch (const Error& e) {
-    throw_coded(env, e.code(), e.what());
-  }
-}
-
-// Releases the progress function and returns freed host memory when a worker ends, however it ends.
-struct OnExit {
-  std::function<void()> fn;
-  ~OnExit() { fn(); }
-};
-
 }  // namespace
 
 Napi::Value circuit_graph(const Napi::CallbackInfo& info, std::shared_ptr<ModelState> state) {

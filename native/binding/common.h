@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -13,6 +14,7 @@
 #include "error.h"
 #include "models/model.h"
 #include "promise_worker.h"
+#include "runtime.h"
 #include "train/trainer.h"
 
 namespace neuroprune::binding {
@@ -117,14 +119,40 @@ inline MlpSite site_arg(const Napi::CallbackInfo& info, size_t i, const CausalLM
   return MlpSite::Pre;
 }
 
+// Runs `fn` on the JS thread, turning native errors into JS errors with codes.
+template <typename Fn>
+auto sync(Napi::Env env, Fn&& fn) -> decltype(fn()) {
+  try {
+    return with_torch_errors(std::forward<Fn>(fn));
+  } catch (const Error& e) {
+    throw_coded(env, e.code(), e.what());
+  }
+}
+
+// Runs fn when a worker's scope ends, however it ends (releasing its progress function, freed host memory).
+struct OnExit {
+  std::function<void()> fn;
+  ~OnExit() { fn(); }
+};
+
+// A tensor as a Float32Array / Int32Array (converted and copied to the CPU).
+inline Napi::Float32Array floats_to_js(Napi::Env env, const at::Tensor& t) {
+  const at::Tensor c = t.to(at::kCPU, at::kFloat).contiguous();
+  auto a = Napi::Float32Array::New(env, c.numel());
+  if (c.numel()) std::memcpy(a.Data(), c.data_ptr<float>(), c.numel() * sizeof(float));
+  return a;
+}
+inline Napi::Int32Array ints_to_js(Napi::Env env, const at::Tensor& t) {
+  const at::Tensor c = t.to(at::kCPU, at::kInt).contiguous();
+  auto a = Napi::Int32Array::New(env, c.numel());
+  if (c.numel()) std::memcpy(a.Data(), c.data_ptr<int32_t>(), c.numel() * sizeof(int32_t));
+  return a;
+}
+
 // float32 CPU tensors -> an array of Float32Arrays.
 inline Napi::Value float_arrays_to_js(Napi::Env env, const std::vector<at::Tensor>& tensors) {
   Napi::Array arr = Napi::Array::New(env, tensors.size());
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    auto a = Napi::Float32Array::New(env, tensors[i].numel());
-    std::memcpy(a.Data(), tensors[i].data_ptr<float>(), tensors[i].numel() * sizeof(float));
-    arr.Set(i, a);
-  }
+  for (size_t i = 0; i < tensors.size(); ++i) arr.Set(i, floats_to_js(env, tensors[i]));
   return arr;
 }
 
