@@ -14,7 +14,7 @@ import { parseCircuitConfig, CircuitConfig } from '../pipelines/circuit-config';
 import { writeCircuitOutputs } from '../pipelines/circuit-output';
 import { mergeConfig, readConfigFile } from '../pipelines/config';
 import { stagingDir } from '../staging';
-import { progressBar } from './progress';
+import { stagedProgress } from './progress';
 import { withModel } from './session';
 
 export interface CircuitFlags {
@@ -75,19 +75,13 @@ export async function runCircuit(id: string, o: CircuitFlags): Promise<void> {
  */
 async function runShard(model: Model, signal: AbortSignal, out: string, shard: Shard, config: CircuitConfig, o: CircuitFlags) {
   const dir = shardDir(out, shard);
-  let stage = '';
-  let bar = progressBar('');
+  const bar = stagedProgress(14);
   try {
     const r = await circuitShard(model, {
       ...config, resume: Boolean(o.resume), signal,
       onProgress: (p) => {
         const label = `${p.stage} ${shard.index}/${shard.count}`;
-        if (label !== stage) {
-          bar.stop();
-          stage = label;
-          bar = progressBar(label.padEnd(14));
-        }
-        bar.update(p.done, p.total);
+        bar.update(label, p.done, p.total);
       },
     }, shard, dir, { device: o.device, dtype: o.dtype });
     bar.stop();
@@ -102,8 +96,7 @@ async function runShard(model: Model, signal: AbortSignal, out: string, shard: S
 
 async function run(model: Model, signal: AbortSignal, out: string, existing: boolean, config: CircuitConfig, resume: boolean) {
   const chunkDir = `${out}.partial`;
-  let stage = '';
-  let bar = progressBar('');
+  const bar = stagedProgress(14);
   const started = performance.now();
   let tmp: string | undefined;
   try {
@@ -114,12 +107,7 @@ async function run(model: Model, signal: AbortSignal, out: string, existing: boo
       signal,
       onProgress: (p) => {
         const label = p.detail ? `${p.stage} ${p.detail}` : p.stage;
-        if (label !== stage) {
-          bar.stop();
-          stage = label;
-          bar = progressBar(label.padEnd(14));
-        }
-        bar.update(p.done, p.total);
+        bar.update(label, p.done, p.total);
       },
     });
     bar.stop();

@@ -15,7 +15,7 @@ import { parseCopyBiasConfig } from '../pipelines/copybias-config';
 import { formatEvalTable } from '../pipelines/evaluate';
 import { summaryLine } from '../report/copybias';
 import { formatTaskVectorTable } from '../pipelines/task-vectors';
-import { progressBar } from './progress';
+import { progressBar, stagedProgress } from './progress';
 
 export interface CopyBiasFlags {
   out: string;
@@ -89,15 +89,9 @@ async function runShard(model: Model, signal: AbortSignal, id: string, config: C
 
 /** Runs the pipeline and writes DIR through a temporary folder renamed into place at the end. */
 async function run(model: Model, signal: AbortSignal, id: string, config: CopyBiasConfig, out: string, existing: string[] | undefined, o: CopyBiasFlags) {
-  let stage = '';
-  let bar = progressBar('');
+  const bar = stagedProgress(12);
   const onProgress = (p: StageProgress) => {
-    if (p.stage !== stage) {
-      bar.stop();
-      stage = p.stage;
-      bar = progressBar(p.stage.padEnd(12));
-    }
-    bar.update(p.done, p.total);
+    bar.update(p.stage, p.done, p.total);
   };
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const tmp = stagingDir(out);

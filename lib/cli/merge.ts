@@ -1,7 +1,7 @@
 /** `neuroprune merge DIR [DIR2 ...]`: the shards of one sharded run into the files its unsharded run writes. */
 import path from 'node:path';
 import { mergeShards } from '../pipelines/merge';
-import { progressBar } from './progress';
+import { stagedProgress } from './progress';
 import { interruptible } from './session';
 
 export interface MergeFlags {
@@ -12,18 +12,12 @@ export interface MergeFlags {
 }
 
 export async function runMerge(dirs: string[], o: MergeFlags): Promise<void> {
-  let stage = '';
-  let bar = progressBar('');
+  const bar = stagedProgress(12);
   const r = await interruptible((signal) =>
     mergeShards(dirs, {
       out: o.out, model: o.model, device: o.device, dtype: o.dtype, signal,
       onProgress: (p) => {
-        if (p.stage !== stage) {
-          bar.stop();
-          stage = p.stage;
-          bar = progressBar(p.stage.padEnd(12));
-        }
-        bar.update(p.done, p.total);
+        bar.update(p.stage, p.done, p.total);
       },
     }).finally(() => bar.stop()),
   );

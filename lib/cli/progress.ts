@@ -22,3 +22,20 @@ export function progressBar(label: string, extra = '') {
     },
   };
 }
+
+/** One bar per stage of a pipeline: a new stage label stops the last bar and starts the next. */
+export function stagedProgress(width = 12) {
+  let stage: string | undefined;
+  let bar = progressBar('');
+  return {
+    update: (label: string, done: number, total: number) => {
+      if (label !== stage) {
+        bar.stop();
+        stage = label;
+        bar = progressBar(label.padEnd(width));
+      }
+      bar.update(done, total);
+    },
+    stop: () => bar.stop(),
+  };
+}

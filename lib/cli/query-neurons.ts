@@ -13,7 +13,7 @@ import { shardLine } from '../pipelines/shard-run';
 import { isSharded, resolveShard, Shard, shardDir } from '../shards';
 import { writeQueryNeuronOutputs } from '../pipelines/query-neurons-output';
 import { stagingDir } from '../staging';
-import { progressBar } from './progress';
+import { progressBar, stagedProgress } from './progress';
 import { withModel } from './session';
 
 export interface QueryNeuronsFlags {
@@ -99,20 +99,14 @@ async function runShard(model: Model, signal: AbortSignal, out: string, shard: S
 
 async function run(model: Model, signal: AbortSignal, id: string, out: string, existing: boolean, o: QueryNeuronsFlags) {
   const chunkDir = `${out}.partial`;
-  let stage = '';
-  let bar = progressBar('');
+  const bar = stagedProgress(12);
   const options: QueryNeuronsOptions = {
     ...pipelineOptions(o),
     chunkDir,
     resume: o.resume,
     signal,
     onProgress: (p) => {
-      if (p.stage !== stage) {
-        bar.stop();
-        stage = p.stage;
-        bar = progressBar(p.stage.padEnd(12));
-      }
-      bar.update(p.done, p.total);
+      bar.update(p.stage, p.done, p.total);
     },
   };
   const started = performance.now();

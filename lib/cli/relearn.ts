@@ -7,7 +7,7 @@ import { PruneMode, Ranking, relearn } from '../pipelines/relearn';
 import { RelearnSite } from '../relearn/tokens';
 import { applyWordList, buildLocationConcept, ConceptText, readConceptFile, readWordList } from '../tasks/concept';
 import { readCorpus } from '../training';
-import { progressBar } from './progress';
+import { stagedProgress } from './progress';
 import { interruptible } from './session';
 
 export interface RelearnFlags {
@@ -58,15 +58,13 @@ export async function runRelearn(id: string, o: RelearnFlags): Promise<void> {
   if (!o.resume && !o.force && fs.existsSync(out) && fs.readdirSync(out).length) throw new NeuropruneError('E_ARG', `${out} exists and is not empty (use --force to replace it)`);
   const corpus = conceptCorpus(o.concept, o.corpus, o.dataDir, o.seed, o.limit);
   await interruptible(async (signal) => {
-    let bar = progressBar('');
-    let stage = '';
+    const bar = stagedProgress(20);
     const r = await relearn(id, {
       corpus, out, site: o.site, ranking: o.ranking, mode: o.mode, pruneFraction: o.pruneFraction, steps: o.steps, checkpointEvery: o.checkpointEvery,
       batchSize: o.batchSize, lr: o.lr, seed: o.seed, saliencyTop: o.saliencyTop, measureTexts: o.measureTexts, control: o.control ? undefined : false, randomDraws: o.randomDraws, resume: o.resume,
       load: { device: o.device as never, dtype: o.dtype }, signal,
       onProgress: (what, done, total) => {
-        if (what !== stage) (bar.stop(), (stage = what), (bar = progressBar(what.padEnd(20))));
-        bar.update(done, total);
+        bar.update(what, done, total);
       },
     });
     bar.stop();

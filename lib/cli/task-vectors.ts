@@ -10,7 +10,7 @@ import { formatTaskVectorTable, taskVectors, TaskVectorProgress } from '../pipel
 import { parseTaskVectorsConfig, TaskVectorsConfig } from '../pipelines/task-vectors-config';
 import { taskVectorsReport } from '../report/task-vectors';
 import { stagingDir } from '../staging';
-import { progressBar } from './progress';
+import { stagedProgress } from './progress';
 import { withModel } from './session';
 
 export interface TaskVectorsFlags {
@@ -43,15 +43,9 @@ export async function runTaskVectors(id: string, o: TaskVectorsFlags): Promise<v
 
 /** Runs the pipeline and writes DIR through a temporary folder renamed into place at the end. */
 async function run(model: Model, signal: AbortSignal, id: string, config: TaskVectorsConfig, out: string, existing: string[] | undefined) {
-  let stage = '';
-  let bar = progressBar('');
+  const bar = stagedProgress(14);
   const onProgress = (p: TaskVectorProgress) => {
-    if (p.stage !== stage) {
-      bar.stop();
-      stage = p.stage;
-      bar = progressBar(p.stage.padEnd(14));
-    }
-    bar.update(p.done, p.total);
+    bar.update(p.stage, p.done, p.total);
   };
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const tmp = stagingDir(out);
