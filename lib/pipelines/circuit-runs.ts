@@ -4,6 +4,7 @@
  * averaged with the groups' sizes as weights, per-row results concatenated in group order).
  */
 import { NeuropruneError } from '../errors';
+import type { EdgeScores } from '../circuit';
 import type { CircuitGraph } from '../circuit/graph';
 import type { Ablation, CircuitMetric, CircuitModel } from '../circuit/model-api';
 import { CircuitFact, groupByLength } from '../tasks/circuit-data';
@@ -16,14 +17,8 @@ export function metricOf(kind: MetricKind, rows: CircuitFact[]): CircuitMetric {
   return { kind, answer: rows.map((r) => r.answer), wrong: rows.map((r) => r.corrupted.answer) };
 }
 
-export interface ScoredEdges {
-  scores: Float32Array;
-  graph: CircuitGraph;
-  /** Row-weighted means over the length groups. */
-  metricClean: number;
-  metricCorrupted: number;
-  ms: number;
-  microBatches: number;
+/** Edge scores over every length group: metricClean and metricCorrupted are row-weighted means over the groups. */
+export interface ScoredEdges extends Omit<EdgeScores, 'method' | 'steps'> {
   groups: number;
   resumedGroups: number;
 }
