@@ -1,5 +1,6 @@
 #include "patching/resid.h"
 
+#include <functional>
 #include <map>
 #include <string>
 
@@ -13,40 +14,40 @@ void check_resid_layer(const CausalLM& model, int64_t layer, const char* what) {
     fail(codes::kRange, std::string(what) + " " + std::to_string(layer) + " is out of range [0, " + std::to_string(n) + ")");
 }
 
-std::vector<at::Tensor> last_position_resid(const CausalLM& model, const at::Tensor& ids, const at::Tensor& mask,
-                                            const std::vector<int64_t>& layers) {
-  for (int64_t l : layers) check_resid_layer(model, l, "layer");
-  std::map<int64_t, at::Tensor> seen;
-  for (int64_t l : layers) seen[l] = at::Tensor();
-  Hooks hooks;
-  hooks.resid_post = [&seen](int64_t layer, const at::Tensor& x) {
-    auto it = seen.find(layer);
-    if (it != seen.end()) it->second = x.select(1, x.size(1) - 1).clone();  // [B, d_model]
-    return x;
-  };
-  model.forward(ids, mask, nullptr, &hooks, /*last_only=*/true);
-  std::vector<at::Tensor> out;
-  for (int64_t l : layers) out.push_back(seen.at(l));
-  return out;
-}
+namespace {
 
-std::vector<at::Tensor> all_positions_resid(const CausalLM& model, const at::Tensor& ids, const at::Tensor& mask,
-                                            const std::vector<int64_t>& layers, at::Tensor* logits) {
+// One forward of ids that keeps, per requested layer, take(hook_resid_post); the logits when wanted
+// (without them the LM head runs at the last position only, its output dropped).
+std::vector<at::Tensor> read_resid(const CausalLM& model, const at::Tensor& ids, const at::Tensor& mask, const std::vector<int64_t>& layers,
+                                   const std::function<at::Tensor(const at::Tensor&)>& take, at::Tensor* logits) {
   for (int64_t l : layers) check_resid_layer(model, l, "layer");
   std::map<int64_t, at::Tensor> seen;
   for (int64_t l : layers) seen[l] = at::Tensor();
   Hooks hooks;
-  hooks.resid_post = [&seen](int64_t layer, const at::Tensor& x) {
+  hooks.resid_post = [&seen, &take](int64_t layer, const at::Tensor& x) {
     auto it = seen.find(layer);
-    if (it != seen.end()) it->second = x;  // [B, T, d_model]; x is never changed in place
+    if (it != seen.end()) it->second = take(x);
     return x;
   };
-  // Without logits the LM head runs at the last position only (its output is dropped).
   at::Tensor out = model.forward(ids, mask, nullptr, &hooks, /*last_only=*/logits == nullptr);
   if (logits) *logits = out;
   std::vector<at::Tensor> result;
   for (int64_t l : layers) result.push_back(seen.at(l));
   return result;
+}
+
+}  // namespace
+
+std::vector<at::Tensor> last_position_resid(const CausalLM& model, const at::Tensor& ids, const at::Tensor& mask,
+                                            const std::vector<int64_t>& layers) {
+  // [B, d_model], cloned so the rest of x can go
+  return read_resid(model, ids, mask, layers, [](const at::Tensor& x) { return x.select(1, x.size(1) - 1).clone(); }, nullptr);
+}
+
+std::vector<at::Tensor> all_positions_resid(const CausalLM& model, const at::Tensor& ids, const at::Tensor& mask,
+                                            const std::vector<int64_t>& layers, at::Tensor* logits) {
+  // [B, T, d_model]; x is never changed in place
+  return read_resid(model, ids, mask, layers, [](const at::Tensor& x) { return x; }, logits);
 }
 
 Hooks patch_last_position(const CausalLM& model, int64_t layer, at::Tensor vectors) {
