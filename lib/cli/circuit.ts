@@ -8,7 +8,6 @@ import path from 'node:path';
 import { NeuropruneError } from '../errors';
 import { DType, Model } from '../model';
 import { circuitShard, discoverCircuit } from '../pipelines/circuit';
-import { shardLine } from '../pipelines/shard-run';
 import { isSharded, resolveShard, Shard, shardDir } from '../shards';
 import { parseCircuitConfig, CircuitConfig } from '../pipelines/circuit-config';
 import { writeCircuitOutputs } from '../pipelines/circuit-output';
@@ -16,6 +15,7 @@ import { mergeConfig, readConfigFile } from '../pipelines/config';
 import { stagingDir } from '../staging';
 import { stagedProgress } from './progress';
 import { withModel } from './session';
+import { runShardStage } from './shard';
 
 export interface CircuitFlags {
   relation?: string[];
@@ -75,23 +75,8 @@ export async function runCircuit(id: string, o: CircuitFlags): Promise<void> {
  */
 async function runShard(model: Model, signal: AbortSignal, out: string, shard: Shard, config: CircuitConfig, o: CircuitFlags) {
   const dir = shardDir(out, shard);
-  const bar = stagedProgress(14);
-  try {
-    const r = await circuitShard(model, {
-      ...config, resume: Boolean(o.resume), signal,
-      onProgress: (p) => {
-        const label = `${p.stage} ${shard.index}/${shard.count}`;
-        bar.update(label, p.done, p.total);
-      },
-    }, shard, dir, { device: o.device, dtype: o.dtype });
-    bar.stop();
-    process.stdout.write(shardLine('circuit', shard, dir, r.run));
-  } catch (error) {
-    if ((error as NeuropruneError).code === 'E_ABORTED') process.stderr.write(`stopped; the edge scores done so far are in ${dir} (continue with --resume)\n`);
-    throw error;
-  } finally {
-    bar.stop();
-  }
+  await runShardStage('circuit', 'edge scores', shard, dir, (progress) =>
+    circuitShard(model, { ...config, resume: Boolean(o.resume), signal, onProgress: (p) => progress(p.stage, p.done, p.total) }, shard, dir, { device: o.device, dtype: o.dtype }));
 }
 
 async function run(model: Model, signal: AbortSignal, out: string, existing: boolean, config: CircuitConfig, resume: boolean) {

@@ -6,16 +6,16 @@ import { NeuropruneError } from '../errors';
 import { DType, Model } from '../model';
 import { CopyBiasConfig } from '../pipelines/copybias-config';
 import { withModel } from './session';
+import { runShardStage } from './shard';
 import { copyBias, copyBiasShard, StageProgress } from '../pipelines/copybias';
 import { writeCopyBiasOutputs } from '../pipelines/copybias-output';
-import { shardLine } from '../pipelines/shard-run';
 import { isSharded, resolveShard, Shard, shardDir } from '../shards';
 import { mergeConfig, readConfigFile } from '../pipelines/config';
 import { parseCopyBiasConfig } from '../pipelines/copybias-config';
 import { formatEvalTable } from '../pipelines/evaluate';
 import { summaryLine } from '../report/copybias';
 import { formatTaskVectorTable } from '../pipelines/task-vectors';
-import { progressBar, stagedProgress } from './progress';
+import { stagedProgress } from './progress';
 
 export interface CopyBiasFlags {
   out: string;
@@ -72,19 +72,10 @@ export async function runCopyBias(id: string, o: CopyBiasFlags): Promise<void> {
  */
 async function runShard(model: Model, signal: AbortSignal, id: string, config: CopyBiasConfig, out: string, shard: Shard, o: CopyBiasFlags) {
   const dir = shardDir(out, shard);
-  const bar = progressBar(`attribution ${shard.index}/${shard.count}`);
-  try {
-    const r = await copyBiasShard(model, config, shard, dir, { model: id, device: o.device, dtype: o.dtype, saveModel: Boolean(o.saveModel) }, {
-      signal, resume: o.resume, onProgress: (p) => bar.update(p.done, p.total),
-    });
-    bar.stop();
-    process.stdout.write(shardLine('copybias', shard, dir, r.run));
-  } catch (error) {
-    if ((error as NeuropruneError).code === 'E_ABORTED') process.stderr.write(`stopped; the chunks done so far are in ${dir} (continue with --resume)\n`);
-    throw error;
-  } finally {
-    bar.stop();
-  }
+  await runShardStage('copybias', 'chunks', shard, dir, (progress) =>
+    copyBiasShard(model, config, shard, dir, { model: id, device: o.device, dtype: o.dtype, saveModel: Boolean(o.saveModel) }, {
+      signal, resume: o.resume, onProgress: (p) => progress('attribution', p.done, p.total),
+    }));
 }
 
 /** Runs the pipeline and writes DIR through a temporary folder renamed into place at the end. */

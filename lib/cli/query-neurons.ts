@@ -9,12 +9,12 @@ import { NeuropruneError } from '../errors';
 import { DType, Model } from '../model';
 import { NeuronSite } from '../neurons';
 import { queryNeurons, QueryNeuronMethod, QueryNeuronsOptions, queryNeuronsShard } from '../pipelines/query-neurons';
-import { shardLine } from '../pipelines/shard-run';
 import { isSharded, resolveShard, Shard, shardDir } from '../shards';
 import { writeQueryNeuronOutputs } from '../pipelines/query-neurons-output';
 import { stagingDir } from '../staging';
-import { progressBar, stagedProgress } from './progress';
+import { stagedProgress } from './progress';
 import { withModel } from './session';
+import { runShardStage } from './shard';
 
 export interface QueryNeuronsFlags {
   data: string;
@@ -82,19 +82,10 @@ function pipelineOptions(o: QueryNeuronsFlags) {
  */
 async function runShard(model: Model, signal: AbortSignal, out: string, shard: Shard, o: QueryNeuronsFlags) {
   const dir = shardDir(out, shard);
-  const bar = progressBar(`attribution ${shard.index}/${shard.count}`);
-  try {
-    const r = await queryNeuronsShard(model, { ...pipelineOptions(o), resume: o.resume, signal, onProgress: (p) => bar.update(p.done, p.total) }, shard, dir, {
+  await runShardStage('query-neurons', 'queries', shard, dir, (progress) =>
+    queryNeuronsShard(model, { ...pipelineOptions(o), resume: o.resume, signal, onProgress: (p) => progress('attribution', p.done, p.total) }, shard, dir, {
       options: pipelineOptions(o), device: o.device, dtype: o.dtype,
-    });
-    bar.stop();
-    process.stdout.write(shardLine('query-neurons', shard, dir, r.run));
-  } catch (error) {
-    if ((error as NeuropruneError).code === 'E_ABORTED') process.stderr.write(`stopped; the queries done so far are in ${dir} (continue with --resume)\n`);
-    throw error;
-  } finally {
-    bar.stop();
-  }
+    }));
 }
 
 async function run(model: Model, signal: AbortSignal, id: string, out: string, existing: boolean, o: QueryNeuronsFlags) {
